@@ -1,0 +1,82 @@
+"""NIfTI volumes: careful reading (clear errors) and writing with rescaled affines and kept header codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+from nibabel.affines import rescale_affine, voxel_sizes
+
+from medsr.errors import InputError
+from medsr.io.atomic import atomic_path
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def load_nifti(path: str | Path) -> nib.Nifti1Image:
+    """Open a NIfTI file, turning every failure into an :class:`InputError` that names the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a NIfTI file")
+    try:
+        img = nib.load(str(path))
+    except Exception as err:  # nibabel raises many types for corrupt files
+        raise InputError(path, f"not a readable NIfTI file ({type(err).__name__}: {err})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(path, f"not a NIfTI image ({type(img).__name__})")
+    return img
+
+
+def read_volume(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Read a 3-D volume as float32 (trailing singleton axes dropped); checks dimensionality and finiteness."""
+    img = load_nifti(path)
+    shape = img.shape
+    while len(shape) > ndim and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != ndim:
+        raise InputError(path, f"expected a {ndim}-D volume, got shape {tuple(img.shape)}")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as err:
+        raise InputError(path, f"cannot read voxel data ({type(err).__name__}: {err})") from None
+    if not np.isfinite(data).all():
+        raise InputError(path, f"{int((~np.isfinite(data)).sum())} non-finite voxels (NaN or Inf)")
+    return data, img
+
+
+def resampled_affine(affine: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
+    """Affine of the same field of view sampled on ``new_shape`` (pixel-centre geometry, centre kept)."""
+    shape = np.asarray(shape[:3], dtype=float)
+    new = np.asarray(new_shape[:3], dtype=float)
+    zooms = voxel_sizes(affine)[:3] * shape / new
+    return rescale_affine(affine, tuple(int(s) for s in shape), zooms, tuple(int(s) for s in new))
+
+
+def write_volume(
+    path: str | Path,
+    data: np.ndarray,
+    like: nib.Nifti1Image,
+    affine: np.ndarray | None = None,
+) -> None:
+    """Write float32 ``data`` with ``like``'s header (codes, units) and ``affine``; atomic; slope/intercept reset."""
+    affine = like.affine if affine is None else affine
+    header = like.header.copy()
+    out = type(like)(np.asarray(data, dtype=np.float32), affine, header)
+    out.set_data_dtype(np.float32)
+    out.header.set_slope_inter(None, None)
+    qcode, scode = int(like.header["qform_code"]), int(like.header["sform_code"])
+    if qcode == 0 and scode == 0:
+        qcode = scode = 1
+    out.set_qform(affine, code=qcode)
+    out.set_sform(affine, code=scode)
+    out.header.set_xyzt_units(*like.header.get_xyzt_units())
+    with atomic_path(path) as tmp:
+        nib.save(out, str(tmp))

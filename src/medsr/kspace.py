@@ -1,0 +1,261 @@
+"""Pure k-space functions: centred orthonormal FFTs, centre cropping at any scale, Cartesian masks, degradation.
+
+Conventions
+-----------
+* Spectra are *centred*: index ``N // 2`` holds the DC term (``fftshift`` layout).
+* Functions take torch tensors (real or complex) or numpy arrays; numpy in gives numpy out.
+* FFTs always run in (complex) float32 or float64, never in half precision.
+* Geometry: the low-resolution grid covers the same field of view as the high-resolution one, with pixel
+  centres placed like ``torch.nn.functional.interpolate(..., align_corners=False)`` and
+  ``nibabel.affines.rescale_affine``: HR pixel ``i`` sits at LR coordinate ``(i + 0.5) * n / N - 0.5``.
+  A plain DFT crop keeps index ``N // 2`` on ``n // 2`` instead, which is up to half a pixel off that grid;
+  :func:`downsample` removes the offset with a linear phase (exact for band-limited images), so bicubic,
+  implicit decoders and affines all agree with the data.
+
+Undersampling masks follow fastMRI's semantics (Zbontar et al., "fastMRI: An Open Dataset and Benchmarks for
+Accelerated MRI", 2018): a fully sampled centre of ``round(W * center_fraction)`` columns plus random or
+equispaced columns so that the overall acceleration is ``R``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+Array = torch.Tensor | np.ndarray
+MAX_SCALE = 16.0
+
+
+def _as_tensor(x: Array) -> tuple[torch.Tensor, bool]:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x)), True
+    return x, False
+
+
+def _back(x: torch.Tensor, was_numpy: bool) -> Array:
+    return x.numpy() if was_numpy else x
+
+
+def _complex(x: torch.Tensor) -> torch.Tensor:
+    if x.is_complex():
+        return x if x.dtype in (torch.complex64, torch.complex128) else x.to(torch.complex64)
+    return x.to(torch.float64 if x.dtype == torch.float64 else torch.float32).to(
+        torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    )
+
+
+def fft2c(x: Array) -> Array:
+    """Centred, orthonormal 2-D FFT over the last two axes."""
+    t, was_numpy = _as_tensor(x)
+    t = _complex(t)
+    k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(t, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+    return _back(k, was_numpy)
+
+
+def ifft2c(k: Array) -> Array:
+    """Centred, orthonormal inverse 2-D FFT over the last two axes."""
+    t, was_numpy = _as_tensor(k)
+    t = _complex(t)
+    x = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(t, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+    return _back(x, was_numpy)
+
+
+def check_scale(scale: float, name: str = "scale") -> float:
+    """Return ``scale`` as a float if it is a finite number in [1, 16]; raise ``ValueError`` otherwise."""
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {scale!r}") from None
+    if not math.isfinite(s) or s < 1.0 or s > MAX_SCALE:
+        raise ValueError(f"{name} must be between 1 and {MAX_SCALE:g}, got {scale!r}")
+    return s
+
+
+def lr_length(n: int, scale: float) -> int:
+    """Samples kept on an axis of ``n`` samples at ``scale``: ``round(n / scale)``, halves rounded up, >= 1."""
+    return max(1, int(math.floor(n / check_scale(scale) + 0.5)))
+
+
+def lr_shape(shape: Sequence[int], scale: float | Sequence[float]) -> tuple[int, int]:
+    """Low-resolution in-plane shape for an image of ``shape[-2:]`` at ``scale`` (one value or (sy, sx))."""
+    sy, sx = _pair(scale)
+    return lr_length(int(shape[-2]), sy), lr_length(int(shape[-1]), sx)
+
+
+def _pair(scale: float | Sequence[float]) -> tuple[float, float]:
+    if isinstance(scale, (int, float)):
+        return float(scale), float(scale)
+    sy, sx = scale
+    return float(sy), float(sx)
+
+
+def _window(big: int, small: int) -> slice:
+    start = big // 2 - small // 2
+    return slice(start, start + small)
+
+
+def crop_kspace(k: Array, shape: Sequence[int]) -> Array:
+    """Keep the central ``shape`` of a centred spectrum (index ``N // 2`` lands on ``n // 2``)."""
+    t, was_numpy = _as_tensor(k)
+    (H, W), (h, w) = t.shape[-2:], tuple(shape)
+    if h > H or w > W:
+        raise ValueError(f"cannot crop a {H}x{W} spectrum to {h}x{w}")
+    return _back(t[..., _window(H, h), _window(W, w)], was_numpy)
+
+
+def pad_kspace(k: Array, shape: Sequence[int]) -> Array:
+    """Zero-pad a centred spectrum to ``shape``: the exact inverse of :func:`crop_kspace` on the kept band."""
+    t, was_numpy = _as_tensor(k)
+    (h, w), (H, W) = t.shape[-2:], tuple(shape)
+    if h > H or w > W:
+        raise ValueError(f"cannot pad a {h}x{w} spectrum to {H}x{W}")
+    out = t.new_zeros(t.shape[:-2] + (H, W))
+    out[..., _window(H, h), _window(W, w)] = t
+    return _back(out, was_numpy)
+
+
+def _alignment_phase(big: int, small: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Linear phase over a centred axis of ``big`` bins that moves the DFT-crop grid onto the pixel-centre grid."""
+    delta = (small // 2 + 0.5) * big / small - 0.5 - big // 2
+    k = torch.arange(big, device=device, dtype=torch.float64) - big // 2
+    return torch.polar(torch.ones_like(k), 2 * math.pi * k * delta / big).to(dtype)
+
+
+def _align(k: torch.Tensor, hr: tuple[int, int], lr: tuple[int, int], inverse: bool) -> torch.Tensor:
+    py = _alignment_phase(hr[0], lr[0], k.device, k.dtype)
+    px = _alignment_phase(hr[1], lr[1], k.device, k.dtype)
+    phase = py[:, None] * px[None, :]
+    return k * (phase.conj() if inverse else phase)
+
+
+def downsample(
+    image: Array,
+    scale: float | Sequence[float] | None = None,
+    *,
+    size: Sequence[int] | None = None,
+    magnitude: bool = True,
+) -> Array:
+    """Low-resolution image by keeping the centre of k-space (a band-limited, alias-free downsampling).
+
+    Give ``scale`` (one value or ``(sy, sx)``; an axis of N samples keeps ``round(N / s)``) or ``size``.
+    The mean intensity is preserved. The magnitude is taken only at the end, and only when ``magnitude``.
+    """
+    t, was_numpy = _as_tensor(image)
+    lr = tuple(size) if size is not None else lr_shape(t.shape, scale)
+    out = _crop_to_image(fft2c(t), lr)
+    return _back(out.abs() if magnitude else out, was_numpy)
+
+
+def _crop_to_image(k: torch.Tensor, lr: tuple[int, int]) -> torch.Tensor:
+    """Aligned centre crop of a centred HR spectrum to ``lr``, back to an intensity-preserving image."""
+    hr = tuple(k.shape[-2:])
+    k = _align(k, hr, lr, inverse=False)
+    return ifft2c(crop_kspace(k, lr)) * math.sqrt(lr[0] * lr[1] / (hr[0] * hr[1]))
+
+
+def zero_fill_upsample(image: Array, size: Sequence[int], *, magnitude: bool = True) -> Array:
+    """Upsample by zero-padding k-space: the exact inverse of :func:`downsample` inside the kept band."""
+    t, was_numpy = _as_tensor(image)
+    lr, hr = tuple(t.shape[-2:]), tuple(size)
+    k = _align(pad_kspace(fft2c(t), hr), hr, lr, inverse=True)
+    out = ifft2c(k) * math.sqrt(hr[0] * hr[1] / (lr[0] * lr[1]))
+    return _back(out.abs() if magnitude else out, was_numpy)
+
+
+def seed_from_name(name: str) -> int:
+    """A stable 32-bit seed from a file name, so each volume gets the same mask on every run and machine."""
+    return int.from_bytes(hashlib.sha256(str(name).encode()).digest()[:4], "little")
+
+
+class CartesianMask(abc.ABC):
+    """Column (phase-encode) sampling mask over the last axis; owns its random generator.
+
+    ``mask(width, seed=None)`` returns a boolean vector; a ``seed`` (e.g. :func:`seed_from_name`) makes the
+    call reproducible without touching the object's own generator.
+    """
+
+    def __init__(self, acceleration: float, center_fraction: float, seed: int | None = None):
+        if not math.isfinite(acceleration) or acceleration < 1:
+            raise ValueError(f"acceleration must be >= 1, got {acceleration!r}")
+        if not 0 < center_fraction <= 1:
+            raise ValueError(f"center fraction must be in (0, 1], got {center_fraction!r}")
+        self.acceleration = float(acceleration)
+        self.center_fraction = float(center_fraction)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, width: int, seed: int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(seed) if seed is not None else self.rng
+        num_low = max(1, int(round(width * self.center_fraction)))
+        mask = self._outer(width, num_low, rng)
+        pad = (width - num_low + 1) // 2
+        mask[pad : pad + num_low] = True
+        return mask
+
+    @abc.abstractmethod
+    def _outer(self, width: int, num_low: int, rng: np.random.Generator) -> np.ndarray:
+        """Columns sampled outside the fully sampled centre."""
+
+
+class RandomMask(CartesianMask):
+    """Columns outside the centre kept independently with the probability that gives acceleration R on average."""
+
+    def _outer(self, width: int, num_low: int, rng: np.random.Generator) -> np.ndarray:
+        prob = max(0.0, (width / self.acceleration - num_low) / max(width - num_low, 1))
+        return rng.uniform(size=width) < prob
+
+
+class EquispacedMask(CartesianMask):
+    """Equally spaced columns from a random offset, spacing adjusted so the centre counts towards R."""
+
+    def _outer(self, width: int, num_low: int, rng: np.random.Generator) -> np.ndarray:
+        mask = np.zeros(width, dtype=bool)
+        wanted = width / self.acceleration - num_low
+        if wanted <= 0:
+            return mask
+        spacing = (width - num_low) / wanted
+        offset = rng.uniform(0, spacing)
+        cols = np.round(np.arange(offset, width, spacing)).astype(int)
+        mask[cols[cols < width]] = True
+        return mask
+
+
+MASKS = {"random": RandomMask, "equispaced": EquispacedMask}
+
+
+def degrade(
+    image: Array,
+    scale: float | Sequence[float] = 1.0,
+    *,
+    mask: np.ndarray | None = None,
+    noise_snr_db: float | None = None,
+    generator: torch.Generator | None = None,
+    magnitude: bool = True,
+) -> Array:
+    """Joint degradation as in T2Net/MTrans: undersample k-space with ``mask``, then crop to ``scale``.
+
+    ``mask`` is a boolean column vector over the HR k-space width. With ``noise_snr_db``, complex white Gaussian
+    noise is added (equivalent in image and k-space domains under the orthonormal FFT); its standard deviation
+    per component is ``rms(clean LR) / 10 ** (snr / 20)``, so the magnitude becomes Rician.
+    """
+    t, was_numpy = _as_tensor(image)
+    hr = tuple(t.shape[-2:])
+    lr = lr_shape(hr, scale)
+    k = fft2c(t)
+    if mask is not None:
+        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=k.device)
+        if m.shape[-1] != hr[1]:
+            raise ValueError(f"mask has {m.shape[-1]} columns, k-space has {hr[1]}")
+        k = k * m.to(k.real.dtype)
+    out = _crop_to_image(k, lr)
+    if noise_snr_db is not None:
+        rms = out.abs().pow(2).mean().sqrt()
+        sigma = rms / (10 ** (float(noise_snr_db) / 20))
+        noise = torch.randn(out.shape, generator=generator, dtype=out.real.dtype, device=out.device)
+        noise_i = torch.randn(out.shape, generator=generator, dtype=out.real.dtype, device=out.device)
+        out = out + sigma * torch.complex(noise, noise_i)
+    return _back(out.abs() if magnitude else out, was_numpy)
