@@ -16,6 +16,9 @@ class InputError(Exception):
         self.message = message
         super().__init__(f"{self.source}: {message}" if self.source else message)
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.source, self.message)
+
 
 def require(condition: bool, source: str | Path | None, message: str) -> None:
     """Raise :class:`InputError` unless ``condition`` holds."""

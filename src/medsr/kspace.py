@@ -7,7 +7,7 @@ Conventions
 * FFTs always run in (complex) float32 or float64, never in half precision.
 * Geometry: the low-resolution grid covers the same field of view as the high-resolution one, with pixel
   centres placed like ``torch.nn.functional.interpolate(..., align_corners=False)`` and
-  ``nibabel.affines.rescale_affine``: HR pixel ``i`` sits at LR coordinate ``(i + 0.5) * n / N - 0.5``.
+  :func:`medsr.io.nifti.resampled_affine`: HR pixel ``i`` sits at LR coordinate ``(i + 0.5) * n / N - 0.5``.
   A plain DFT crop keeps index ``N // 2`` on ``n // 2`` instead, which is up to half a pixel off that grid;
   :func:`downsample` removes the offset with a linear phase (exact for band-limited images), so bicubic,
   implicit decoders and affines all agree with the data.
@@ -88,7 +88,7 @@ def lr_shape(shape: Sequence[int], scale: float | Sequence[float]) -> tuple[int,
 
 
 def _pair(scale: float | Sequence[float]) -> tuple[float, float]:
-    if isinstance(scale, (int, float)):
+    if np.ndim(scale) == 0:
         return float(scale), float(scale)
     sy, sx = scale
     return float(sy), float(sx)
@@ -219,8 +219,7 @@ class EquispacedMask(CartesianMask):
             return mask
         spacing = (width - num_low) / wanted
         offset = rng.uniform(0, spacing)
-        cols = np.round(np.arange(offset, width, spacing)).astype(int)
-        mask[cols[cols < width]] = True
+        mask[np.floor(np.arange(offset, width, spacing)).astype(int)] = True
         return mask
 
 

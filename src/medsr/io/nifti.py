@@ -7,7 +7,6 @@ from typing import Sequence
 
 import nibabel as nib
 import numpy as np
-from nibabel.affines import rescale_affine, voxel_sizes
 
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
@@ -53,11 +52,17 @@ def read_volume(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1
 
 
 def resampled_affine(affine: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
-    """Affine of the same field of view sampled on ``new_shape`` (pixel-centre geometry, centre kept)."""
-    shape = np.asarray(shape[:3], dtype=float)
-    new = np.asarray(new_shape[:3], dtype=float)
-    zooms = voxel_sizes(affine)[:3] * shape / new
-    return rescale_affine(affine, tuple(int(s) for s in shape), zooms, tuple(int(s) for s in new))
+    """Affine of the same field of view sampled on ``new_shape`` (pixel-centre geometry, centre kept).
+
+    Voxel ``j`` of the new grid sits at old voxel coordinate ``(j + 0.5) * N / n - 0.5`` on each axis, exactly.
+    (``nibabel.affines.rescale_affine`` keeps voxel ``(N - 1) // 2`` instead of the centre, which is half a voxel
+    off for even sizes.)
+    """
+    factors = np.asarray(shape[:3], dtype=float) / np.asarray(new_shape[:3], dtype=float)
+    out = np.array(affine, dtype=np.float64)
+    out[:3, :3] = out[:3, :3] * factors
+    out[:3, 3] += np.asarray(affine, dtype=np.float64)[:3, :3] @ (0.5 * factors - 0.5)
+    return out
 
 
 def write_volume(

@@ -1,0 +1,37 @@
+"""``medsr degrade INPUT OUTPUT``: k-space degradation of a NIfTI volume, a .npy array or a PNG/TIFF image."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """Make a low-resolution (and optionally undersampled and noisy) version of an image or volume in
+k-space. Volumes are degraded plane by plane: the planes perpendicular to --axis (default: the last axis), whose
+length is kept. --scale applies to both in-plane axes unless --scale-y sets the first in-plane axis (the rows of
+each plane) separately; an axis of N samples keeps round(N / scale). The undersampling mask drops columns
+(phase-encode lines along the second in-plane axis), is the same for every plane, and is seeded by --seed or else
+by the input file name. NIfTI outputs get the affine of the new grid (same field of view, centred)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("degrade", help="degrade an image or volume in k-space", description=DESCRIPTION)
+    parser.add_argument("input", help="input .nii/.nii.gz volume, .npy array or .png/.tif image")
+    parser.add_argument("output", help="output file of the same kind as the input")
+    parser.add_argument("--scale", metavar="S", help="scale of both in-plane axes, 1 < S <= 16 (default: 1, no crop)")
+    parser.add_argument("--scale-y", metavar="SY", help="scale of the first in-plane axis (default: S)")
+    parser.add_argument("--mask", metavar="KIND", help="undersampling mask: random or equispaced")
+    parser.add_argument("--acceleration", metavar="R", help="acceleration of the mask, R >= 1")
+    parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default: 0.08)")
+    parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise at this SNR in dB")
+    parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")
+    parser.add_argument("--axis", metavar="AXIS", help="slice axis of 3-D inputs (default: last)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medsr.data.degrade import degrade_file, parse_degradation
+
+    degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
+                                    args.noise_snr, args.seed)
+    before, after = degrade_file(args.input, args.output, degradation, axis=args.axis)
+    print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}")
+    return 0

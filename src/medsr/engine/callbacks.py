@@ -1,0 +1,130 @@
+"""Engine callbacks: validation on whole volumes, image grids, atomic ``last``/``best`` checkpoints, and a
+check that all ranks end with the same weights.
+
+Validation runs here (not in Lightning's validation loop) so that it uses exactly the evaluation of
+``medsr test`` (:mod:`medsr.engine.evaluation`): subjects are sharded across ranks, and per-volume sums are
+reduced, never means of means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from medsr.engine import evaluation
+
+log = logging.getLogger("medsr.engine")
+
+
+def image_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """``[1, H, 5 W]`` grid: LR (nearest-upsampled), bicubic, SR, HR, |SR - HR| (x4), clipped to [0, 1]."""
+    from medsr.models.base import bicubic_upsample
+
+    size = tuple(hr.shape[-2:])
+    centre = lr[:, lr.shape[1] // 2 :][:, :1].float()
+    panels = [F.interpolate(centre, size=size, mode="nearest"), bicubic_upsample(centre, size), sr, hr,
+              4 * (sr - hr).abs()]
+    return torch.cat([p[0].float().clamp(0, 1) for p in panels], dim=-1)
+
+
+def fingerprint(module: torch.nn.Module) -> int:
+    """A 63-bit hash of a module's parameters (bit-exact comparison across ranks)."""
+    digest = hashlib.sha256()
+    for name, param in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
+def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
+    """Save through a temporary name and rename (rank 0 writes), so a kill never leaves a broken file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=False)
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+    trainer.strategy.barrier("medsr_checkpoint")
+
+
+class Checkpointer(pl.Callback):
+    """Every ``checkpoint_every`` steps: ``last.ckpt``; every ``val_every`` steps and at the end: validation,
+    ``best.ckpt`` by mean validation PSNR over scales; at the end: ``last.ckpt`` and ``ranks.json``."""
+
+    def __init__(self, run_dir: Path, checkpoint_every: int, val_every: int, image_every: int):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        self.checkpoint_every, self.val_every, self.image_every = checkpoint_every, val_every, image_every
+        self.last_validated = -1
+        self.last_image = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = module.step
+        if self.val_every and step % self.val_every == 0:
+            self.validate(trainer, module)
+        if step % self.checkpoint_every == 0:
+            save_checkpoint(trainer, self.dir / "last.ckpt")
+
+    def on_train_end(self, trainer: pl.Trainer, module: Any) -> None:
+        if self.last_validated != module.step:
+            self.validate(trainer, module)
+        save_checkpoint(trainer, self.dir / "last.ckpt")
+        prints = trainer.strategy.all_gather(torch.tensor([fingerprint(module.eval_model)], device=module.device))
+        prints = [int(p) for p in prints.flatten().tolist()]
+        if trainer.is_global_zero:
+            same = len(set(prints)) == 1
+            (self.run_dir / "ranks.json").write_text(json.dumps({"world_size": len(prints), "identical": same,
+                                                                 "fingerprints": prints}, indent=2) + "\n")
+            (log.info if same else log.error)(
+                "final weights %s on %d rank(s)", "identical" if same else "DIFFER", len(prints))
+
+    def validate(self, trainer: pl.Trainer, module: Any) -> dict[str, float]:
+        """Score ``module.eval_model`` on the validation split; log, and save ``best.ckpt`` on improvement."""
+        cfg = module.cfg
+        dataset = trainer.datamodule.val_dataset
+        subjects = sorted({sid for sid, _ in dataset.items})[: cfg.val.max_subjects]
+        mine = subjects[trainer.global_rank :: trainer.world_size]
+        metrics: dict[str, float] = {}
+        sample: dict[str, Any] = {}
+        model = module.eval_model
+        was_training = model.training
+        for scale in cfg.val.scales:
+            scores, first = evaluation.evaluate_scale(
+                model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=module.device,
+                batch_size=cfg.val.batch_size, subjects=mine,
+            )
+            sample = sample or {**first, "scale": scale}
+            totals = evaluation.moments(scores).to(module.device)
+            totals = trainer.strategy.reduce(totals, reduce_op="sum").cpu()
+            summary = evaluation.summarise(totals)
+            metrics[f"val/psnr_x{scale:g}"] = summary.psnr
+            metrics[f"val/ssim_x{scale:g}"] = summary.ssim
+        model.train(was_training)
+        psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
+        metrics["val/psnr"] = sum(psnrs) / len(psnrs)
+        self.last_validated = module.step
+        if trainer.is_global_zero:
+            self._report(trainer, module, metrics, sample)
+        if metrics["val/psnr"] > module.best_psnr:
+            module.best_psnr = metrics["val/psnr"]
+            save_checkpoint(trainer, self.dir / "best.ckpt")
+        return metrics
+
+    def _report(self, trainer: pl.Trainer, module: Any, metrics: dict[str, float], sample: dict[str, Any]) -> None:
+        step = module.step
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(metrics, step=step)
+            due = self.last_image is None or step - self.last_image >= self.image_every
+            experiment = getattr(trainer.logger, "experiment", None)
+            if due and sample and hasattr(experiment, "add_image"):
+                grid = image_row(sample["lr"], sample["sr"], sample["hr"])
+                experiment.add_image(f"val/x{sample['scale']:g} LR|bicubic|SR|HR|err", grid, step)
+                self.last_image = step
+        text = ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items())
+        log.info("step %d validation: %s", step, text)

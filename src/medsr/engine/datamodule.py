@@ -1,0 +1,93 @@
+"""Training data for the engine: :class:`SRSliceDataset` batched by :class:`ScaleBatchSampler`.
+
+The whole run is one Lightning epoch of ``train.steps`` batches. The sampler starts at the module's step (so a
+resumed run replays exactly the batches an uninterrupted one sees) and takes this rank's shard; Lightning's own
+distributed sampler replacement is turned off by the trainer (``use_distributed_sampler=False``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import lightning.pytorch as pl
+import torch
+
+from medsr.config import RunConfig, to_dict
+
+
+class ResumedSampler(torch.utils.data.Sampler):
+    """Yields a batch sampler's batches from its ``start_step`` on, but reports the whole run's length.
+
+    Lightning counts the batches of the interrupted epoch from its checkpoint; a length of ``total`` keeps its
+    count and the data in step (it reaches ``total`` exactly when the batches run out).
+    """
+
+    def __init__(self, sampler: Any, total: int):
+        self.sampler, self.total = sampler, total
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return self.total
+
+
+class SRDataModule(pl.LightningDataModule):
+    """Builds the train and validation datasets of ``cfg.data``; ``train_dataloader`` needs an attached trainer."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._val = None
+
+    def dataset(self, split: str, *, training: bool) -> Any:
+        from medsr.data.datasets import SRSliceDataset
+
+        d = self.cfg.data
+        return SRSliceDataset(
+            d.root,
+            split,
+            d.target,
+            ref=d.ref,
+            n_adjacent=d.n_adjacent,
+            patch_size=d.patch_size if training else None,
+            augment=d.augment and training,
+            use_labels=d.use_labels,
+        )
+
+    @property
+    def val_dataset(self) -> Any:
+        if self._val is None:
+            self._val = self.dataset(self.cfg.data.val_split, training=False)
+        return self._val
+
+    def curriculum(self) -> Any:
+        from medsr.data.scales import Curriculum
+
+        return Curriculum.from_config(to_dict(self.cfg)["data"]["curriculum"])
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        from medsr.data.datasets import ScaleBatchSampler, worker_init_fn
+
+        trainer = self.trainer
+        start = int(trainer.lightning_module.step)
+        total = self.cfg.train.steps
+        dataset = self.dataset(self.cfg.data.train_split, training=True)
+        sampler = ScaleBatchSampler(
+            len(dataset),
+            self.cfg.data.batch_size,
+            self.curriculum(),
+            self.cfg.seed,
+            start_step=start,
+            num_steps=max(total - start, 0),
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+        )
+        workers = self.cfg.data.num_workers
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=ResumedSampler(sampler, total),
+            num_workers=workers,
+            worker_init_fn=worker_init_fn if workers else None,
+            persistent_workers=False,
+        )

@@ -1,0 +1,208 @@
+"""Run directories and the ``medsr train`` entry point.
+
+``runs/<name>/`` holds ``config.yaml`` (resolved), ``command.txt``, ``env.json`` (git hash, versions, host,
+devices), ``train.log``, TensorBoard events (``tensorboard/``), ``checkpoints/last.ckpt`` and ``best.ckpt`` (by
+validation PSNR), ``ranks.json`` (a fingerprint of the final weights on every rank) and ``weights.pth`` (the
+exported inference file). An existing run directory is never replaced silently: ``resume`` continues it exactly
+(optimiser, scheduler, EMA, RNG states, step, sampler position), ``overwrite`` deletes it first.
+
+Under DDP the launcher (Lightning's, ``torchrun`` or SLURM) starts one process per device running this same
+code; only the global rank 0 touches the run directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from medsr.config import RunConfig, config_hash, load_config, to_yaml
+from medsr.errors import InputError
+from medsr.io.atomic import atomic_path
+
+log = logging.getLogger("medsr.engine")
+
+TASKS = {"sr": ("medsr.engine.module", "SRModule"), "segmentation": ("medsr.engine.segmentation", "SegmentationModule")}
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
+
+
+def is_primary_process() -> bool:
+    """True unless a launcher marked this process as a non-zero rank (Lightning, torchrun, SLURM)."""
+    return all(int(os.environ.get(var, "0") or 0) == 0 for var in RANK_VARIABLES)
+
+
+def git_hash(where: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    """Versions, host, devices and the git commit of the code that runs."""
+    import lightning
+    import numpy
+    import torch
+
+    import medsr
+
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or ["cpu"]
+    return {
+        "medsr": medsr.__version__,
+        "git": git_hash(Path(medsr.__file__).parent),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": numpy.__version__,
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "devices": devices,
+        "cpu_threads": torch.get_num_threads(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, argv: Sequence[str], *, resume: bool, overwrite: bool) -> None:
+    """Check and (re)create the run directory, then record the config, command line and environment."""
+    if resume and overwrite:
+        raise InputError("--resume", "cannot be combined with --overwrite")
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise InputError(run_dir, "nothing to resume: no checkpoints/last.ckpt")
+        old = run_dir / "config.yaml"
+        if old.is_file() and config_hash(load_config(old)) != config_hash(cfg):
+            log.warning("resuming with a configuration that differs from %s", old)
+    elif exists and not overwrite:
+        raise InputError(run_dir, "run directory exists; use --resume to continue it or --overwrite to replace it")
+    elif exists:
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", to_yaml(cfg))
+    with open(run_dir / "command.txt", "a") as f:
+        f.write(" ".join(argv) + "\n")
+    write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+
+
+def attach_log(run_dir: Path) -> logging.Handler:
+    """Send medsr's and Lightning's log records to ``train.log`` (appending) and medsr's to stderr."""
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("medsr", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    for name in ("medsr", "lightning.pytorch"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+def build_module(cfg: RunConfig) -> Any:
+    """The LightningModule of ``cfg.task``."""
+    module_name, class_name = TASKS[cfg.task]
+    return getattr(importlib.import_module(module_name), class_name)(cfg)
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any] = ()) -> Any:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from medsr.engine.callbacks import Checkpointer
+
+    t = cfg.train
+    clip = t.grad_clip if t.grad_clip > 0 and module.automatic_optimization else None
+    return pl.Trainer(
+        max_epochs=1,
+        max_steps=-1,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        gradient_clip_val=clip,
+        deterministic=t.deterministic,
+        max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
+        logger=TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
+        callbacks=[Checkpointer(run_dir, t.checkpoint_every, cfg.val.every, cfg.logging.image_every), *callbacks],
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        log_every_n_steps=cfg.logging.log_every,
+        default_root_dir=run_dir,
+    )
+
+
+def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]:
+    lo, hi = datamodule.curriculum().scale_range()
+    return {
+        "task": cfg.task,
+        "norm": {"method": "percentile", "percentile": 99.5},
+        "scales": [lo, hi],
+        "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref},
+        "config_hash": config_hash(cfg),
+        "steps": int(module.step),
+        "run": cfg.name,
+        "seed": cfg.seed,
+    }
+
+
+def train(
+    config: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    name: str | None = None,
+    argv: Sequence[str] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Train the run a config describes; return its directory (``weights.pth`` inside once finished)."""
+    import lightning.pytorch as pl
+
+    from medsr.checkpoint import save_weights
+    from medsr.engine.datamodule import SRDataModule
+
+    cfg = load_config(config, overrides)
+    if name:
+        cfg.name = name
+    run_dir = Path(cfg.logging.runs_dir) / cfg.name
+    primary = is_primary_process()
+    if primary:
+        prepare_run_dir(run_dir, cfg, argv if argv is not None else sys.argv, resume=resume, overwrite=overwrite)
+    handler = attach_log(run_dir) if primary else None
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        module = build_module(cfg)
+        datamodule = SRDataModule(cfg)
+        trainer = build_trainer(cfg, run_dir, module, callbacks)
+        ckpt = run_dir / "checkpoints" / "last.ckpt" if resume else None
+        log.info("run %s: %s", cfg.name, "resuming from " + str(ckpt) if ckpt else "starting")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        if trainer.is_global_zero:
+            params, params_ema = module.state_for_export()
+            save_weights(run_dir / "weights.pth", module.model_spec, params, params_ema,
+                         weights_meta(cfg, module, datamodule))
+            log.info("run %s finished at step %d: %s", cfg.name, module.step, run_dir / "weights.pth")
+    finally:
+        if handler is not None:
+            detach_log(handler)
+    return run_dir

@@ -1,0 +1,1 @@
+"""Inference on whole volumes: batching and tiling, and resampling references onto the target grid."""

@@ -1,0 +1,108 @@
+"""A DICOM series directory as one 3-D volume with a RAS affine (as NIfTI stores it).
+
+Slices are sorted by the projection of ``ImagePositionPatient`` on the slice normal (row x column direction);
+they must share orientation, size and pixel spacing, be evenly spaced and lie on one line, or the directory is
+rejected. Voxel ``(i, j, k)`` is column ``i``, row ``j`` of slice ``k``; the patient (LPS) affine is turned into RAS
+by negating its first two rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medsr.errors import InputError
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "PixelData")
+
+
+def _read_images(directory: Path) -> list:
+    """Every readable DICOM image (with pixel data) in ``directory``; other files are ignored."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    images = []
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            ds = pydicom.dcmread(path)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "PixelData" in ds:
+            images.append(ds)
+    if not images:
+        raise InputError(directory, "no DICOM images in this directory")
+    return images
+
+
+def _check_one_volume(directory: Path, images: list) -> None:
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in images}
+    if len(series) > 1:
+        raise InputError(directory, f"holds {len(series)} DICOM series; give a directory with one series")
+    for ds in images:
+        missing = [tag for tag in _REQUIRED if tag not in ds]
+        if missing:
+            raise InputError(directory, f"{Path(ds.filename).name} lacks {', '.join(missing)}")
+        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+            raise InputError(directory, "multi-frame DICOM files are not supported; export single-frame slices")
+    first = images[0]
+    for ds in images[1:]:
+        same = (
+            np.allclose(np.asarray(ds.ImageOrientationPatient, float), np.asarray(first.ImageOrientationPatient, float), atol=1e-4)
+            and (ds.Rows, ds.Columns) == (first.Rows, first.Columns)
+            and np.allclose(np.asarray(ds.PixelSpacing, float), np.asarray(first.PixelSpacing, float), rtol=1e-4)
+        )
+        if not same:
+            raise InputError(directory, "slices differ in orientation, size or pixel spacing: not one volume")
+
+
+def _slice_step(directory: Path, positions: np.ndarray, normal: np.ndarray, fallback: float) -> np.ndarray:
+    """World step between consecutive (sorted) slices; checks even spacing along one line."""
+    if len(positions) == 1:
+        return normal * fallback
+    distances = positions @ normal
+    gaps = np.diff(distances)
+    spacing = float(np.median(gaps))
+    tolerance = 0.01 * abs(spacing) + 1e-3
+    if gaps.min() <= 1e-3:
+        raise InputError(directory, "two slices share one position: not one volume")
+    if np.abs(gaps - spacing).max() > tolerance:
+        raise InputError(directory, f"uneven slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm): not one volume")
+    step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    expected = positions[0] + np.arange(len(positions))[:, None] * step
+    if np.linalg.norm(positions - expected, axis=1).max() > tolerance:
+        raise InputError(directory, "slice positions do not lie on one line: not one volume")
+    return step
+
+
+def read_dicom_series(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine."""
+    directory = Path(directory)
+    images = _read_images(directory)
+    _check_one_volume(directory, images)
+    orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    positions = np.asarray([ds.ImagePositionPatient for ds in images], dtype=np.float64)
+    order = np.argsort(positions @ normal, kind="stable")
+    images = [images[i] for i in order]
+    positions = positions[order]
+    thickness = float(getattr(images[0], "SpacingBetweenSlices", 0) or getattr(images[0], "SliceThickness", 0) or 1)
+    step = _slice_step(directory, positions, normal, thickness)
+    try:
+        slices = [
+            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
+            + float(getattr(ds, "RescaleIntercept", 0) or 0)
+            for ds in images
+        ]
+    except Exception as err:  # pydicom raises many types for unsupported transfer syntaxes
+        raise InputError(directory, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
+    volume = np.stack([s.T for s in slices], axis=2)
+    row_spacing, col_spacing = (float(v) for v in images[0].PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0] = row_dir * col_spacing
+    lps[:3, 1] = col_dir * row_spacing
+    lps[:3, 2] = step
+    lps[:3, 3] = positions[0]
+    return np.ascontiguousarray(volume), LPS_TO_RAS @ lps

@@ -1,0 +1,231 @@
+"""``medsr sr``: super-resolve a NIfTI file or DICOM series into a NIfTI file whose header matches its voxels.
+
+The input is divided by its robust scale (the rule stored in the weights' meta), super-resolved with
+:func:`medsr.infer.volume.super_resolve`, multiplied back, and written as float32 with an affine rescaled by
+:func:`medsr.io.nifti.resampled_affine` (same field of view, so volume corners stay within half an output voxel).
+A reference volume is resampled through both affines onto each pass's output grid before inference.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+from nibabel.affines import voxel_sizes
+
+from medsr.data.store import robust_scale
+from medsr.errors import InputError
+from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
+
+MAX_SCALE = 16.0
+MAX_VOXELS = 2**31
+SHIPPED_WEIGHTS = "sakg_mni.pth"
+
+
+@dataclass
+class SRReport:
+    """What :func:`super_resolve_file` did, for the command to print."""
+
+    output: Path
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_voxel: tuple[float, ...]
+    out_voxel: tuple[float, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def default_weights() -> Path:
+    """The shipped ``sakg`` weights (package data ``medsr/weights/sakg_mni.pth``), or a clear error."""
+    resource = importlib.resources.files("medsr").joinpath("weights", SHIPPED_WEIGHTS)
+    if resource.is_file():
+        return Path(str(resource))
+    raise InputError(
+        "--weights",
+        f"no weights given and the shipped {SHIPPED_WEIGHTS} is not installed; train a model with "
+        "`medsr train configs/demo.yaml` (or `medsr demo`) and pass its weights file with --weights FILE",
+    )
+
+
+def parse_values(text: str | Sequence[float] | None, flag: str) -> tuple[float, float, float] | None:
+    """``"2"`` or ``"2,2,1"`` (or numbers) as three positive finite floats; None stays None."""
+    if text is None:
+        return None
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        values = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        raise InputError(flag, f"expected a number or three comma-separated numbers, got {text!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(flag, f"expected one or three positive numbers, got {text!r}")
+    return values[0], values[1], values[2]
+
+
+def target_shape(
+    shape: Sequence[int],
+    voxel: Sequence[float],
+    scale: str | Sequence[float] | None = None,
+    voxel_size: str | Sequence[float] | None = None,
+) -> tuple[int, int, int]:
+    """Output shape from per-axis ``scale`` or a target ``voxel_size`` (mm); checks for empty or absurd outputs."""
+    if (scale is None) == (voxel_size is None):
+        raise InputError("--scale", "give exactly one of --scale and --voxel-size")
+    flag = "--scale" if scale is not None else "--voxel-size"
+    if scale is not None:
+        factors = parse_values(scale, flag)
+    else:
+        factors = tuple(v / t for v, t in zip(voxel, parse_values(voxel_size, flag)))
+    if max(factors) > MAX_SCALE:
+        raise InputError(flag, f"per-axis scales {_fmt(factors)} exceed the maximum x{MAX_SCALE:g}")
+    out = tuple(int(round(n * f)) for n, f in zip(shape, factors))
+    if min(out) < 1:
+        raise InputError(flag, f"scales {_fmt(factors)} turn shape {tuple(shape)} into an empty volume {out}")
+    if float(np.prod(out, dtype=np.float64)) > MAX_VOXELS:
+        raise InputError(flag, f"output shape {out} exceeds {MAX_VOXELS} voxels")
+    return out  # type: ignore[return-value]
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "x".join(f"{v:.4g}" for v in values)
+
+
+def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A 3-D volume and a NIfTI image carrying its header: a NIfTI file, or a DICOM series directory."""
+    from medsr.infer.dicom import read_dicom_series
+
+    path = Path(path)
+    if not path.is_dir():
+        return read_volume(path)
+    data, affine = read_dicom_series(path)
+    if not np.isfinite(data).all():
+        raise InputError(path, "non-finite voxel values")
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    return data, image
+
+
+def resolve_device(spec: str) -> Any:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]`` as a :class:`torch.device`."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise InputError("--device", f"unknown device {spec!r} (auto, cpu or cuda:N)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise InputError("--device", f"{spec} is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError("--device", f"unsupported device {spec!r} (auto, cpu or cuda:N)")
+    return device
+
+
+def _norm_percentile(meta: Mapping[str, Any]) -> float:
+    norm = meta.get("norm") or {}
+    return float(norm.get("percentile", 99.5)) if isinstance(norm, Mapping) else 99.5
+
+
+def reference_resampler(
+    ref_path: str | Path,
+    in_shape: Sequence[int],
+    in_affine: np.ndarray,
+    out_shape: Sequence[int],
+    percentile: float,
+    notes: list[str],
+) -> Callable[[tuple[int, int, int]], np.ndarray]:
+    """Read a reference volume and return ``grid_shape -> reference`` resampled (trilinear, through the affines)
+    onto the grid of ``grid_shape`` spanning the input's field of view, divided by its robust scale.
+
+    Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
+    """
+    from medsr.infer.resample import overlap_fraction, resample_to_grid
+
+    ref, ref_img = read_input(ref_path)
+    for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
+        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise InputError(name, "affine is singular or non-finite: cannot align the reference")
+    out_affine = resampled_affine(in_affine, in_shape, out_shape)
+    covered = overlap_fraction(ref.shape, ref_img.affine, out_shape, out_affine)
+    if covered == 0:
+        raise InputError(ref_path, "does not overlap the input's field of view (check both affines)")
+    ref = ref / robust_scale(ref, percentile)
+    notes.append(
+        f"reference {Path(ref_path).name} {ref.shape} at {_fmt(voxel_sizes(ref_img.affine))} mm resampled "
+        f"trilinearly through both affines onto the output grid; it covers {100 * covered:.1f}% of it "
+        "(zero outside)"
+    )
+    return lambda shape: resample_to_grid(ref, ref_img.affine, shape, resampled_affine(in_affine, in_shape, shape))
+
+
+def _scale_notes(meta: Mapping[str, Any], shape: Sequence[int], out_shape: Sequence[int]) -> list[str]:
+    trained = meta.get("scales")
+    if not (isinstance(trained, (list, tuple)) and len(trained) == 2):
+        return []
+    lo, hi = float(trained[0]), float(trained[1])
+    used = [o / n for n, o in zip(shape, out_shape) if o > n]
+    outside = [s for s in used if s < lo - 1e-6 or s > hi + 1e-6]
+    if not outside:
+        return []
+    return [f"scale(s) {_fmt(outside)} lie outside the trained range [{lo:g}, {hi:g}]: expect lower quality"]
+
+
+def super_resolve_file(
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    scale: str | Sequence[float] | None = None,
+    voxel_size: str | Sequence[float] | None = None,
+    ref: str | Path | None = None,
+    weights: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    tile: int | None = None,
+    tta: bool = False,
+    progress: bool = True,
+) -> SRReport:
+    """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module."""
+    from medsr.checkpoint import build_from_weights
+    from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
+
+    if not is_nifti(output):
+        raise InputError(output, "output must be a NIfTI file (.nii or .nii.gz)")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    if tile is not None and tile < 16:
+        raise InputError("--tile", f"must be at least 16 input pixels, got {tile}")
+    volume, image = read_input(input_path)
+    in_voxel = tuple(float(v) for v in voxel_sizes(image.affine))
+    out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
+    torch_device = resolve_device(device)
+    model, meta = build_from_weights(weights if weights is not None else default_weights())
+    model.to(torch_device)
+    percentile = _norm_percentile(meta)
+    notes = _scale_notes(meta, volume.shape, out_shape)
+    ref_on_grid = None
+    if ref is not None:
+        if getattr(model, "uses_ref", True):
+            ref_on_grid = reference_resampler(ref, volume.shape, image.affine, out_shape, percentile, notes)
+        else:
+            notes.append(f"model {meta['model'].get('type')} does not read a reference; --ref ignored")
+    norm = robust_scale(volume, percentile)
+    options = InferenceOptions(batch_size=batch_size, tile=tile, tta=tta, device=torch_device,
+                               progress=progress)
+    try:
+        result = super_resolve(volume / norm, out_shape, model, n_slices=model_slices(model, meta),
+                               ref_on_grid=ref_on_grid, options=options)
+    except ValueError as err:
+        flag = "--scale" if scale is not None else "--voxel-size"
+        raise InputError(flag, f"the model cannot do this: {err}") from None
+    result *= norm
+    out_affine = resampled_affine(image.affine, volume.shape, out_shape)
+    write_volume(output, result, image, affine=out_affine)
+    return SRReport(Path(output), volume.shape, out_shape, in_voxel,
+                    tuple(float(v) for v in voxel_sizes(out_affine)), notes)

@@ -1,0 +1,78 @@
+"""The super-resolution model interface and the geometry helpers every architecture shares.
+
+Interface (docs/architecture.md): ``forward(lr [B, S, h, w], out_size (H, W), ref [B, 1, hr, wr] | None)
+-> [B, 1, H, W]``; the centre slice ``S // 2`` is the target, the scale per axis is ``out_size / lr size``.
+
+Geometry: pixel ``i`` of an axis of ``N`` pixels has the normalised coordinate ``(2 i + 1) / N - 1``, the
+pixel-centre convention of ``F.interpolate(..., align_corners=False)`` and ``grid_sample(...,
+align_corners=False)``, and the grid on which ``medsr.kspace.downsample`` samples its low-resolution images.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make_coord(
+    shape: Sequence[int], device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Normalised pixel-centre coordinates ``[H, W, 2]`` of a grid of ``shape = (H, W)``.
+
+    The last axis is ``(y, x)`` (row, column), matching tensor indexing. ``grid_sample`` expects ``(x, y)``:
+    flip the last axis (``coord.flip(-1)``) before handing coordinates to it.
+    """
+    axes = [(2 * torch.arange(n, device=device, dtype=dtype or torch.float32) + 1) / n - 1 for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+def make_cell(out_size: Sequence[int], batch: int, device: torch.device | None = None) -> torch.Tensor:
+    """Per-axis size ``[B, H * W, 2]`` of one output pixel in normalised units, ``(2 / H, 2 / W)`` (LIIF's cell)."""
+    H, W = int(out_size[0]), int(out_size[1])
+    cell = torch.tensor([2.0 / H, 2.0 / W], device=device)
+    return cell.expand(batch, H * W, 2)
+
+
+def bicubic_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bicubic resampling of ``[B, C, h, w]`` to ``size`` on the pixel-centre grid (``align_corners=False``)."""
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bicubic", align_corners=False)
+
+
+class SRModel(nn.Module):
+    """Base class of medsr super-resolution networks.
+
+    ``fixed_scales`` (ints) restricts a model to integer scales equal on both axes (None = arbitrary scale);
+    ``uses_ref`` says whether the model reads the reference contrast.
+    """
+
+    fixed_scales: tuple[int, ...] | None = None
+    uses_ref: bool = False
+
+    @staticmethod
+    def centre_slice(lr: torch.Tensor) -> torch.Tensor:
+        """The target slice ``[B, 1, h, w]`` of an input stack ``[B, S, h, w]``."""
+        if lr.dim() != 4:
+            raise ValueError(f"expected lr of shape [B, S, h, w], got {tuple(lr.shape)}")
+        c = lr.shape[1] // 2
+        return lr[:, c : c + 1]
+
+    def check_scale(self, lr: torch.Tensor, out_size: Sequence[int]) -> tuple[float, float]:
+        """Scale ``(sy, sx)`` from ``lr`` to ``out_size``; fixed scales are enforced (``ValueError``)."""
+        h, w = lr.shape[-2:]
+        H, W = int(out_size[0]), int(out_size[1])
+        if H < 1 or W < 1:
+            raise ValueError(f"out_size must be positive, got {tuple(out_size)}")
+        if self.fixed_scales is not None and not any(H == s * h and W == s * w for s in self.fixed_scales):
+            allowed = ", ".join(f"x{s}" for s in self.fixed_scales)
+            name = type(self).__name__
+            raise ValueError(f"{name} supports only the integer scales {allowed}; got {h}x{w} -> {H}x{W}")
+        return H / h, W / w
+
+    @staticmethod
+    def check_ref(lr: torch.Tensor, ref: torch.Tensor | None) -> None:
+        """Raise ``ValueError`` unless ``ref`` is None or a ``[B, 1, hr, wr]`` batch matching ``lr``'s."""
+        if ref is not None and (ref.dim() != 4 or ref.shape[1] != 1 or ref.shape[0] != lr.shape[0]):
+            raise ValueError(f"expected ref of shape [{lr.shape[0]}, 1, hr, wr], got {tuple(ref.shape)}")

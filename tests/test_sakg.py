@@ -1,0 +1,196 @@
+"""The flagship ``sakg`` model: shapes at asymmetric non-integer scales, reference modes, component switches,
+the zero-filling start, data consistency, the semantic auxiliary loss, export/import and the MAC budget."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import medsr.losses  # noqa: F401  (registers the losses)
+import medsr.models  # noqa: F401  (registers the models)
+from medsr.checkpoint import build_from_weights, save_weights
+from medsr.kspace import downsample, zero_fill_upsample
+from medsr.registry import LOSSES, MODELS
+
+TINY = {
+    "encoder": {"type": "rdn", "n_feats": 8, "n_blocks": 1, "growth": 4, "n_layers": 2},
+    "ref_encoder": {"type": "edsr", "n_feats": 8, "n_blocks": 1},
+    "sem_width": 8,
+    "n_fuse": 1,
+    "hidden": 16,
+}
+LR_SIZE, OUT_SIZE = (13, 17), (31, 29)  # scales 2.38 x 1.71
+
+
+def build(**flags: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return MODELS.build({"type": "sakg", **TINY, **flags})
+
+
+def activate(model: torch.nn.Module) -> torch.nn.Module:
+    """Give the zero-initialised output layer weights, so every input can move the output."""
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.head[-1].weight, std=0.5)
+    return model
+
+
+def inputs(batch: int = 2, slices: int = 3) -> torch.Tensor:
+    torch.manual_seed(2)
+    return torch.rand(batch, slices, *LR_SIZE)
+
+
+FLAGS = [dict(zip(("semantic", "slice_attention", "scale_conditioning"), v)) for v in itertools.product((True, False), repeat=3)]
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: "-".join(k for k, v in f.items() if v) or "none")
+@pytest.mark.parametrize("ref_size", [None, OUT_SIZE, (20, 50)], ids=["no-ref", "hr-ref", "other-res-ref"])
+def test_forward_backward_shapes(flags: dict, ref_size: tuple[int, int] | None) -> None:
+    model = activate(build(**flags)).train()
+    lr = inputs().requires_grad_(True)
+    ref = None if ref_size is None else torch.rand(2, 1, *ref_size)
+    out = model(lr, OUT_SIZE, ref)
+    assert out.shape == (2, 1, *OUT_SIZE)
+    out.square().mean().backward()
+    assert torch.isfinite(lr.grad).all() and lr.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_starts_at_zero_filling() -> None:
+    model = build().eval()
+    lr = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, torch.rand(2, 1, *OUT_SIZE))
+    expected = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_reference_changes_output_and_absent_reference_works() -> None:
+    model = activate(build()).eval()
+    lr = inputs()
+    with torch.no_grad():
+        a = model(lr, OUT_SIZE, torch.rand(2, 1, 40, 33))
+        b = model(lr, OUT_SIZE, torch.rand(2, 1, 40, 33))
+        none = model(lr, OUT_SIZE, None)
+    assert (a - b).abs().max() > 1e-4 and (a - none).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_adjacent_slices_used_only_with_attention(attention: bool) -> None:
+    model = activate(build(slice_attention=attention)).eval()
+    lr = inputs()
+    moved = lr.clone()
+    moved[:, 0] = torch.rand(2, *LR_SIZE)
+    with torch.no_grad():
+        diff = (model(lr, OUT_SIZE, None) - model(moved, OUT_SIZE, None)).abs().max()
+    assert (diff > 1e-5) == attention
+
+
+def test_single_slice_input_with_attention() -> None:
+    model = activate(build()).eval()
+    with torch.no_grad():
+        out = model(inputs(slices=1), OUT_SIZE, None)
+    assert out.shape == (2, 1, *OUT_SIZE) and torch.isfinite(out).all()
+
+
+def test_data_consistency_keeps_the_input_band() -> None:
+    model = activate(build(data_consistency=True)).eval()
+    lr = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, torch.rand(2, 1, *OUT_SIZE))
+    base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    assert (out - base).abs().max() > 1e-3
+    band = downsample(out - base, size=LR_SIZE, magnitude=False)
+    assert band.abs().max() < 1e-4
+
+
+def test_semantic_aux_logits_and_loss() -> None:
+    model = build().train()
+    loss = LOSSES.build({"type": "sakg_semantic"})
+    loss.attach(model)
+    hr = torch.rand(2, 1, *OUT_SIZE)
+    label = torch.randint(0, 4, (2, *OUT_SIZE))
+    sr = model(inputs(), OUT_SIZE, None)
+    assert model.last_aux.shape == (2, 4, *LR_SIZE)
+    value = loss(sr, hr, {"label": label})
+    assert model.last_aux is None  # consumed
+    value.backward()
+    assert model.semantic.head[0].weight.grad.abs().sum() > 0
+    assert value.item() > 0
+
+    sr = model(inputs(), OUT_SIZE, None)
+    with pytest.raises(ValueError, match="labels"):
+        loss(sr, hr, {})
+    model.eval()
+    with torch.no_grad():
+        model(inputs(), OUT_SIZE, None)
+    assert model.last_aux is None
+
+
+def test_semantic_loss_is_zero_without_semantic_component() -> None:
+    model = build(semantic=False).train()
+    loss = LOSSES.build({"type": "sakg_semantic"})
+    loss.attach(model)
+    sr = model(inputs(), OUT_SIZE, None)
+    assert loss(sr, sr, {"label": torch.zeros(2, *OUT_SIZE, dtype=torch.long)}).item() == 0.0
+    with pytest.raises(ValueError, match="semantic logits"):
+        loss.attach(MODELS.build({"type": "bicubic"}))
+
+
+def test_scale_conditioning_reads_the_reference_resolution() -> None:
+    """With scale conditioning the same reference content at two resolutions gives different outputs through the
+    reference-scale input; the decoder also sees the cell (the output changes with the target scale)."""
+    model = activate(build()).eval()
+    torch.nn.init.normal_(model.ref_scale.weight)
+    lr = inputs()
+    with torch.no_grad():
+        near = model(lr, OUT_SIZE, torch.ones(2, 1, 31, 29))
+        far = model(lr, OUT_SIZE, torch.ones(2, 1, 16, 15))
+    assert (near - far).abs().max() > 1e-4
+
+
+def test_export_import_identical(tmp_path: Path) -> None:
+    spec = {"type": "sakg", **TINY}
+    model = activate(MODELS.build(spec)).eval()
+    path = tmp_path / "sakg.pth"
+    save_weights(path, spec, model.state_dict())
+    loaded, meta = build_from_weights(path)
+    lr, ref = inputs(), torch.rand(2, 1, 20, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(lr, OUT_SIZE, ref), model(lr, OUT_SIZE, ref), rtol=0, atol=0)
+    assert meta["model"]["type"] == "sakg"
+
+
+def count_macs(model_spec: dict, lr_size: int = 128, out_size: int = 256) -> float:
+    """MACs (FLOPs / 2, torch.utils.flop_counter) of one forward with 3 slices and an HR reference, on the meta
+    device (no arithmetic is done; the count depends only on shapes)."""
+    with torch.device("meta"):
+        model = MODELS.build(model_spec).eval()
+        lr = torch.empty(1, 3, lr_size, lr_size)
+        ref = torch.empty(1, 1, out_size, out_size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(lr, (out_size, out_size), ref)
+    return counter.get_total_flops() / 2
+
+
+def test_mac_budget_at_x2_with_hr_reference() -> None:
+    default = count_macs({"type": "sakg"})
+    assert 1e9 < default <= 150e9
+    # MACs grow with the number of output pixels: a quarter of the pixels, a quarter of the MACs.
+    quarter = count_macs({"type": "sakg"}, lr_size=64, out_size=128)
+    assert quarter == pytest.approx(default / 4, rel=1e-3)
+
+
+def test_shipped_configs_within_budget() -> None:
+    from medsr.config import load_config, to_dict
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    specs = [to_dict(load_config(p))["model"] for p in sorted(root.glob("sakg*.yaml"))]
+    assert specs, "no configs/sakg*.yaml"
+    for spec in specs:
+        assert spec["type"] == "sakg"
+        assert count_macs(spec) <= 150e9
