@@ -124,3 +124,13 @@ def test_output_path_that_is_a_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="not a directory"):
         embedded.prepare_mni(target, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_another_dataset_is_never_overwritten(tmp_path):
+    out = tmp_path / "ixi"
+    out.mkdir()
+    manifest = out / "manifest.json"
+    manifest.write_text(json.dumps({"name": "ixi"}))
+    with pytest.raises(InputError, match="another dataset"):
+        embedded.ensure_mni(out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]

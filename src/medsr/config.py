@@ -25,9 +25,11 @@ def _default_curriculum() -> list[dict[str, Any]]:
 
 @dataclass
 class DataConfig:
-    """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices)."""
+    """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices).
+    ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing."""
 
     root: str = "data/mni"
+    embedded: Optional[str] = None
     target: str = "T2"
     ref: Optional[str] = None
     n_adjacent: int = 0
@@ -130,6 +132,7 @@ CHOICES = {
     "train.precision": ("32", "bf16-mixed", "16-mixed"),
     "train.gan.loss": ("lsgan", "vanilla", "hinge"),
     "val.ref": ("hr", "lr", "none"),
+    "data.embedded": (None, "mni"),
 }
 
 
@@ -143,7 +146,7 @@ def _validate(cfg: RunConfig, source: str | Path) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise InputError(source, f"{key}: {value!r} is not one of {', '.join(allowed)}")
+            raise InputError(source, f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
     for key in ("train.steps", "data.batch_size", "val.batch_size", "train.checkpoint_every"):
         if OmegaConf.select(cfg, key) < 1:
             raise InputError(source, f"{key}: must be at least 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -24,3 +25,23 @@ def require(condition: bool, source: str | Path | None, message: str) -> None:
     """Raise :class:`InputError` unless ``condition`` holds."""
     if not condition:
         raise InputError(source, message)
+
+
+def as_number(value: object, source: str | Path | None) -> float:
+    """``value`` (e.g. a command-line string) as a finite float; :class:`InputError` naming ``source`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(source, f"must be a number, got {value!r}") from None
+    require(math.isfinite(number), source, f"must be a finite number, got {value!r}")
+    return number
+
+
+def as_integer(value: object, source: str | Path | None) -> int:
+    """``value`` (e.g. a command-line string) as an int; :class:`InputError` naming ``source`` otherwise."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 10)
+    except ValueError:
+        raise InputError(source, f"must be an integer, got {value!r}") from None

@@ -239,7 +239,7 @@ def _scale_value(raw: Any, source: Path) -> float:
     values = np.atleast_1d(np.asarray(raw, dtype=np.float64)) if not isinstance(raw, str) else None
     if values is None or values.size == 0 or not np.isfinite(values).all() or (values <= 0).any():
         raise InputError(source, f"invalid scale {raw!r} in results")
-    return float(np.exp(np.log(values).mean()))
+    return float(values[0]) if values.size == 1 else float(np.exp(np.log(values).mean()))
 
 
 def read_results(json_files: Sequence[str | Path]) -> list[dict[str, Any]]:

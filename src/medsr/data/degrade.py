@@ -24,7 +24,6 @@ sign (the real part); complex ``.npy`` inputs give complex outputs.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from medsr import kspace
-from medsr.errors import InputError, require
+from medsr.errors import InputError, as_integer, as_number, require
 from medsr.io.images import image_suffix, read_image, write_image
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 
@@ -59,26 +58,10 @@ class Degradation:
         return kspace.MASKS[self.mask](self.acceleration, self.center_fraction)(width, seed=seed)
 
 
-def _number(value: object, flag: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(flag, f"must be a number, got {value!r}") from None
-    require(math.isfinite(number), flag, f"must be a finite number, got {value!r}")
-    return number
-
-
-def _integer(value: object, flag: str) -> int:
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        raise InputError(flag, f"must be an integer, got {value!r}") from None
-
-
 def _scale(value: object, flag: str) -> float:
     if value is None:
         return 1.0
-    s = _number(value, flag)
+    s = as_number(value, flag)
     require(1.0 < s <= kspace.MAX_SCALE, flag, f"must be greater than 1 and at most {kspace.MAX_SCALE:g}, got {value}")
     return s
 
@@ -101,12 +84,12 @@ def parse_degradation(
     else:
         require(acceleration is None, "--acceleration", "needs --mask")
         require(center_fraction is None, "--center-fraction", "needs --mask")
-    accel = _number(acceleration, "--acceleration") if acceleration is not None else None
+    accel = as_number(acceleration, "--acceleration") if acceleration is not None else None
     require(accel is None or accel >= 1, "--acceleration", f"must be at least 1, got {acceleration}")
-    cf = _number(center_fraction, "--center-fraction") if center_fraction is not None else DEFAULT_CENTER_FRACTION
+    cf = as_number(center_fraction, "--center-fraction") if center_fraction is not None else DEFAULT_CENTER_FRACTION
     require(0 < cf <= 1, "--center-fraction", f"must be in (0, 1], got {center_fraction}")
-    snr = _number(noise_snr, "--noise-snr") if noise_snr is not None else None
-    seed_value = _integer(seed, "--seed") if seed is not None else None
+    snr = as_number(noise_snr, "--noise-snr") if noise_snr is not None else None
+    seed_value = as_integer(seed, "--seed") if seed is not None else None
     require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be a non-negative integer, got {seed}")
     require((sy, sx) != (1.0, 1.0) or mask is not None or snr is not None, "--scale",
             "nothing to do: give a scale above 1, a --mask or a --noise-snr")
@@ -144,7 +127,7 @@ def _check_size(path: Path, plane: tuple[int, int], degradation: Degradation) ->
 
 
 def _slice_axis(axis: object, ndim: int) -> int:
-    value = _integer(axis, "--axis")
+    value = as_integer(axis, "--axis")
     require(-ndim <= value < ndim, "--axis", f"must be in [{-ndim}, {ndim - 1}] for a {ndim}-D volume, got {axis}")
     return value % ndim
 

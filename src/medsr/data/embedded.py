@@ -35,6 +35,7 @@ dropped (half from each side), so no validation or test slice has a training sli
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -244,6 +245,9 @@ def prepare_mni(out_dir: str | Path, *, workers: int = 1, progress: bool = True)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a directory")
+    other = _manifest_name(out_dir)
+    if other not in (None, NAME):
+        raise InputError(out_dir, f"holds another dataset ('{other}'); choose an empty or new directory")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
         _build(Path(tmp), workers, progress)
@@ -251,6 +255,14 @@ def prepare_mni(out_dir: str | Path, *, workers: int = 1, progress: bool = True)
         for name in (STORE_FILE, SPLIT_FILE, MANIFEST_FILE):
             os.replace(Path(tmp) / name, out_dir / name)
     return out_dir
+
+
+def _manifest_name(out_dir: Path) -> str | None:
+    """Name in an existing readable manifest, else None."""
+    try:
+        return json.loads((out_dir / MANIFEST_FILE).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def is_finished(out_dir: str | Path) -> bool:

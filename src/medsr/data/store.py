@@ -100,6 +100,10 @@ class StoreWriter:
         group.attrs["done"] = True
         self._file.flush()
 
+    def close(self) -> None:
+        """Close the HDF5 file without writing the manifest (finished subjects stay for a later run)."""
+        self._file.close()
+
     def finish(self, name: str, split: Mapping[str, list[str]], parameters: Mapping[str, Any]) -> None:
         """Write ``manifest.json`` and ``split.json`` (subjects of earlier runs are kept from the old manifest)."""
         self._file.close()

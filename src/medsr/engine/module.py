@@ -204,6 +204,7 @@ class SRModule(pl.LightningModule):
             self.untoggle_optimizer(opt_d)
             terms["gan_d"] = d_loss.detach()
         self._log_terms(loss, terms)
+        self._finish_step()
 
     def _log_terms(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
         batch_size = self.cfg.data.batch_size
@@ -211,7 +212,12 @@ class SRModule(pl.LightningModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self._finish_step()
+
+    def _finish_step(self) -> None:
+        """After the generator's optimiser step: update the EMA shadow and count the step (callbacks see it)."""
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1

@@ -188,6 +188,10 @@ def train(
     primary = is_primary_process()
     if primary:
         prepare_run_dir(run_dir, cfg, argv if argv is not None else sys.argv, resume=resume, overwrite=overwrite)
+        if cfg.data.embedded == "mni":
+            from medsr.data.embedded import ensure_mni
+
+            ensure_mni(cfg.data.root)
     handler = attach_log(run_dir) if primary else None
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -83,6 +83,8 @@ def read_dicom_series(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     _check_one_volume(directory, images)
     orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
     row_dir, col_dir = orientation[:3], orientation[3:]
+    if np.abs(np.linalg.norm(orientation.reshape(2, 3), axis=1) - 1).max() > 1e-3 or abs(row_dir @ col_dir) > 1e-3:
+        raise InputError(directory, "ImageOrientationPatient is not two orthogonal unit vectors")
     normal = np.cross(row_dir, col_dir)
     positions = np.asarray([ds.ImagePositionPatient for ds in images], dtype=np.float64)
     order = np.argsort(positions @ normal, kind="stable")

@@ -18,6 +18,13 @@ def _suffixes(path: Path) -> str:
     return path.suffix
 
 
+def _default_mode() -> int:
+    """Permissions a plain ``open(..., "w")`` would give (mkstemp makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path (same extension, same folder); rename it onto ``target`` on success."""
@@ -28,6 +35,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -42,6 +50,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode() | 0o111)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

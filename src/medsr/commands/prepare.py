@@ -1,0 +1,80 @@
+"""``medsr prepare {mni,ixi,brats,fastmri,pairs} ...``: build a slice store (slices.h5, manifest.json, split.json)."""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = {
+    "mni": "the embedded MNI ICBM152 2009a multi-contrast dataset (no download)",
+    "ixi": "IXI NIfTI files (IXI<id>-<site>-<n>-<T1|T2|PD>.nii.gz) below SRC",
+    "brats": "BraTS 2020/2021 subject folders below SRC (seg as labels)",
+    "fastmri": "fastMRI HDF5 files below SRC, paired by a CSV with columns pd,pdfs[,subject]",
+    "pairs": "NIfTI volumes listed in a CSV with columns subject,target,ref[,label]",
+}
+
+
+def _common(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument("--workers", metavar="N", help="worker processes (default: min(4, CPUs))")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if kind == "mni":
+        return
+    parser.add_argument("--min-signal", metavar="F", help="drop edge slices whose mean target signal is below F x "
+                        "the volume's mean slice signal (default: 0.1; 0 keeps all)")
+    parser.add_argument("--multiple", metavar="N", help="zero-pad in-plane, centred, to a multiple of N (default: 1)")
+    parser.add_argument("--split", metavar="TR,VA,TE", help="train,val,test fractions by subject (default: 0.8,0.1,0.1)")
+    parser.add_argument("--seed", metavar="N", help="seed of the split (default: 0); subjects of an existing "
+                        "split.json keep their split")
+    if kind != "fastmri":
+        parser.add_argument("--axis", metavar="AXIS", help="slice axis (default: the coarsest axis, else axial)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("prepare", help="prepare a dataset into a slice store",
+                                   description="Prepare a dataset into a slice store; re-runs skip finished subjects.")
+    formats = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    for name, text in FORMATS.items():
+        sub = formats.add_parser(name, help=text, description=f"Prepare {text}.")
+        if name == "pairs":
+            sub.add_argument("csv", help="CSV file: subject,target,ref[,label] (paths relative to its folder)")
+        elif name != "mni":
+            sub.add_argument("src", help="source folder")
+        sub.add_argument("out_dir", help="output folder")
+        if name == "ixi":
+            sub.add_argument("--target", default="T2", help="target contrast: T1, T2 or PD (default: T2)")
+            sub.add_argument("--ref", default="PD", help="reference contrast: T1, T2 or PD (default: PD)")
+        elif name == "brats":
+            sub.add_argument("--target", default="t2", help="target modality: t1, t1ce, t2, flair (default: t2)")
+            sub.add_argument("--ref", default="t1", help="reference modality (default: t1)")
+        elif name == "pairs":
+            sub.add_argument("--target", default="target", help="name of the target contrast (default: target)")
+            sub.add_argument("--ref", default="ref", help="name of the reference contrast (default: ref)")
+        elif name == "fastmri":
+            sub.add_argument("--pairs", required=True, metavar="CSV", help="CSV file with columns pd,pdfs[,subject]")
+        _common(sub, name)
+        sub.set_defaults(func=run)
+
+
+def _sources(args: argparse.Namespace) -> dict[str, str]:
+    if args.format == "fastmri":
+        return {"src": args.src, "pairs_csv": args.pairs}
+    if args.format == "pairs":
+        return {"csv_path": args.csv, "target": args.target, "reference": args.ref}
+    return {"src": args.src, "target": args.target, "reference": args.ref}
+
+
+def run(args: argparse.Namespace) -> int:
+    from medsr.data.prepare import parse_options, prepare
+
+    progress = not args.no_progress
+    if args.format == "mni":
+        from medsr.data.embedded import prepare_mni
+
+        prepare_mni(args.out_dir, workers=parse_options(workers=args.workers).workers, progress=progress)
+        print(f"{args.out_dir}: prepared the embedded MNI dataset")
+        return 0
+    options = parse_options(args.workers, args.min_signal, args.multiple, args.split, args.seed,
+                            getattr(args, "axis", None), progress)
+    split = prepare(args.format, args.out_dir, options, **_sources(args))
+    counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())
+    print(f"{args.out_dir}: {sum(len(ids) for ids in split.values())} subjects ({counts})")
+    return 0

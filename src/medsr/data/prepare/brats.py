@@ -1,0 +1,61 @@
+"""BraTS 2020/2021 folders: ``BraTS20_Training_001/BraTS20_Training_001_t2.nii.gz`` (2020) or
+``BraTS2021_00000/BraTS2021_00000_t2.nii.gz`` (2021), one folder per subject anywhere below the source folder,
+modalities ``t1 t1ce t2 flair`` and the segmentation ``seg`` (absent from validation data).
+
+Labels are stored as 0 background, 1 necrotic/non-enhancing tumour core (BraTS label 1), 2 peritumoral edema
+(BraTS 2), 3 enhancing tumour (BraTS 4); any other value in a ``seg`` file is an error. BraTS volumes are
+co-registered on one 1 mm grid (240 x 240 x 155), so slices are axial by default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from medsr.data.prepare.common import Dataset, Subject, check_source_dir, load_nifti_subject
+from medsr.errors import require
+
+MODALITIES = ("t1", "t1ce", "t2", "flair")
+PATTERN = re.compile(r"^(BraTS\w+?)_(t1|t1ce|t2|flair|seg)\.nii(\.gz)?$")
+LABEL_MAP = {0: 0, 1: 1, 2: 2, 4: 3}
+LABEL_NAMES = {0: "background", 1: "necrotic and non-enhancing tumour core (NCR/NET, BraTS 1)",
+               2: "peritumoral edema (ED, BraTS 2)", 3: "enhancing tumour (ET, BraTS 4)"}
+
+
+def find_files(src: Path) -> dict[str, dict[str, Path]]:
+    """``{subject folder name: {modality: path}}`` for files named after their folder below ``src``."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(src.rglob("BraTS*")):
+        match = PATTERN.match(path.name)
+        if match and path.is_file() and path.parent.name == match.group(1):
+            modality = match.group(2)
+            other = found.setdefault(match.group(1), {}).get(modality)
+            require(other is None, path, f"duplicate {modality} file (also {other})")
+            found[match.group(1)][modality] = path
+    return found
+
+
+def _modality(value: str, flag: str) -> str:
+    name = str(value).lower()
+    require(name in MODALITIES, flag, f"must be one of {', '.join(MODALITIES)}, got {value!r}")
+    return name
+
+
+def dataset(src: str | Path, target: str = "t2", reference: str = "t1") -> Dataset:
+    """The BraTS subjects below ``src`` with both modalities, their ``seg`` as labels when present."""
+    root = check_source_dir(src)
+    target, reference = _modality(target, "--target"), _modality(reference, "--ref")
+    require(target != reference, "--ref", "must differ from --target")
+    found = find_files(root)
+    require(bool(found), root, "no BraTS subject folders (BraTS.../BraTS..._<modality>.nii.gz) found")
+    subjects, skipped = [], {}
+    for sid, files in sorted(found.items()):
+        missing = [m for m in (target, reference) if m not in files]
+        if missing:
+            skipped[sid] = f"no {' or '.join(missing)} file"
+        else:
+            subjects.append(Subject(sid, files[target], files[reference], files.get("seg")))
+    require(bool(subjects), root, f"no BraTS subject has both a {target} and a {reference} file")
+    parameters = {"skipped": skipped, "label_mapping": {str(k): v for k, v in LABEL_MAP.items()}}
+    return Dataset("brats", root, target, reference, subjects, load_nifti_subject, LABEL_NAMES, LABEL_MAP,
+                   parameters)
