@@ -38,7 +38,7 @@ def test_protocol_header_states_every_entry():
 def test_render_and_files(tmp_path):
     records = [{"file": "a", "psnr": 30.0, "note": ""}, {"file": "b", "psnr": float("nan"), "note": "n/a: tiny"},
                {"file": "c", "psnr": float("inf"), "note": ""}]
-    text = render({"rule": "gt-range"}, "file", ["psnr"], records, extra=["note"])
+    text = render({"rule": "gt-range"}, ["file"], ["psnr"], records, extra=["note"])
     assert text.startswith("protocol")
     assert "n/a: tiny" in text and "inf" in text
     assert "n=1 (2 not finite, left out)" in text

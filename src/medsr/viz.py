@@ -263,6 +263,7 @@ def read_results(json_files: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _series_label(row: Mapping[str, Any], with_file: bool) -> str:
+    """Legend entry: method, reference setting, and the file's stem when ``with_file`` (same label in two files)."""
     ref = row.get("ref")
     label = f"{row['method']} + ref {ref}" if ref not in (None, False, "", "none") else str(row["method"])
     return f"{label} [{row['file']}]" if with_file else label
@@ -286,10 +287,13 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
     setting in ``medsr test`` JSON files; out-of-distribution scales (``ood``) are shaded. Returns ``out``."""
     figure_format(out)
     rows = read_results(json_files)
-    stems = {row["file"] for row in rows}
+    files_per_label: dict[str, set[str]] = {}
+    for row in rows:
+        files_per_label.setdefault(_series_label(row, False), set()).add(row["file"])
     series: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        series.setdefault(_series_label(row, len(stems) > 1), []).append(row)
+        clash = len(files_per_label[_series_label(row, False)]) > 1
+        series.setdefault(_series_label(row, clash), []).append(row)
     fig = new_figure(10.0, 4.0)
     axes = fig.subplots(1, 2)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
@@ -331,7 +335,7 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     if layer_name not in modules or not layer_name:
         names = ", ".join(n for n in list(modules)[1:20]) or "none"
         raise InputError("--layer", f"model has no module '{layer_name}' (first names: {names})")
-    scale = int(getattr(model, "fixed_scales", (2,))[0])
+    scale = int((getattr(model, "fixed_scales", None) or (2,))[0])
     image = _image_2d("--image", image)
     lr = torch.from_numpy(image / robust_scale(image)).float()
     lr = lr.expand(1, model_slices(model, meta), *lr.shape).contiguous()

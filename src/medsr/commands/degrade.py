@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mask", metavar="KIND", help="undersampling mask: random or equispaced")
     parser.add_argument("--acceleration", metavar="R", help="acceleration of the mask, R >= 1")
     parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default: 0.08)")
-    parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise at this SNR in dB")
+    parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise: 20 log10(rms of the clean "
+                        "low-resolution image / noise std per real and imaginary part) = DB")
     parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")
     parser.add_argument("--axis", metavar="AXIS", help="slice axis of 3-D inputs (default: last)")
     parser.set_defaults(func=run)

@@ -21,7 +21,8 @@ def _common(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--min-signal", metavar="F", help="drop edge slices whose mean target signal is below F x "
                         "the volume's mean slice signal (default: 0.1; 0 keeps all)")
     parser.add_argument("--multiple", metavar="N", help="zero-pad in-plane, centred, to a multiple of N (default: 1)")
-    parser.add_argument("--split", metavar="TR,VA,TE", help="train,val,test fractions by subject (default: 0.8,0.1,0.1)")
+    parser.add_argument("--split", metavar="TR,VA,TE",
+                        help="train,val,test fractions by subject (default: 0.8,0.1,0.1)")
     parser.add_argument("--seed", metavar="N", help="seed of the split (default: 0); subjects of an existing "
                         "split.json keep their split")
     if kind != "fastmri":

@@ -25,14 +25,15 @@ log = logging.getLogger("medsr.engine")
 
 
 def image_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """``[1, H, 5 W]`` grid: LR (nearest-upsampled), bicubic, SR, HR, |SR - HR| (x4), clipped to [0, 1]."""
+    """``[1, H, 5 W]`` grid of 2-D slices: LR (nearest-upsampled), bicubic, SR, HR, |SR - HR| (x4), clipped to
+    [0, 1]."""
     from medsr.models.base import bicubic_upsample
 
     size = tuple(hr.shape[-2:])
-    centre = lr[:, lr.shape[1] // 2 :][:, :1].float()
-    panels = [F.interpolate(centre, size=size, mode="nearest"), bicubic_upsample(centre, size), sr, hr,
+    lr = lr[None, None].float()
+    panels = [F.interpolate(lr, size=size, mode="nearest")[0, 0], bicubic_upsample(lr, size)[0, 0], sr, hr,
               4 * (sr - hr).abs()]
-    return torch.cat([p[0].float().clamp(0, 1) for p in panels], dim=-1)
+    return torch.cat([p.float().clamp(0, 1) for p in panels], dim=-1)[None]
 
 
 def fingerprint(module: torch.nn.Module) -> int:
@@ -94,25 +95,31 @@ class Checkpointer(pl.Callback):
         sample: dict[str, Any] = {}
         model = module.eval_model
         was_training = model.training
-        for scale in cfg.val.scales:
+        own = getattr(module, "validation_metrics", None)  # a task that scores itself (segmentation: Dice)
+        for scale in [] if own else cfg.val.scales:
             scores, first = evaluation.evaluate_scale(
                 model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=module.device,
                 batch_size=cfg.val.batch_size, subjects=mine,
             )
-            sample = sample or {**first, "scale": scale}
+            if first and not sample:
+                sample = {**first, "scale": scale}
             totals = evaluation.moments(scores).to(module.device)
             totals = trainer.strategy.reduce(totals, reduce_op="sum").cpu()
             summary = evaluation.summarise(totals)
             metrics[f"val/psnr_x{scale:g}"] = summary.psnr
             metrics[f"val/ssim_x{scale:g}"] = summary.ssim
+        if own:
+            metrics = own(trainer, dataset, mine)
+        else:
+            psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
+            metrics["val/psnr"] = sum(psnrs) / len(psnrs)
         model.train(was_training)
-        psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
-        metrics["val/psnr"] = sum(psnrs) / len(psnrs)
         self.last_validated = module.step
         if trainer.is_global_zero:
             self._report(trainer, module, metrics, sample)
-        if metrics["val/psnr"] > module.best_psnr:
-            module.best_psnr = metrics["val/psnr"]
+        monitor = getattr(module, "monitor", "val/psnr")
+        if metrics[monitor] > module.best_psnr:
+            module.best_psnr = metrics[monitor]
             save_checkpoint(trainer, self.dir / "best.ckpt")
         return metrics
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from medsr.errors import InputError
 
 PROTOCOL = {
     "unit": "volume (all slices of a subject stacked)",
@@ -120,28 +123,22 @@ def predict_volumes(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     subjects: set[str] | None = None,
-) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, dict[str, Any]]]:
-    """Yield ``(subject, sr [Z, H, W], hr [Z, H, W], first batch)`` per subject, on the CPU in float32."""
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(subject, sr [Z, H, W], hr [Z, H, W], lr [Z, h, w])`` per subject (CPU, float32); ``lr`` holds
+    the centre (target) slice of each input stack."""
     model.eval()
-    current: str | None = None
-    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
-    first: dict[str, Any] = {}
+    parts: dict[str, list[tuple[torch.Tensor, ...]]] = {}
     for sid, chunk in volume_batches(dataset, specs, batch_size, subjects):
-        if sid != current and parts:
-            yield current, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), first
-            parts = []
-        if sid != current:
-            first = {}
-        current = sid
+        if sid not in parts and parts:
+            done = next(iter(parts))
+            yield done, *(torch.cat(p) for p in zip(*parts.pop(done)))
         batch = collate([dataset[spec] for spec in chunk])
-        lr, hr = batch["lr"].to(device), batch["hr"]
+        lr, hr = batch["lr"], batch["hr"]
         ref = batch["ref"].to(device) if "ref" in batch else None
-        sr = model(lr, tuple(hr.shape[-2:]), ref).float().cpu()
-        if not first:
-            first = {"lr": batch["lr"][:1], "sr": sr[:1], "hr": hr[:1]}
-        parts.append((sr[:, 0], hr[:, 0].float()))
-    if parts:
-        yield current, torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), first
+        sr = model(lr.to(device), tuple(hr.shape[-2:]), ref).float().cpu()
+        parts.setdefault(sid, []).append((sr[:, 0], hr[:, 0].float(), lr[:, lr.shape[1] // 2].float()))
+    for sid, chunks in parts.items():
+        yield sid, *(torch.cat(p) for p in zip(*chunks))
 
 
 def evaluate_scale(
@@ -154,26 +151,31 @@ def evaluate_scale(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     subjects: Sequence[str] | None = None,
-) -> tuple[list[VolumeScore], dict[str, Any]]:
-    """Per-volume scores of ``model`` at one scale (only the given subjects when set), and a sample batch
-    ``{"lr", "sr", "hr"}`` (first slice of the first subject) for figures."""
+) -> tuple[list[VolumeScore], dict[str, torch.Tensor]]:
+    """Per-volume scores of ``model`` at one scale (only the given subjects when set), and a sample
+    ``{"lr", "sr", "hr"}`` (2-D: the middle slice of the first subject) for figures."""
     from medsr.data.datasets import eval_specs
 
-    pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
-    ref_pair = None
-    if ref_mode == "lr":
-        ref_pair = pair if ref_scale is None else (
-            (float(ref_scale),) * 2 if isinstance(ref_scale, (int, float)) else tuple(float(s) for s in ref_scale)
-        )
+    pair = _pair(scale)
+    ref_pair = (pair if ref_scale is None else _pair(ref_scale)) if ref_mode == "lr" else None
     specs = eval_specs(dataset, pair, ref_mode, ref_pair)
     scores: list[VolumeScore] = []
-    sample: dict[str, Any] = {}
+    sample: dict[str, torch.Tensor] = {}
     wanted = set(subjects) if subjects is not None else None
-    for sid, sr, hr, first in predict_volumes(model, dataset, specs, device=device, batch_size=batch_size,
-                                              subjects=wanted):
+    for sid, sr, hr, lr in predict_volumes(model, dataset, specs, device=device, batch_size=batch_size,
+                                           subjects=wanted):
         scores.append(volume_score(sid, sr, hr))
-        sample = sample or first
+        if not sample:
+            z = sr.shape[0] // 2
+            sample = {"lr": lr[z], "sr": sr[z], "hr": hr[z]}
     return scores, sample
+
+
+def _pair(scale: float | Sequence[float]) -> tuple[float, float]:
+    if isinstance(scale, (int, float)):
+        return float(scale), float(scale)
+    sy, sx = scale
+    return float(sy), float(sx)
 
 
 def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol: float = 1e-6) -> bool:
@@ -183,3 +185,126 @@ def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol:
     values = [scale] if isinstance(scale, (int, float)) else list(scale)
     lo, hi = float(trained[0]), float(trained[1])
     return any(v < lo - tol or v > hi + tol for v in values)
+
+
+BASELINES = ("bicubic", "zerofill")
+
+
+@dataclass(frozen=True)
+class TestSetup:
+    """What ``medsr test`` evaluates: a weights file (plus ``extra`` ones side by side) on a store's split."""
+
+    weights: Path
+    data: Path
+    scales: tuple[float, ...]
+    ref: str
+    ref_scale: float | None = None
+    split: str = "test"
+    target: str | None = None
+    baselines: bool = True
+    batch_size: int = 8
+    device: str = "cpu"
+    extra: tuple[Path, ...] = ()
+
+
+def weights_path(path: str | Path) -> Path:
+    """``path`` itself, or ``path/weights.pth`` for a run directory."""
+    path = Path(path)
+    return path / "weights.pth" if path.is_dir() else path
+
+
+def parse_scales(text: str, flag: str = "--scales") -> tuple[float, ...]:
+    """``"1.5,2,4"`` -> ``(1.5, 2.0, 4.0)``; each must be a number in [1, 16]."""
+    from medsr.kspace import check_scale
+
+    try:
+        scales = tuple(check_scale(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise InputError(flag, str(err)) from None
+    if not scales:
+        raise InputError(flag, "no scale given")
+    return scales
+
+
+@dataclass
+class Method:
+    """One row source of a test: a network, its reference mode, trained scales and input depth."""
+
+    name: str
+    net: nn.Module
+    ref: str
+    trained: Sequence[float] | None
+    n_adjacent: int = 0
+    baseline: bool = False
+
+
+def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
+    from medsr.checkpoint import build_from_weights
+    from medsr.registry import MODELS
+
+    methods, main_meta = [], {}
+    for i, path in enumerate((weights_path(setup.weights), *setup.extra)):
+        model, meta = build_from_weights(path)
+        main_meta = main_meta or {**meta, "path": path}
+        name = meta["model"]["type"] + ("" if i == 0 else f" ({Path(path).stem})")
+        ref = setup.ref if getattr(model, "uses_ref", True) else "none"
+        methods.append(Method(name, model.to(setup.device), ref, meta.get("scales"), int(meta.get("n_adjacent", 0))))
+    if setup.baselines:
+        import medsr.models  # noqa: F401
+
+        methods += [Method(n, MODELS.build({"type": n}).to(setup.device), "none", None, baseline=True)
+                    for n in BASELINES]
+    return methods, main_meta
+
+
+def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
+    """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale.
+
+    Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "ssim",
+    "ssim_std", "n_volumes", "ood"}]}`` and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
+    """
+    from medsr.data.datasets import SRSliceDataset
+
+    methods, meta = _methods(setup)
+    contrasts = meta.get("contrasts", {})
+    target = setup.target or contrasts.get("target")
+    if target is None:
+        raise InputError("--target", f"{meta['path']} does not say which contrast it was trained on; give --target")
+    ref_contrast = contrasts.get("ref") if setup.ref != "none" else None
+    if setup.ref != "none" and ref_contrast is None:
+        raise InputError("--ref", f"{meta['path']} was trained without a reference contrast; use --ref none")
+    datasets: dict[int, Any] = {}
+    results, samples = [], {}
+    for scale in setup.scales:
+        for m in methods:
+            if m.n_adjacent not in datasets:
+                datasets[m.n_adjacent] = SRSliceDataset(setup.data, setup.split, target, ref=ref_contrast,
+                                                        n_adjacent=m.n_adjacent, use_labels=False)
+            scores, samples[(m.name, scale)] = evaluate_scale(
+                m.net, datasets[m.n_adjacent], scale, m.ref, ref_scale=setup.ref_scale if m.ref == "lr" else None,
+                device=setup.device, batch_size=setup.batch_size)
+            s = summarise(moments(scores))
+            results.append({"method": m.name, "scale": scale, "ref": m.ref, "psnr": s.psnr, "psnr_std": s.psnr_std,
+                            "ssim": s.ssim, "ssim_std": s.ssim_std, "n_volumes": s.n_volumes,
+                            "ood": not m.baseline and is_ood(scale, m.trained)})
+    trained = meta.get("scales")
+    protocol = {
+        **PROTOCOL,
+        "weights": ", ".join(str(p) for p in (meta["path"], *setup.extra)),
+        "data": str(setup.data),
+        "split": setup.split,
+        "contrasts": f"target {target}, reference {ref_contrast or 'none'}",
+        "ref_mode": setup.ref if setup.ref != "lr" else f"lr at x{setup.ref_scale or 'target scale'}",
+        "scales_trained": f"{trained[0]:g}-{trained[1]:g}" if trained else "unknown",
+        "volumes": len({sid for sid, _ in next(iter(datasets.values())).items}),
+    }
+    return {"protocol": protocol, "results": results}, samples
+
+
+def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows (one per scale and method) of a :func:`run_test` report, OOD scales marked."""
+    columns = ["scale", "method", "ref", "PSNR (dB)", "SSIM", "volumes", ""]
+    rows = [[f"x{r['scale']:g}", r["method"], r["ref"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}",
+             f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}", r["n_volumes"], "OOD" if r["ood"] else ""]
+            for r in report["results"]]
+    return columns, rows

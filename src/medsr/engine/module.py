@@ -34,7 +34,9 @@ class NonFiniteLossError(RuntimeError):
 class EMA(nn.Module):
     """Exponential moving average of a model's parameters and buffers (Polyak averaging), for evaluation.
 
-    ``update`` after each optimiser step: ``shadow = decay * shadow + (1 - decay) * param``.
+    ``update`` after optimiser step ``n`` (0-based): ``shadow = d * shadow + (1 - d) * param`` with the warm-up
+    ``d = min(decay, (1 + n) / (10 + n))`` of TensorFlow's ``ExponentialMovingAverage(num_updates)``, so early
+    shadows are not dominated by the initial weights.
     """
 
     def __init__(self, model: nn.Module, decay: float):
@@ -43,9 +45,10 @@ class EMA(nn.Module):
         self.shadow = copy.deepcopy(model).requires_grad_(False).eval()
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, n: int) -> None:
+        decay = min(self.decay, (1 + n) / (10 + n))
         for s, p in zip(self.shadow.parameters(), model.parameters()):
-            s.lerp_(p.detach().to(s.dtype), 1.0 - self.decay)
+            s.lerp_(p.detach().to(s.dtype), 1.0 - decay)
         for s, b in zip(self.shadow.buffers(), model.buffers()):
             s.copy_(b)
 
@@ -219,7 +222,7 @@ class SRModule(pl.LightningModule):
     def _finish_step(self) -> None:
         """After the generator's optimiser step: update the EMA shadow and count the step (callbacks see it)."""
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         self.step += 1
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

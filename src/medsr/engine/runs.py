@@ -158,6 +158,7 @@ def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]
         "norm": {"method": "percentile", "percentile": 99.5},
         "scales": [lo, hi],
         "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref},
+        "n_adjacent": cfg.data.n_adjacent,
         "config_hash": config_hash(cfg),
         "steps": int(module.step),
         "run": cfg.name,

@@ -40,7 +40,7 @@ class SRReport:
 
 def default_weights() -> Path:
     """The shipped ``sakg`` weights (package data ``medsr/weights/sakg_mni.pth``), or a clear error."""
-    resource = importlib.resources.files("medsr").joinpath("weights", SHIPPED_WEIGHTS)
+    resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_WEIGHTS)
     if resource.is_file():
         return Path(str(resource))
     raise InputError(

@@ -100,13 +100,18 @@ def format_summary(metrics: Sequence[str], records: Sequence[Mapping[str, Any]])
     return "\n".join(lines)
 
 
-def render(protocol: Mapping[str, Any], key: str, metrics: Sequence[str], records: Sequence[Mapping[str, Any]],
-           extra: Sequence[str] = ()) -> str:
-    """Protocol header, per-item table (``key``, metrics, then ``extra`` text columns) and the summary lines."""
-    columns = [key, *metrics, *extra]
-    rows = [[r.get(key), *(r.get(m) for m in metrics), *(r.get(e) or "" for e in extra)] for r in records]
-    table = format_table(columns, rows)
+def render(protocol: Mapping[str, Any], keys: Sequence[str], metrics: Sequence[str],
+           records: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> str:
+    """Protocol header, per-item table (``keys``, metrics, then ``extra`` columns; keys and extras missing from a
+    record are blank) and the summary lines."""
+    rows = [[_text(r.get(k)) for k in keys] + [r.get(m) for m in metrics] + [_text(r.get(e)) for e in extra]
+            for r in records]
+    table = format_table([*keys, *metrics, *extra], rows)
     return "\n\n".join([protocol_header(protocol), table, format_summary(metrics, records)])
+
+
+def _text(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _json_ready(value: Any) -> Any:

@@ -16,29 +16,34 @@ import numpy as np
 from scipy import ndimage
 
 
-def _overlap(pred: np.ndarray, gt: np.ndarray, label: int) -> tuple[int, int, int]:
-    p, g = pred == label, gt == label
-    inter = int(np.count_nonzero(p & g))
-    return inter, int(np.count_nonzero(p)), int(np.count_nonzero(g))
+def overlap_counts(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int]) -> dict[int, tuple[int, int, int]]:
+    """Per class ``(|P ∩ G|, |P|, |G|)`` of label maps ``pred`` and ``gt``."""
+    counts = {}
+    for c in classes:
+        p, g = pred == c, gt == c
+        counts[c] = (int(np.count_nonzero(p & g)), int(np.count_nonzero(p)), int(np.count_nonzero(g)))
+    return counts
+
+
+def dice_from_counts(inter: int, n_pred: int, n_gt: int, empty_score: float = 1.0) -> float:
+    """Dice ``2 |P ∩ G| / (|P| + |G|)``; ``empty_score`` when the class is absent from both maps."""
+    return 2 * inter / (n_pred + n_gt) if n_pred + n_gt else float(empty_score)
+
+
+def iou_from_counts(inter: int, n_pred: int, n_gt: int, empty_score: float = 1.0) -> float:
+    """Intersection over union ``|P ∩ G| / |P ∪ G|``; ``empty_score`` when the class is absent from both maps."""
+    union = n_pred + n_gt - inter
+    return inter / union if union else float(empty_score)
 
 
 def dice(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int], empty_score: float = 1.0) -> dict[int, float]:
-    """Dice ``2 |P ∩ G| / (|P| + |G|)`` per class; ``empty_score`` where the class is absent from both maps."""
-    scores = {}
-    for c in classes:
-        inter, n_pred, n_gt = _overlap(pred, gt, c)
-        scores[c] = 2 * inter / (n_pred + n_gt) if n_pred + n_gt else float(empty_score)
-    return scores
+    """Dice per class of label maps ``pred`` and ``gt``."""
+    return {c: dice_from_counts(*n, empty_score) for c, n in overlap_counts(pred, gt, classes).items()}
 
 
 def iou(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int], empty_score: float = 1.0) -> dict[int, float]:
-    """Intersection over union ``|P ∩ G| / |P ∪ G|`` per class; ``empty_score`` where absent from both maps."""
-    scores = {}
-    for c in classes:
-        inter, n_pred, n_gt = _overlap(pred, gt, c)
-        union = n_pred + n_gt - inter
-        scores[c] = inter / union if union else float(empty_score)
-    return scores
+    """IoU per class of label maps ``pred`` and ``gt``."""
+    return {c: iou_from_counts(*n, empty_score) for c, n in overlap_counts(pred, gt, classes).items()}
 
 
 @dataclass(frozen=True)
@@ -96,21 +101,39 @@ def detect(pred: np.ndarray, gt: np.ndarray, distance: float = 3.0) -> Detection
     return Detection(len(gt_centres), detected, false_pixels, int(gt.size))
 
 
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve ``(fpr, tpr, thresholds)`` of ``scores`` against binary ``labels``, one point per distinct score
-    (descending thresholds, predicted positive where ``score >= threshold``), starting at (0, 0)."""
-    scores, labels = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(labels, bool).ravel()
-    n_pos, n_neg = int(labels.sum()), int(labels.size - labels.sum())
+ScoreCounts = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def score_counts(scores: np.ndarray, labels: np.ndarray) -> ScoreCounts:
+    """Distinct ``scores`` (ascending) with the number of positive and negative ``labels`` at each."""
+    values, inverse = np.unique(np.asarray(scores, dtype=np.float64).ravel(), return_inverse=True)
+    total = np.bincount(inverse, minlength=values.size)
+    positives = np.bincount(inverse, weights=np.asarray(labels, bool).ravel(), minlength=values.size)
+    return values, positives.astype(np.int64), total - positives.astype(np.int64)
+
+
+def merge_counts(parts: Sequence[ScoreCounts]) -> ScoreCounts:
+    """Pool the score counts of several images."""
+    values, inverse = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+    pos = np.bincount(inverse, weights=np.concatenate([p[1] for p in parts]), minlength=values.size)
+    neg = np.bincount(inverse, weights=np.concatenate([p[2] for p in parts]), minlength=values.size)
+    return values, pos.astype(np.int64), neg.astype(np.int64)
+
+
+def roc_from_counts(counts: ScoreCounts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve ``(fpr, tpr, thresholds)``: one point per distinct score, thresholds descending (positive where
+    ``score >= threshold``), starting at (0, 0) with threshold +inf."""
+    values, pos, neg = counts
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("the ROC curve needs both positive and negative pixels")
-    order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    tps = np.cumsum(labels)[last_of_run]
-    fps = (last_of_run + 1) - tps
-    fpr = np.r_[0.0, fps / n_neg]
-    tpr = np.r_[0.0, tps / n_pos]
-    return fpr, tpr, np.r_[np.inf, scores[last_of_run]]
+    tps, fps = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, values[::-1]]
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve of ``scores`` against binary ``labels`` (see :func:`roc_from_counts`)."""
+    return roc_from_counts(score_counts(scores, labels))
 
 
 def auc(fpr: Sequence[float], tpr: Sequence[float]) -> float:

@@ -16,9 +16,11 @@ A preparer lists its subjects (a target volume, a reference volume, optionally a
 4. the in-plane size is zero-padded, centred, up to the next multiple of ``multiple``;
 5. the subject's ``affine`` maps store indices ``(z, h, w)`` to world millimetres.
 
-A re-run skips subjects already in the store. The split is by subject: the counts follow the fractions (every
-split with a positive fraction gets at least one subject when there are enough), the subjects are drawn by a
-permutation seeded with ``seed``, and subjects listed in an existing ``split.json`` keep their split.
+A re-run skips subjects already in the store (also after an interrupted run, whose finished subjects are complete
+in ``slices.h5``); re-running into a folder prepared with other :data:`RESUME_PARAMETERS` is an error. The split
+is by subject: the counts follow the fractions (every split with a positive fraction gets at least one subject
+when there are enough), the subjects are drawn by a permutation seeded with ``seed``, and subjects listed in an
+existing ``split.json`` keep their split (new subjects fill the remaining quotas).
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ GRID_TOLERANCE_MM = 1e-3
 ANISOTROPY = 1.01
 DEFAULT_MIN_SIGNAL = 0.1
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
-OUTPUT_PARAMETERS = ("format", "target", "reference", "min_signal", "multiple", "axis")
+RESUME_PARAMETERS = ("format", "target", "reference", "min_signal", "multiple", "axis", "split", "seed")
 
 
 @dataclass(frozen=True)
 class Options:
-    """Preparation settings; those in :data:`OUTPUT_PARAMETERS` change the stored data, the others do not."""
+    """Preparation settings; ``workers`` and ``progress`` do not change the outputs."""
 
     min_signal: float = DEFAULT_MIN_SIGNAL
     multiple: int = 1
@@ -398,7 +400,7 @@ def _results(jobs: list[Callable[[], Prepared]], workers: int) -> Iterator[Prepa
 
 
 def _check_previous(out_dir: Path, parameters: Mapping[str, Any]) -> dict[str, list[str]] | None:
-    """The existing split of a store prepared before with the same output parameters (an error otherwise)."""
+    """The existing split of a store prepared before with the same :data:`RESUME_PARAMETERS` (an error otherwise)."""
     manifest = out_dir / MANIFEST_FILE
     if not manifest.is_file():
         return None
@@ -407,7 +409,7 @@ def _check_previous(out_dir: Path, parameters: Mapping[str, Any]) -> dict[str, l
         split = json.loads((out_dir / SPLIT_FILE).read_text()) if (out_dir / SPLIT_FILE).is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(manifest, f"unreadable manifest or split of an earlier run ({err})") from None
-    changed = [k for k in OUTPUT_PARAMETERS if old.get(k) != parameters.get(k)]
+    changed = [k for k in RESUME_PARAMETERS if old.get(k) != parameters.get(k)]
     require(not changed, out_dir, "was prepared with other settings (" + ", ".join(
         f"{k}: {old.get(k)!r} then, {parameters.get(k)!r} now" for k in changed) + "); use another folder")
     return split

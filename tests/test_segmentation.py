@@ -1,0 +1,114 @@
+"""The segmentation task (UNet prior), its losses, and the frozen UNet of the seg-guided perceptual loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import medsr.losses  # noqa: F401  (registers the losses)
+import medsr.models  # noqa: F401  (registers the models)
+from medsr.checkpoint import build_from_weights, save_weights
+from medsr.cli import main
+from medsr.config import load_config
+from medsr.engine.segmentation import dice_per_class
+from medsr.errors import InputError
+from medsr.registry import LOSSES, MODELS
+
+UNET = {"type": "unet", "base": 4, "depth": 2}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture()
+def unet_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    net = MODELS.build(UNET)
+    path = tmp_path / "unet.pth"
+    save_weights(path, UNET, net.state_dict())
+    return path
+
+
+def test_dice_per_class_by_hand() -> None:
+    gt = torch.tensor([[0, 1, 1, 2], [0, 1, 2, 2]])
+    pred = torch.tensor([[0, 1, 2, 2], [0, 0, 2, 2]])
+    # class 1: |P| = 1, |G| = 3, overlap 1 -> 2/4; class 2: |P| = 4, |G| = 3, overlap 3 -> 6/7; class 3 absent -> 1
+    torch.testing.assert_close(dice_per_class(pred, gt, [1, 2, 3]), torch.tensor([0.5, 6 / 7, 1.0], dtype=torch.float64))
+
+
+def test_segmentation_losses() -> None:
+    label = torch.randint(0, 4, (2, 9, 11))
+    perfect = 50.0 * torch.nn.functional.one_hot(label, 4).permute(0, 3, 1, 2).float()
+    batch = {"label": label}
+    dice, ce = LOSSES.build({"type": "dice"}), LOSSES.build({"type": "cross_entropy"})
+    assert dice(perfect, None, batch).item() < 1e-3 and ce(perfect, None, batch).item() < 1e-3
+    wrong = perfect.roll(1, dims=1)
+    assert dice(wrong, None, batch).item() > 0.9 and ce(wrong, None, batch).item() > 10
+    with pytest.raises(ValueError, match="labels"):
+        dice(perfect, None, {})
+
+
+def test_seg_perceptual_layers_and_type_check(unet_weights: Path, tmp_path: Path) -> None:
+    enc = LOSSES.build({"type": "seg_perceptual", "weights": str(unet_weights), "layers": "encoder"})
+    assert enc.layer_weights == [1.0, 1.0, 1.0, 0.0, 0.0]
+    dec = LOSSES.build({"type": "seg_perceptual", "weights": str(unet_weights), "layers": "decoder"})
+    assert dec.layer_weights == [0.0, 0.0, 0.0, 1.0, 1.0]
+    hr = torch.rand(2, 1, 20, 18)
+    assert enc(hr, hr, {}).item() == 0.0 and enc(hr + 0.3 * torch.rand_like(hr), hr, {}).item() > 0
+    other = tmp_path / "bicubic.pth"
+    save_weights(other, {"type": "liif", "encoder": {"type": "edsr", "n_feats": 4, "n_blocks": 1}, "hidden": [8]},
+                 MODELS.build({"type": "liif", "encoder": {"type": "edsr", "n_feats": 4, "n_blocks": 1},
+                               "hidden": [8]}).state_dict())
+    with pytest.raises(InputError, match="features"):
+        LOSSES.build({"type": "seg_perceptual", "weights": str(other)})
+
+
+def test_frozen_unet_stays_frozen(unet_weights: Path, tmp_path: Path) -> None:
+    from medsr.engine.module import SRModule
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: {type: liif, encoder: {type: edsr, n_feats: 4, n_blocks: 1}, hidden: [8]}\n"
+        f"loss: [{{type: l1}}, {{type: seg_perceptual, weight: 10, weights: '{unet_weights}'}}]\n"
+    )
+    cfg = load_config(config)
+    module = SRModule(cfg)
+    unet = module.criterion.terms[1].net
+    frozen = {k: v.clone() for k, v in unet.state_dict().items()}
+    assert not any(p.requires_grad for p in unet.parameters())
+    optimizer = module.configure_optimizers()["optimizer"]
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not in_optimizer & {id(p) for p in unet.parameters()}
+    assert not any(k.startswith("criterion") for k in module.state_dict())
+    trainee = [p.clone() for p in module.model.parameters()]
+
+    lr, hr = torch.rand(2, 1, 10, 9), torch.rand(2, 1, 23, 17)
+    sr = module.model(lr, hr.shape[-2:], None)
+    loss, terms = module.criterion(sr, hr, {})
+    assert terms["seg_perceptual"].item() > 0
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is None for p in unet.parameters())
+    for k, v in unet.state_dict().items():
+        torch.testing.assert_close(v, frozen[k], rtol=0, atol=0)
+    assert any(not torch.equal(a, b) for a, b in zip(trainee, module.model.parameters()))
+
+
+def test_train_segmentation_task(mni_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    status = main(["train", str(CONFIGS / "unet.yaml"), f"data.root={mni_store}", f"logging.runs_dir={tmp_path}",
+                   "train.steps=4", "val.every=2", "val.max_subjects=1", "data.batch_size=2", "data.patch_size=32",
+                   "model.base=4", "model.depth=2", "--name", "seg"])
+    assert status == 0, capsys.readouterr().err
+    net, meta = build_from_weights(tmp_path / "seg" / "weights.pth")
+    assert meta["task"] == "segmentation" and net(torch.rand(1, 1, 30, 26)).shape == (1, 4, 30, 26)
+    assert (tmp_path / "seg" / "checkpoints" / "best.ckpt").is_file()
+    log = (tmp_path / "seg" / "train.log").read_text()
+    assert "dice_GM" in log and "dice_WM" in log
+
+
+def test_segmentation_task_needs_labels(mni_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    status = main(["train", str(CONFIGS / "unet.yaml"), f"data.root={mni_store}", f"logging.runs_dir={tmp_path}",
+                   "data.use_labels=false", "--name", "nolabels"])
+    assert status == 2
+    assert "data.use_labels" in capsys.readouterr().err
