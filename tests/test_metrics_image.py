@@ -147,3 +147,20 @@ def test_resolve_data_range_rules():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError):
         psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5), 1.0)
+
+
+def test_cpu_chunks_give_the_same_values(monkeypatch):
+    import medsr.metrics.image as image
+
+    torch.manual_seed(0)
+    pred, gt = torch.rand(5, 2, 20, 24, dtype=torch.float64), torch.rand(5, 2, 20, 24, dtype=torch.float64)
+    mask = torch.rand(5, 1, 20, 24) > 0.3
+    ranges = torch.linspace(0.5, 2.0, 5, dtype=torch.float64)
+    whole = [psnr(pred, gt, ranges, mask=mask), ssim(pred, gt, ranges, mask=mask), nmse(pred, gt, mask=mask)]
+    monkeypatch.setattr(image, "_CPU_CHUNK", 1000)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    chunked = [psnr(pred, gt, ranges, mask=mask), ssim(pred, gt, ranges, mask=mask), nmse(pred, gt, mask=mask)]
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    singles = torch.cat([ssim(pred[i:i + 1], gt[i:i + 1], ranges[i], mask=mask[i:i + 1]) for i in range(5)])
+    torch.testing.assert_close(chunked[1], singles, rtol=1e-12, atol=1e-12)

@@ -4,6 +4,7 @@ the zero-filling start, data consistency, the semantic auxiliary loss, export/im
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import medsr.losses  # noqa: F401  (registers the losses)
 import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
+from medsr.errors import InputError
 from medsr.kspace import downsample, zero_fill_upsample
 from medsr.registry import LOSSES, MODELS
 
@@ -194,3 +196,34 @@ def test_shipped_configs_within_budget() -> None:
     for spec in specs:
         assert spec["type"] == "sakg"
         assert count_macs(spec) <= 150e9
+
+
+def test_pair_mixture_addresses_every_pair(mni_store: Path) -> None:
+    from medsr.data.datasets import SampleSpec, SRSliceDataset
+    from medsr.data.mixture import PairMixture, parse_pair
+
+    sets = [SRSliceDataset(mni_store, "val", t, ref=r) for t, r in (parse_pair("T2:T1"), parse_pair("PD:T2"))]
+    mixture = PairMixture(sets)
+    n = len(sets[0])
+    assert len(mixture) == 2 * n
+    item = mixture[SampleSpec(n + 3, (2.0, 2.0), use_ref=True)]
+    sid, z = sets[1].items[3]
+    torch.testing.assert_close(item["hr"][0], torch.from_numpy(sets[1].store.slices(sid, "PD", z)))
+    torch.testing.assert_close(item["ref"][0], torch.from_numpy(sets[1].store.slices(sid, "T2", z)))
+    with pytest.raises(IndexError):
+        mixture[SampleSpec(2 * n, (2.0, 2.0))]
+    with pytest.raises(InputError, match="TARGET:REF"):
+        parse_pair("T2")
+
+
+def test_train_sakg_on_contrast_pairs(mni_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from medsr.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "sakg_mni.yaml"
+    tiny = [f"model.{k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items()]
+    status = main(["train", str(config), f"data.root={mni_store}", f"logging.runs_dir={tmp_path}", "train.steps=3",
+                   "val.every=0", "val.max_subjects=1", "val.scales=[2]", "data.batch_size=2", *tiny, "--name", "pairs"])
+    assert status == 0, capsys.readouterr().err
+    model, meta = build_from_weights(tmp_path / "pairs" / "weights.pth")
+    assert meta["model"]["type"] == "sakg"
+    assert sorted(meta["contrasts"]["pairs"]) == sorted(f"{t}:{r}" for t in ("T1", "T2", "PD") for r in ("T1", "T2", "PD") if t != r)

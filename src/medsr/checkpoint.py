@@ -32,15 +32,21 @@ def save_weights(
         torch.save(payload, tmp)
 
 
-def load_weights(path: str | Path) -> dict[str, Any]:
-    """Read a weights file safely (``weights_only=True``); every failure names the file."""
+def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
+    """``torch.load`` a file safely (``weights_only=True``, onto the CPU); a missing or unreadable file is an
+    :class:`InputError` naming it (``kind`` says what was expected)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "no such weights file")
+        raise InputError(path, f"no such {kind} file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise InputError(path, f"not a readable medsr weights file ({type(err).__name__})") from None
+        raise InputError(path, f"not a readable {kind} file ({type(err).__name__})") from None
+
+
+def load_weights(path: str | Path) -> dict[str, Any]:
+    """Read a medsr weights file safely; every failure names the file."""
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or not {"params", "meta"} <= payload.keys() or "model" not in payload["meta"]:
         raise InputError(path, "not a medsr weights file (needs params and meta.model)")
     return payload

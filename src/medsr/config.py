@@ -26,7 +26,9 @@ def _default_curriculum() -> list[dict[str, Any]]:
 @dataclass
 class DataConfig:
     """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices).
-    ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing."""
+    ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing. ``pairs``
+    (``["T2:T1", "T1:PD", ...]``, TARGET:REF) trains on all of them mixed (``medsr.data.mixture``); validation
+    keeps ``target``/``ref``."""
 
     root: str = "data/mni"
     embedded: Optional[str] = None
@@ -41,6 +43,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     curriculum: List[Dict[str, Any]] = field(default_factory=_default_curriculum)
+    pairs: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from medsr.commands.evaluate import add_report_arguments
+
 DESCRIPTION = """Score each image against its prompt: IMG_DIR/cat.jpg pairs with TXT_DIR/cat.txt. Reports per
 pair the cosine similarity of the CLIP embeddings and CLIP-S = 100 * max(cos, 0), and their means. Prompts longer
 than the model's context are truncated keeping the end-of-text token (one warning with the count). --model is a
@@ -21,8 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Hugging Face CLIP model directory or hub name (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="B", help="pairs per forward pass")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
-    parser.add_argument("--allow-missing", action="store_true", help="score matched pairs even if some are not")
+    add_report_arguments(parser, csv=False)
     parser.set_defaults(func=run)
 
 

@@ -16,9 +16,7 @@ the slices along the last array axis) or, with --per-slice, per slice."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="full-reference image metrics over matched files",
                                    description=DESCRIPTION)
-    parser.add_argument("pred", type=Path, help="prediction file or directory")
-    parser.add_argument("gt", type=Path, help="reference file or directory")
-    parser.add_argument("--metrics", default="psnr,ssim,nrmse", help="comma-separated: psnr,ssim,nrmse,nmse,lpips")
+    add_pair_arguments(parser, "psnr,ssim,nrmse", "psnr,ssim,nrmse,nmse,lpips")
     parser.add_argument("--data-range", metavar="RULE", help="N | gt-range | gt-max | dtype")
     parser.add_argument("--ssim-preset", choices=["wang", "fastmri"], default="wang")
     parser.add_argument("--mask", type=Path, metavar="DIR_OR_FILE", help="foreground mask(s), non-zero = inside")
@@ -26,10 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-slice", action="store_true", help="one row per slice of each volume")
     parser.add_argument("--gray", action="store_true", help="evaluate RGB images on BT.601 luma")
     parser.add_argument("--lpips-weights", type=Path, metavar="PATH", help="local LPIPS weights (.pth)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
-    parser.add_argument("--csv", type=Path, metavar="FILE", help="write the per-file table as CSV")
-    parser.add_argument("--allow-missing", action="store_true", help="evaluate matched pairs even if some are not")
+    add_report_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser, metrics: str, known: str) -> None:
+    """PRED and GT (files, or directories matched by name) and ``--metrics``, shared with ``segeval``."""
+    parser.add_argument("pred", type=Path, help="prediction file or directory")
+    parser.add_argument("gt", type=Path, help="reference file or directory")
+    parser.add_argument("--metrics", default=metrics, help=f"comma-separated, from {known} (default: {metrics})")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser, csv: bool = True) -> None:
+    """``--json``, ``--csv`` and ``--allow-missing``, shared by ``evaluate``, ``segeval`` and ``clip-score``."""
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the full report as JSON")
+    if csv:
+        parser.add_argument("--csv", type=Path, metavar="FILE", help="write the per-file table as CSV")
+    parser.add_argument("--allow-missing", action="store_true", help="use the matched pairs even if some are not")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from medsr.commands.evaluate import add_pair_arguments, add_report_arguments
 
 DESCRIPTION = """Compare predicted label maps or foreground probability maps with reference label maps, matched
 by relative path without extension like medsr evaluate. Dice and IoU per class and their mean (a class absent
@@ -15,16 +16,12 @@ confidence interval, and the data-set-level (pooled) Pd, Fa and AUC."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("segeval", help="segmentation and detection metrics over matched files",
                                    description=DESCRIPTION)
-    parser.add_argument("pred", type=Path, help="prediction file or directory")
-    parser.add_argument("gt", type=Path, help="reference file or directory")
-    parser.add_argument("--metrics", default="dice,iou", help="comma-separated: dice,iou,pdfa,roc")
+    add_pair_arguments(parser, "dice,iou", "dice,iou,pdfa,roc")
     parser.add_argument("--classes", nargs="+", metavar="C", help="labels to evaluate (default: all non-zero)")
     parser.add_argument("--threshold", type=float, default=0.5, help="foreground where probability >= this")
     parser.add_argument("--empty-score", type=float, default=1.0, help="Dice/IoU of a class absent from both")
     parser.add_argument("--distance", type=float, default=3.0, help="Pd: centroid distance threshold in pixels")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the full report (with ROC curve) as JSON")
-    parser.add_argument("--csv", type=Path, metavar="FILE", help="write the per-file table as CSV")
-    parser.add_argument("--allow-missing", action="store_true", help="evaluate matched pairs even if some are not")
+    add_report_arguments(parser)
     parser.set_defaults(func=run)
 
 

@@ -1,9 +1,9 @@
 """Engine callbacks: validation on whole volumes, image grids, atomic ``last``/``best`` checkpoints, and a
 check that all ranks end with the same weights.
 
-Validation runs here (not in Lightning's validation loop) so that it uses exactly the evaluation of
-``medsr test`` (:mod:`medsr.engine.evaluation`): subjects are sharded across ranks, and per-volume sums are
-reduced, never means of means.
+Validation runs here, not in Lightning's validation loop: the module's ``validation_metrics`` scores whole
+volumes exactly as ``medsr test`` does (:mod:`medsr.engine.evaluation`), with subjects sharded across ranks and
+per-volume sums reduced, never means of means.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-
-from medsr.engine import evaluation
 
 log = logging.getLogger("medsr.engine")
 
@@ -56,7 +54,8 @@ def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
 
 class Checkpointer(pl.Callback):
     """Every ``checkpoint_every`` steps: ``last.ckpt``; every ``val_every`` steps and at the end: validation,
-    ``best.ckpt`` by mean validation PSNR over scales; at the end: ``last.ckpt`` and ``ranks.json``."""
+    ``best.ckpt`` by the module's ``monitor`` metric (higher is better); at the end: ``last.ckpt`` and
+    ``ranks.json``."""
 
     def __init__(self, run_dir: Path, checkpoint_every: int, val_every: int, image_every: int):
         self.dir = Path(run_dir) / "checkpoints"
@@ -86,40 +85,20 @@ class Checkpointer(pl.Callback):
                 "final weights %s on %d rank(s)", "identical" if same else "DIFFER", len(prints))
 
     def validate(self, trainer: pl.Trainer, module: Any) -> dict[str, float]:
-        """Score ``module.eval_model`` on the validation split; log, and save ``best.ckpt`` on improvement."""
-        cfg = module.cfg
+        """Score the module on the validation split (``module.validation_metrics``, subjects sharded over ranks);
+        log, and save ``best.ckpt`` when ``metrics[module.monitor]`` improves."""
         dataset = trainer.datamodule.val_dataset
-        subjects = sorted({sid for sid, _ in dataset.items})[: cfg.val.max_subjects]
+        subjects = sorted({sid for sid, _ in dataset.items})[: module.cfg.val.max_subjects]
         mine = subjects[trainer.global_rank :: trainer.world_size]
-        metrics: dict[str, float] = {}
-        sample: dict[str, Any] = {}
         model = module.eval_model
         was_training = model.training
-        own = getattr(module, "validation_metrics", None)  # a task that scores itself (segmentation: Dice)
-        for scale in [] if own else cfg.val.scales:
-            scores, first = evaluation.evaluate_scale(
-                model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=module.device,
-                batch_size=cfg.val.batch_size, subjects=mine,
-            )
-            if first and not sample:
-                sample = {**first, "scale": scale}
-            totals = evaluation.moments(scores).to(module.device)
-            totals = trainer.strategy.reduce(totals, reduce_op="sum").cpu()
-            summary = evaluation.summarise(totals)
-            metrics[f"val/psnr_x{scale:g}"] = summary.psnr
-            metrics[f"val/ssim_x{scale:g}"] = summary.ssim
-        if own:
-            metrics = own(trainer, dataset, mine)
-        else:
-            psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
-            metrics["val/psnr"] = sum(psnrs) / len(psnrs)
+        metrics = module.validation_metrics(trainer, dataset, mine)
         model.train(was_training)
         self.last_validated = module.step
         if trainer.is_global_zero:
-            self._report(trainer, module, metrics, sample)
-        monitor = getattr(module, "monitor", "val/psnr")
-        if metrics[monitor] > module.best_psnr:
-            module.best_psnr = metrics[monitor]
+            self._report(trainer, module, metrics, getattr(module, "val_sample", None) or {})
+        if metrics[module.monitor] > module.best_score:
+            module.best_score = metrics[module.monitor]
             save_checkpoint(trainer, self.dir / "best.ckpt")
         return metrics
 

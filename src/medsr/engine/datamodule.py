@@ -42,18 +42,24 @@ class SRDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str, *, training: bool) -> Any:
         from medsr.data.datasets import SRSliceDataset
+        from medsr.data.mixture import PairMixture, parse_pair
 
         d = self.cfg.data
-        return SRSliceDataset(
-            d.root,
-            split,
-            d.target,
-            ref=d.ref,
-            n_adjacent=d.n_adjacent,
-            patch_size=d.patch_size if training else None,
-            augment=d.augment and training,
-            use_labels=d.use_labels,
-        )
+        pairs = [parse_pair(p) for p in d.pairs] if training and d.pairs else [(d.target, d.ref)]
+        sets = [
+            SRSliceDataset(
+                d.root,
+                split,
+                target,
+                ref=ref,
+                n_adjacent=d.n_adjacent,
+                patch_size=d.patch_size if training else None,
+                augment=d.augment and training,
+                use_labels=d.use_labels,
+            )
+            for target, ref in pairs
+        ]
+        return sets[0] if len(sets) == 1 else PairMixture(sets)
 
     @property
     def val_dataset(self) -> Any:

@@ -41,7 +41,9 @@ def verdict(results: Sequence[Mapping[str, Any]], method: str, baselines: Sequen
     return f"**{method} does not beat {against} everywhere:** " + "; ".join(misses) + "."
 
 
-def run_demo(minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG) -> Path:
+def run_demo(
+    minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG, scales: Sequence[float] = DEMO_SCALES
+) -> Path:
     """Train, test and report; return the path of ``report.md``."""
     from medsr.data.embedded import ensure_mni
     from medsr.engine.evaluation import BASELINES, TestSetup, results_table, run_test
@@ -60,10 +62,10 @@ def run_demo(minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG) 
     overrides = [f"data.root={data}", f"train.max_minutes={minutes}", f"logging.runs_dir={out.parent}"]
     run_dir = train(config, overrides, overwrite=True, name=out.name, argv=["medsr", "demo", *overrides])
     extra = (SHIPPED,) if SHIPPED.is_file() else ()
-    report, samples = run_test(TestSetup(run_dir / "weights.pth", data, DEMO_SCALES, "hr", extra=extra))
+    report, samples = run_test(TestSetup(run_dir / "weights.pth", data, tuple(scales), "hr", extra=extra))
     model = report["results"][0]["method"]
-    methods = [model] + [f"{r['method']}" for r in report["results"] if r["scale"] == DEMO_SCALES[0]][1:]
-    scale = DEMO_SCALES[-1]
+    methods = [r["method"] for r in report["results"] if r["scale"] == scales[0]]
+    scale = scales[-1]
     first = samples[(model, scale)]
     panels = {"LR": first["lr"].numpy()}
     panels.update({name: samples[(name, scale)]["sr"].numpy() for name in methods})

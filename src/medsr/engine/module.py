@@ -11,7 +11,7 @@ import copy
 import fnmatch
 import math
 import random
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -42,7 +42,7 @@ class EMA(nn.Module):
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
         self.decay = float(decay)
-        self.shadow = copy.deepcopy(model).requires_grad_(False).eval()
+        self.shadow = copy.deepcopy(model).requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module, n: int) -> None:
@@ -104,7 +104,13 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
 
 
 class SRModule(pl.LightningModule):
-    """Trains ``cfg.model`` on batches ``{lr, hr, ref?}`` with the weighted loss list ``cfg.loss``."""
+    """Trains ``cfg.model`` on batches ``{lr, hr, ref?}`` with the weighted loss list ``cfg.loss``.
+
+    Validation (run by :class:`medsr.engine.callbacks.Checkpointer`) calls :meth:`validation_metrics`; the
+    metric named ``monitor`` (higher is better) selects ``best.ckpt``.
+    """
+
+    monitor = "val/psnr"
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -127,7 +133,8 @@ class SRModule(pl.LightningModule):
         self.adversarial = AdversarialLoss(gan.loss) if gan.enabled else None
         self.automatic_optimization = not gan.enabled
         self.step = 0
-        self.best_psnr = -math.inf
+        self.best_score = -math.inf
+        self.val_sample: dict[str, Any] | None = None
 
     @property
     def eval_model(self) -> nn.Module:
@@ -226,14 +233,37 @@ class SRModule(pl.LightningModule):
         self.step += 1
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["medsr"] = {"step": self.step, "best_psnr": self.best_psnr, "rng": rng_states(),
+        checkpoint["medsr"] = {"step": self.step, "best_score": self.best_score, "rng": rng_states(),
                                "model": self.model_spec}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["medsr"]
         self.step = int(state["step"])
-        self.best_psnr = float(state["best_psnr"])
+        self.best_score = float(state["best_score"])
         set_rng_states(state["rng"])
+
+    def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
+        """PSNR/SSIM per validation scale over the volumes of this rank's ``subjects`` (per-volume sums reduced
+        over ranks), and ``val/psnr``, their mean over scales. Keeps a sample slice in ``val_sample``."""
+        from medsr.engine import evaluation
+
+        cfg = self.cfg
+        metrics: dict[str, float] = {}
+        self.val_sample = None
+        for scale in cfg.val.scales:
+            scores, sample = evaluation.evaluate_scale(
+                self.eval_model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=self.device,
+                batch_size=cfg.val.batch_size, subjects=subjects,
+            )
+            if sample and self.val_sample is None:
+                self.val_sample = {**sample, "scale": scale}
+            totals = trainer.strategy.reduce(evaluation.moments(scores).to(self.device), reduce_op="sum").cpu()
+            summary = evaluation.summarise(totals)
+            metrics[f"val/psnr_x{scale:g}"] = summary.psnr
+            metrics[f"val/ssim_x{scale:g}"] = summary.ssim
+        psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
+        metrics["val/psnr"] = sum(psnrs) / len(psnrs)
+        return metrics
 
     def state_for_export(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``(params, params_ema)`` state dicts of the trained network."""

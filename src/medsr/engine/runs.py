@@ -157,7 +157,7 @@ def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]
         "task": cfg.task,
         "norm": {"method": "percentile", "percentile": 99.5},
         "scales": [lo, hi],
-        "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref},
+        "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref, "pairs": list(cfg.data.pairs)},
         "n_adjacent": cfg.data.n_adjacent,
         "config_hash": config_hash(cfg),
         "steps": int(module.step),

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medsr.checkpoint import read_torch_file
 from medsr.errors import InputError
 
 
@@ -122,13 +123,7 @@ def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> L
     if path is None:
         raise InputError("--lpips-weights", "LPIPS needs a local weights file (nothing is downloaded); make one "
                                             "with scripts/convert_lpips_weights.py")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such LPIPS weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(path, f"not a readable torch weights file ({type(err).__name__})") from None
+    state = read_torch_file(path, "LPIPS weights")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(path, "expected a state dict of tensors")
     n_convs = sum(1 for k in state if k.startswith("backbone.convs.") and k.endswith(".weight"))

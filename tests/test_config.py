@@ -1,0 +1,64 @@
+"""Typed config: YAML over the schema, dotlist overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from medsr.cli import main
+from medsr.config import config_hash, load_config, to_yaml
+from medsr.errors import InputError
+
+
+def _yaml(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_yaml_and_overrides_are_merged_with_types(tmp_path):
+    path = _yaml(tmp_path, "model: {type: edsr, n_feats: 8}\ntrain: {steps: 10, lr: 1.0e-3}\n")
+    cfg = load_config(path, ["train.lr=2e-4", "val.scales=[2,3]", "train.precision=bf16-mixed", "data.ref=T1"])
+    assert cfg.name == "exp" and cfg.train.steps == 10
+    assert cfg.train.lr == pytest.approx(2e-4) and isinstance(cfg.train.lr, float)
+    assert cfg.val.scales == [2.0, 3.0] and cfg.train.precision == "bf16-mixed" and cfg.data.ref == "T1"
+    assert dict(cfg.model) == {"type": "edsr", "n_feats": 8}
+    assert cfg.train.scheduler.type == "cosine" and cfg.train.gan.enabled is False
+    assert "steps: 10" in to_yaml(cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "needle"),
+    [
+        ("train: {stepz: 3}\n", [], "train.stepz"),
+        ("", ["train.lrr=3"], "train.lrr"),
+        ("", ["train.steps=many"], "train.steps"),
+        ("", ["train.optimizer=sgd"], "train.optimizer"),
+        ("", ["val.ref=maybe"], "val.ref"),
+        ("", ["train.steps=0"], "train.steps"),
+        ("", ["train.ema=1.5"], "train.ema"),
+        ("", ["notakey"], "notakey"),
+        ("loss: [{weight: 1}]\n", [], "loss[0]"),
+        ("- 1\n- 2\n", [], "mapping"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(tmp_path, text, overrides, needle):
+    with pytest.raises(InputError) as err:
+        load_config(_yaml(tmp_path, text), overrides)
+    assert needle in str(err.value)
+
+
+def test_cli_reports_unknown_key_in_one_line(tmp_path, capsys):
+    path = _yaml(tmp_path, "train:\n  stepz: 3\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medsr: error:") and "stepz" in err and str(path) in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+def test_config_hash_ignores_name_and_tracks_content(tmp_path):
+    a = load_config(_yaml(tmp_path, "seed: 1\n", "a.yaml"))
+    b = load_config(_yaml(tmp_path, "seed: 1\n", "b.yaml"))
+    assert a.name != b.name and config_hash(a) == config_hash(b)
+    assert config_hash(load_config(None, ["seed=2"])) != config_hash(a)

@@ -1,0 +1,163 @@
+"""Engine: `medsr train` end to end on a tiny store, run directories, non-finite stop, schedule, freeze, EMA, GAN."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from _engine_data import write_config, write_store
+
+from medsr.checkpoint import build_from_weights, load_weights
+from medsr.cli import main
+from medsr.engine.module import EMA, freeze, lr_factor
+from medsr.registry import LOSSES
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("engine") / "store")
+
+
+@LOSSES.register("test_nan_after")
+class NanAfter(torch.nn.Module):
+    """L1 until ``calls`` calls have been made, then NaN (to provoke the non-finite stop)."""
+
+    def __init__(self, calls: int):
+        super().__init__()
+        self.calls, self.seen = calls, 0
+
+    def forward(self, sr, hr, batch):
+        self.seen += 1
+        loss = (sr - hr).abs().mean()
+        return loss * float("nan") if self.seen > self.calls else loss
+
+
+def test_train_end_to_end_writes_the_run(store, tmp_path, capsys):
+    cfg = write_config(tmp_path / "tiny.yaml", store, tmp_path / "runs")
+    assert main(["train", str(cfg), "train.lr=2e-3"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    for name in ("config.yaml", "command.txt", "env.json", "train.log", "weights.pth", "ranks.json",
+                 "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert "lr: 0.002" in (run / "config.yaml").read_text()
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and "git" in env and env["devices"]
+    model, meta = build_from_weights(run / "weights.pth")
+    assert meta["steps"] == 6 and meta["scales"] == [1.5, 2.5]
+    assert meta["contrasts"]["target"] == "T2" and meta["contrasts"]["ref"] == "T1"
+    assert meta["model"]["type"] == "liif"
+    payload = load_weights(run / "weights.pth")
+    assert any(not torch.equal(payload["params"][k], payload["params_ema"][k]) for k in payload["params"])
+    log = (run / "train.log").read_text()
+    assert "step 3 validation" in log and "step 6 validation" in log
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["medsr"]["step"] == 6 and set(ckpt["medsr"]["rng"]) >= {"python", "numpy", "torch"}
+    x = torch.rand(1, 1, 10, 9)
+    assert model(x, (17, 20)).shape == (1, 1, 17, 20)
+    assert "weights.pth" in capsys.readouterr().out
+
+
+def test_existing_run_is_not_overwritten(store, tmp_path, capsys):
+    cfg = write_config(tmp_path / "again.yaml", store, tmp_path / "runs", train={"steps": 2})
+    assert main(["train", str(cfg)]) == 0
+    before = (tmp_path / "runs" / "again" / "weights.pth").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medsr: error:") and "--resume" in err and "Traceback" not in err
+    assert (tmp_path / "runs" / "again" / "weights.pth").stat().st_mtime_ns == before
+    assert main(["train", str(cfg), "--overwrite"]) == 0
+    assert main(["train", str(cfg), "--name", "fresh", "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_bad_model_and_loss_are_input_errors(store, tmp_path, capsys):
+    cfg = write_config(tmp_path / "bad.yaml", store, tmp_path / "runs", model={"type": "nosuchnet"})
+    assert main(["train", str(cfg)]) == 2
+    assert "model" in capsys.readouterr().err
+    cfg = write_config(tmp_path / "bad2.yaml", store, tmp_path / "runs", loss=[{"type": "nosuchloss"}])
+    assert main(["train", str(cfg)]) == 2
+    assert "nosuchloss" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, capsys):
+    cfg = write_config(tmp_path / "nan.yaml", store, tmp_path / "runs",
+                       loss=[{"type": "test_nan_after", "calls": 3}], train={"checkpoint_every": 1, "steps": 6},
+                       val={"every": 0})
+    assert main(["train", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "at step 3" in err and "Traceback" not in err
+    run = tmp_path / "runs" / "nan"
+    assert not (run / "weights.pth").exists()
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["medsr"]["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_gan_mode_counts_batches_not_optimizer_steps(store, tmp_path):
+    cfg = write_config(tmp_path / "gan.yaml", store, tmp_path / "runs", val={"every": 0},
+                       train={"steps": 4, "gan": {"enabled": True, "loss": "hinge", "g_steps_per_d_step": 2,
+                                                  "discriminator": {"type": "patch_discriminator", "n_feats": 4,
+                                                                    "n_layers": 2}}})
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "runs" / "gan"
+    assert load_weights(run / "weights.pth")["meta"]["steps"] == 4
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])
+    assert len(ckpt["optimizer_states"]) == 2
+    assert ckpt["optimizer_states"][1]["state"], "the discriminator was never updated"
+
+
+def test_freeze_excludes_parameters_from_optimizer_and_keeps_them(store, tmp_path):
+    cfg = write_config(tmp_path / "frozen.yaml", store, tmp_path / "runs", val={"every": 0},
+                       train={"steps": 2, "freeze": ["encoder.*"], "ema": 0.0})
+    torch.manual_seed(0)
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "runs" / "frozen"
+    params = load_weights(run / "weights.pth")["params"]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    n_trainable = sum(1 for k in params if not k.startswith("encoder."))
+    assert len(ckpt["optimizer_states"][0]["param_groups"][0]["params"]) == n_trainable
+    from medsr.models.liif import LIIF
+
+    torch.manual_seed(3)
+    fresh = LIIF(**{k: v for k, v in load_weights(run / "weights.pth")["meta"]["model"].items() if k != "type"})
+    for name, value in fresh.state_dict().items():
+        if name.startswith("encoder."):
+            assert torch.equal(value, params[name]), name
+
+
+def test_freeze_patterns_match_names():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    assert freeze(net, ["0.*"]) == ["0.weight", "0.bias"]
+    assert not net[0].weight.requires_grad and net[1].weight.requires_grad
+
+
+def test_lr_schedule_warmup_cosine_step():
+    cos = {"type": "cosine", "warmup_steps": 4, "milestones": [], "gamma": 0.5, "min_factor": 0.1}
+    assert [lr_factor(s, 100, cos) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 100, cos) == pytest.approx(1.0)
+    assert lr_factor(52, 100, cos) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(100, 100, cos) == pytest.approx(0.1)
+    step = {"type": "step", "warmup_steps": 0, "milestones": [10, 20], "gamma": 0.5, "min_factor": 0.0}
+    assert [lr_factor(s, 100, step) for s in (9, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.25]
+    const = {**step, "type": "constant"}
+    assert lr_factor(99, 100, const) == 1.0
+
+
+def test_ema_update_follows_the_formula():
+    net = torch.nn.Linear(3, 1)
+    ema = EMA(net, decay=0.99)
+    old = ema.shadow.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net, n=1000)
+    assert torch.allclose(ema.shadow.weight, 0.99 * old + 0.01 * net.weight)
+    assert not any(p.requires_grad for p in ema.shadow.parameters())
+    ema.update(net, n=0)
+    d = min(0.99, 1 / 10)
+    assert torch.allclose(ema.shadow.weight, d * (0.99 * old + 0.01 * net.weight) + (1 - d) * net.weight)
+    assert math.isclose(ema.decay, 0.99)
