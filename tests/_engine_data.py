@@ -36,7 +36,7 @@ def write_store(root: Path, shape: tuple[int, int, int] = (3, 24, 24), seed: int
 
 
 def write_config(path: Path, store: Path, runs: Path, **sections: dict) -> Path:
-    """A tiny CPU config; ``sections`` update the top-level sections (shallow per section)."""
+    """A tiny CPU config; ``sections`` update data/train/val/logging key by key and replace model/loss."""
     cfg = {
         "seed": 3,
         "data": {"root": str(store), "target": "T2", "ref": "T1", "patch_size": 8, "batch_size": 2,
@@ -51,6 +51,6 @@ def write_config(path: Path, store: Path, runs: Path, **sections: dict) -> Path:
         "logging": {"runs_dir": str(runs), "log_every": 1, "image_every": 1},
     }
     for key, value in sections.items():
-        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+        cfg[key] = {**cfg[key], **value} if key in ("data", "train", "val", "logging") else value
     path.write_text(yaml.safe_dump(cfg))
     return path

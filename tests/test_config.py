@@ -62,3 +62,18 @@ def test_config_hash_ignores_name_and_tracks_content(tmp_path):
     b = load_config(_yaml(tmp_path, "seed: 1\n", "b.yaml"))
     assert a.name != b.name and config_hash(a) == config_hash(b)
     assert config_hash(load_config(None, ["seed=2"])) != config_hash(a)
+
+
+def test_every_shipped_config_loads_and_builds():
+    from pathlib import Path
+
+    import medsr.models  # noqa: F401
+    from medsr.config import to_dict
+    from medsr.registry import MODELS
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    names = {p.stem for p in configs}
+    assert {"demo", "bicubic", "zerofill", "edsr", "rdn", "liif", "metasr", "dualarb"} <= names
+    for path in configs:
+        cfg = load_config(path)
+        assert MODELS.build(to_dict(cfg)["model"]) is not None, path.name

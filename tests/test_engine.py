@@ -161,3 +161,13 @@ def test_ema_update_follows_the_formula():
     d = min(0.99, 1 / 10)
     assert torch.allclose(ema.shadow.weight, d * (0.99 * old + 0.01 * net.weight) + (1 - d) * net.weight)
     assert math.isclose(ema.decay, 0.99)
+
+
+def test_parameter_free_model_exports_without_training(store, tmp_path):
+    cfg = write_config(tmp_path / "bicubic.yaml", store, tmp_path / "runs", model={"type": "bicubic"})
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "runs" / "bicubic"
+    model, meta = build_from_weights(run / "weights.pth")
+    assert meta["steps"] == 0 and meta["model"] == {"type": "bicubic"}
+    assert "nothing to train" in (run / "train.log").read_text()
+    assert not (run / "checkpoints" / "last.ckpt").exists()

@@ -111,6 +111,27 @@ def test_medsr_test_bad_input(trained, capsys, args, needle):
     assert err.startswith("medsr: error:") and needle in err and "Traceback" not in err
 
 
+def test_fixed_scale_model_rows_are_na_where_it_cannot_run(trained, tmp_path, capsys):
+    import medsr.models  # noqa: F401
+    from medsr.checkpoint import save_weights
+    from medsr.registry import MODELS
+
+    store, _ = trained
+    spec = {"type": "edsr", "scales": [2, 3], "n_feats": 4, "n_blocks": 1}
+    path = tmp_path / "edsr.pth"
+    save_weights(path, spec, MODELS.build(spec).state_dict(),
+                 meta={"scales": [2, 3], "contrasts": {"target": "T2", "ref": None}})
+    out = tmp_path / "edsr.json"
+    assert main(["test", str(path), "--data", str(store), "--scales", "2,2.5,5", "--ref", "none", "--no-baselines",
+                 "--json", str(out)]) == 0
+    assert "n/a" in capsys.readouterr().out
+    rows = {r["scale"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows[2.0]["n_volumes"] == 1 and rows[2.0]["psnr"] is not None
+    assert rows[2.5]["n_volumes"] == 0 and rows[2.5]["psnr"] is None and rows[5.0]["n_volumes"] == 0
+    assert main(["test", str(path), "--data", str(store), "--scales", "2"]) == 2
+    assert "--ref" in capsys.readouterr().err
+
+
 def test_medsr_test_missing_weights(tmp_path, capsys):
     assert main(["test", str(tmp_path / "none.pth"), "--data", str(tmp_path)]) == 2
     assert "no such weights file" in capsys.readouterr().err

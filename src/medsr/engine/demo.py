@@ -66,9 +66,9 @@ def run_demo(
     model = report["results"][0]["method"]
     methods = [r["method"] for r in report["results"] if r["scale"] == scales[0]]
     scale = scales[-1]
-    first = samples[(model, scale)]
+    first = next(v for (_, at), v in samples.items() if at == scale)
     panels = {"LR": first["lr"].numpy()}
-    panels.update({name: samples[(name, scale)]["sr"].numpy() for name in methods})
+    panels.update({name: samples[(name, scale)]["sr"].numpy() for name in methods if (name, scale) in samples})
     figure = comparison_figure(panels, first["hr"].numpy(), out / "comparison.png",
                                title=f"x{scale:g}, {report['protocol']['contrasts']}")
     lines = [

@@ -257,6 +257,18 @@ def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
     return methods, main_meta
 
 
+def supports(net: nn.Module, dataset: Any, scale: float) -> bool:
+    """False for a fixed-scale model at a scale it lacks, or where the store's slices are not a whole multiple of
+    their LR size (such rows are reported as n/a)."""
+    from medsr.kspace import lr_length
+
+    fixed = getattr(net, "fixed_scales", None)
+    if fixed is None:
+        return True
+    shapes = {dataset.store.shape(sid)[-2:] for sid in {sid for sid, _ in dataset.items}}
+    return scale in fixed and all(lr_length(n, scale) * scale == n for shape in shapes for n in shape)
+
+
 def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
     """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale.
 
@@ -280,9 +292,12 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
             if m.n_adjacent not in datasets:
                 datasets[m.n_adjacent] = SRSliceDataset(setup.data, setup.split, target, ref=ref_contrast,
                                                         n_adjacent=m.n_adjacent, use_labels=False)
-            scores, samples[(m.name, scale)] = evaluate_scale(
-                m.net, datasets[m.n_adjacent], scale, m.ref, ref_scale=setup.ref_scale if m.ref == "lr" else None,
-                device=setup.device, batch_size=setup.batch_size)
+            dataset = datasets[m.n_adjacent]
+            scores = []
+            if supports(m.net, dataset, scale):
+                scores, samples[(m.name, scale)] = evaluate_scale(
+                    m.net, dataset, scale, m.ref, ref_scale=setup.ref_scale if m.ref == "lr" else None,
+                    device=setup.device, batch_size=setup.batch_size)
             s = summarise(moments(scores))
             results.append({"method": m.name, "scale": scale, "ref": m.ref, "psnr": s.psnr, "psnr_std": s.psnr_std,
                             "ssim": s.ssim, "ssim_std": s.ssim_std, "n_volumes": s.n_volumes,
@@ -302,9 +317,15 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
 
 
 def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Columns and rows (one per scale and method) of a :func:`run_test` report, OOD scales marked."""
+    """Columns and rows (one per scale and method) of a :func:`run_test` report, OOD scales marked, scales a
+    fixed-scale model cannot do as n/a."""
     columns = ["scale", "method", "ref", "PSNR (dB)", "SSIM", "volumes", ""]
-    rows = [[f"x{r['scale']:g}", r["method"], r["ref"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}",
-             f"{r['ssim']:.4f} ± {r['ssim_std']:.4f}", r["n_volumes"], "OOD" if r["ood"] else ""]
-            for r in report["results"]]
+
+    def cell(r: Mapping[str, Any], key: str, digits: int) -> str:
+        if r["n_volumes"] == 0:
+            return "n/a"
+        return f"{r[key]:.{digits}f} ± {r[key + '_std']:.{digits}f}"
+
+    rows = [[f"x{r['scale']:g}", r["method"], r["ref"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"],
+             "OOD" if r["ood"] else ""] for r in report["results"]]
     return columns, rows

@@ -198,11 +198,16 @@ def train(
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         module = build_module(cfg)
         datamodule = SRDataModule(cfg)
-        trainer = build_trainer(cfg, run_dir, module, callbacks)
-        ckpt = run_dir / "checkpoints" / "last.ckpt" if resume else None
-        log.info("run %s: %s", cfg.name, "resuming from " + str(ckpt) if ckpt else "starting")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
-        if trainer.is_global_zero:
+        exporter = primary
+        if any(True for _ in module.model.parameters()):
+            trainer = build_trainer(cfg, run_dir, module, callbacks)
+            ckpt = run_dir / "checkpoints" / "last.ckpt" if resume else None
+            log.info("run %s: %s", cfg.name, "resuming from " + str(ckpt) if ckpt else "starting")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+            exporter = trainer.is_global_zero
+        else:
+            log.info("run %s: model %s has no parameters; nothing to train", cfg.name, module.model_spec["type"])
+        if exporter:
             params, params_ema = module.state_for_export()
             save_weights(run_dir / "weights.pth", module.model_spec, params, params_ema,
                          weights_meta(cfg, module, datamodule))
