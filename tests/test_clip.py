@@ -15,7 +15,9 @@ CONTEXT = 77
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    from medsr.metrics.clip import image_processor_class
 
     root = tmp_path_factory.mktemp("clip")
     letters = list(string.ascii_lowercase)
@@ -35,7 +37,7 @@ def tiny_clip(tmp_path_factory):
     model = CLIPModel(config).eval()
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    processor = CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+    processor = image_processor_class()(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
     processor.save_pretrained(model_dir)
     return model_dir, model, tokenizer, processor
 
@@ -120,3 +122,15 @@ def test_bad_inputs_are_one_line_errors(tiny_clip, tmp_path, capsys):
     assert main(["clip-score", str(img_dir), str(txt_dir), "--model", str(model_dir), "--device", "cuda:99",
                  "--allow-missing"]) == 2
     assert "--device" in capsys.readouterr().err
+
+
+def test_unreachable_hub_and_unreadable_image(tiny_clip, tmp_path, capsys, monkeypatch):
+    import medsr.metrics.clip as clip
+
+    img_dir, txt_dir = _data(tmp_path, {"a": "a cat"})
+    monkeypatch.setattr(clip, "_hub_reachable", lambda: False)
+    assert main(["clip-score", str(img_dir), str(txt_dir), "--model", "someorg/no-such-clip", "--device", "cpu"]) == 2
+    assert "hub is unreachable" in capsys.readouterr().err
+    (img_dir / "a.png").write_bytes(b"not a png")
+    assert main(["clip-score", str(img_dir), str(txt_dir), "--model", str(tiny_clip[0]), "--device", "cpu"]) == 2
+    assert "a.png: cannot read image" in capsys.readouterr().err

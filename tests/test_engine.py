@@ -81,6 +81,15 @@ def test_bad_model_and_loss_are_input_errors(store, tmp_path, capsys):
     cfg = write_config(tmp_path / "bad2.yaml", store, tmp_path / "runs", loss=[{"type": "nosuchloss"}])
     assert main(["train", str(cfg)]) == 2
     assert "nosuchloss" in capsys.readouterr().err
+    bad_stage = [{"until_step": None, "scale": {"type": "uniform", "low": 0.5, "high": 2}, "ref": "none"}]
+    cfg = write_config(tmp_path / "bad3.yaml", store, tmp_path / "runs", data={"curriculum": bad_stage})
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "data.curriculum" in err and "low" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / "bad3").exists(), "a config error must leave no run directory"
+    cfg = write_config(tmp_path / "bad4.yaml", store, tmp_path / "runs", data={"root": str(tmp_path / "nowhere")})
+    assert main(["train", str(cfg)]) == 2
+    assert "nowhere" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, capsys):

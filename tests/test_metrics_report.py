@@ -41,7 +41,7 @@ def test_render_and_files(tmp_path):
     text = render({"rule": "gt-range"}, ["file"], ["psnr"], records, extra=["note"])
     assert text.startswith("protocol")
     assert "n/a: tiny" in text and "inf" in text
-    assert "n=1 (2 not finite, left out)" in text
+    assert "n=1 (2 n/a or infinite, left out)" in text
     write_json(tmp_path / "r.json", report_dict({"rule": "gt-range"}, ["psnr"], records))
     loaded = json.loads((tmp_path / "r.json").read_text())
     assert loaded["items"][1]["psnr"] is None and loaded["items"][2]["psnr"] == "inf"

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.engine.module import NonFiniteLossError
-    from medsr.engine.runs import train
+    from medsr.engine.runs import is_primary_process, train
 
     try:
         run_dir = train(args.config, args.overrides, resume=args.resume, overwrite=args.overwrite, name=args.name,
@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"medsr: error: {err}; the last good checkpoint is kept (resume with --resume after fixing the "
               f"config)", file=sys.stderr)
         return 1
-    print(f"run: {run_dir}\nweights: {run_dir / 'weights.pth'}")
+    if is_primary_process():
+        print(f"run: {run_dir}\nweights: {run_dir / 'weights.pth'}")
     return 0

@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 
 from medsr.config import RunConfig, to_dict
+from medsr.errors import InputError
 
 
 class ResumedSampler(torch.utils.data.Sampler):
@@ -70,7 +71,16 @@ class SRDataModule(pl.LightningDataModule):
     def curriculum(self) -> Any:
         from medsr.data.scales import Curriculum
 
-        return Curriculum.from_config(to_dict(self.cfg)["data"]["curriculum"])
+        try:
+            return Curriculum.from_config(to_dict(self.cfg)["data"]["curriculum"])
+        except ValueError as err:
+            raise InputError("data.curriculum", str(err)) from None
+
+    def check(self) -> None:
+        """Fail early, before any process starts training, on a bad curriculum or unreadable data."""
+        self.curriculum()
+        self.dataset(self.cfg.data.train_split, training=True)
+        _ = self.val_dataset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         from medsr.data.datasets import ScaleBatchSampler, worker_init_fn

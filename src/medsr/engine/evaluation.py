@@ -72,7 +72,8 @@ def moments(scores: Sequence[VolumeScore]) -> torch.Tensor:
     """``[n, sum psnr, sum psnr^2, sum ssim, sum ssim^2]`` in float64: what ranks add up before summarising."""
     p = torch.tensor([s.psnr for s in scores], dtype=torch.float64)
     q = torch.tensor([s.ssim for s in scores], dtype=torch.float64)
-    return torch.stack([torch.tensor(float(len(scores)), dtype=torch.float64), p.sum(), (p**2).sum(), q.sum(), (q**2).sum()])
+    n = torch.tensor(float(len(scores)), dtype=torch.float64)
+    return torch.stack([n, p.sum(), (p**2).sum(), q.sum(), (q**2).sum()])
 
 
 def summarise(totals: torch.Tensor) -> Summary:

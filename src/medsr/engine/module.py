@@ -127,9 +127,8 @@ class SRModule(pl.LightningModule):
         self.criterion = build("loss", WeightedSum, plain["loss"])
         self.criterion.attach(self.model)
         gan = cfg.train.gan
-        self.discriminator = (
-            build("train.gan.discriminator", MODELS.build, plain["train"]["gan"]["discriminator"]) if gan.enabled else None
-        )
+        d_spec = plain["train"]["gan"]["discriminator"]
+        self.discriminator = build("train.gan.discriminator", MODELS.build, d_spec) if gan.enabled else None
         self.adversarial = AdversarialLoss(gan.loss) if gan.enabled else None
         self.automatic_optimization = not gan.enabled
         self.step = 0

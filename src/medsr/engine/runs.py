@@ -187,17 +187,18 @@ def train(
         cfg.name = name
     run_dir = Path(cfg.logging.runs_dir) / cfg.name
     primary = is_primary_process()
-    if primary:
-        prepare_run_dir(run_dir, cfg, argv if argv is not None else sys.argv, resume=resume, overwrite=overwrite)
-        if cfg.data.embedded == "mni":
-            from medsr.data.embedded import ensure_mni
+    if primary and cfg.data.embedded == "mni":
+        from medsr.data.embedded import ensure_mni
 
-            ensure_mni(cfg.data.root)
+        ensure_mni(cfg.data.root)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg)
+    datamodule = SRDataModule(cfg)
+    if primary:
+        datamodule.check()
+        prepare_run_dir(run_dir, cfg, argv if argv is not None else sys.argv, resume=resume, overwrite=overwrite)
     handler = attach_log(run_dir) if primary else None
     try:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = build_module(cfg)
-        datamodule = SRDataModule(cfg)
         exporter = primary
         if any(True for _ in module.model.parameters()):
             trainer = build_trainer(cfg, run_dir, module, callbacks)

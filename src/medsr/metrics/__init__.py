@@ -1,2 +1,3 @@
-"""Evaluation metrics: ``image`` (PSNR, NMSE/NRMSE, SSIM), ``lpips``, ``seg`` (Dice, IoU, Pd/Fa, ROC),
-``clip`` (CLIP-S) and ``report`` (protocol header, summaries, JSON/CSV). Import the submodule you need."""
+"""Evaluation metrics: ``image`` (PSNR, NMSE/NRMSE, SSIM), ``lpips``, ``seg`` (Dice, IoU, Pd/Fa, ROC), ``clip``
+(CLIP-S) and ``report`` (protocol header, summaries, JSON/CSV); ``pairing``, ``evaluation`` and ``seg_evaluation``
+run them over matched files for the ``evaluate``, ``segeval`` and ``clip-score`` commands."""

@@ -54,13 +54,38 @@ class ClipBundle:
         return int(self.model.config.text_config.max_position_embeddings)
 
 
+def image_processor_class() -> Any:
+    """CLIP's PIL-based image processor (newer transformers name it ``CLIPImageProcessorPil`` and warn when the
+    default one would need torchvision, which medsr does not use)."""
+    import transformers
+
+    return getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+
+
 def _from_pretrained(source: str, local_only: bool) -> ClipBundle:
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+    from transformers import AutoTokenizer, CLIPModel
 
     model = CLIPModel.from_pretrained(source, local_files_only=local_only)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    processor = CLIPImageProcessor.from_pretrained(source, local_files_only=local_only)
+    processor = image_processor_class().from_pretrained(source, local_files_only=local_only)
     return ClipBundle(model.eval(), tokenizer, processor, source)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (never true in offline mode)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def load_clip(name_or_path: str) -> ClipBundle:
@@ -77,12 +102,13 @@ def load_clip(name_or_path: str) -> ClipBundle:
         return _from_pretrained(name_or_path, local_only=True)
     except Exception:
         pass
+    require(_hub_reachable(), "--model", f"'{name_or_path}' is neither a local directory nor in the Hugging Face "
+                                         "cache, and the hub is unreachable; download it where the hub is "
+                                         "reachable, or give a local directory")
     try:
         return _from_pretrained(name_or_path, local_only=False)
     except Exception as err:
-        raise InputError("--model", f"'{name_or_path}' is neither a local directory nor in the Hugging Face cache, "
-                                    f"and the hub could not provide it ({_first_line(err)}); download it where "
-                                    "the hub is reachable, or give a local directory") from None
+        raise InputError("--model", f"the hub could not provide '{name_or_path}' ({_first_line(err)})") from None
 
 
 def _first_line(err: Exception) -> str:
@@ -144,9 +170,10 @@ def _read_image(path: Path) -> Any:
         raise InputError(path, f"cannot read image ({_first_line(err)})") from None
 
 
-def cosine_scores(bundle: ClipBundle, images: list[Any], prompts: list[str], device: torch.device,
+def cosine_scores(bundle: ClipBundle, images: list[Path], prompts: list[str], device: torch.device,
                   batch_size: int) -> tuple[np.ndarray, list[int], list[bool]]:
-    """Cosine similarity of each image with its prompt; also token counts and which prompts were truncated."""
+    """Cosine similarity of each image file with its prompt (images read batch by batch); also token counts and
+    which prompts were truncated."""
     ids, truncated = encode_prompts(bundle.tokenizer, prompts, bundle.context)
     model = bundle.model.to(device)
     scores = []
@@ -154,7 +181,8 @@ def cosine_scores(bundle: ClipBundle, images: list[Any], prompts: list[str], dev
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 part = slice(start, start + batch_size)
-                img = torch.nn.functional.normalize(_image_embeddings(bundle, images[part], device).float(), dim=-1)
+                pictures = [_read_image(path) for path in images[part]]
+                img = torch.nn.functional.normalize(_image_embeddings(bundle, pictures, device).float(), dim=-1)
                 txt = torch.nn.functional.normalize(_text_embeddings(bundle, ids[part], device).float(), dim=-1)
                 scores.append((img * txt).sum(-1).cpu())
     except torch.OutOfMemoryError:
@@ -181,9 +209,9 @@ def clip_score(img_dir: Path, txt_dir: Path, model: str = DEFAULT_MODEL, device:
     target = resolve_device(device)
     matching = match_files(Path(img_dir), Path(txt_dir), allow_missing, (IMAGE_SUFFIXES, TEXT_SUFFIXES))
     prompts = [_read_prompt(t) for _, _, t in matching.pairs]
-    images = [_read_image(i) for _, i, _ in matching.pairs]
     bundle = load_clip(model)
-    cosines, lengths, truncated = cosine_scores(bundle, images, prompts, target, batch_size)
+    cosines, lengths, truncated = cosine_scores(bundle, [i for _, i, _ in matching.pairs], prompts, target,
+                                                batch_size)
     records = [{"file": key, "cosine": float(c), "clip_s": 100 * max(float(c), 0.0), "tokens": n,
                 "note": "truncated" if cut else ""}
                for (key, _, _), c, n, cut in zip(matching.pairs, cosines, lengths, truncated)]

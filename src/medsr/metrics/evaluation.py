@@ -238,7 +238,7 @@ def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
         raise InputError("--ssim-preset", f"unknown preset '{options.ssim_preset}' "
                                           f"(known: {', '.join(image.SSIM_PRESETS)})")
     require(options.crop_border >= 0, "--crop-border", f"must be >= 0, got {options.crop_border}")
-    if options.data_range is not None:
+    if options.data_range is not None:  # a malformed rule fails here, before any file is read
         image.resolve_data_range(options.data_range, torch.zeros(1, 1), np.uint8)
     matching = match_files(Path(pred), Path(gt), options.allow_missing)
     lpips_model = None

@@ -190,7 +190,9 @@ def ssim(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor,
     use_sample_covariance=False, data_range=R)``. ``win_size`` overrides the preset's window (the Gaussian keeps
     sigma 1.5, truncated to the window). Images smaller than the window use :func:`ssim_window`; where no window
     fits the result is NaN. Volumes: ``volume_mode="slices"`` averages 2-D SSIM over all slices, ``"3d"`` uses a
-    cubic window. ``mask`` (broadcastable to the input) restricts the average to foreground pixels.
+    cubic window. ``mask`` (broadcastable to the input) restricts the average to foreground pixels. The data range
+    a preset prescribes (``SSIM_PRESETS[preset].data_range_rule``, e.g. ``gt-max`` for fastMRI) is the caller's to
+    apply through :func:`resolve_data_range`.
     """
     if preset not in SSIM_PRESETS:
         raise ValueError(f"unknown SSIM preset '{preset}' (known: {', '.join(SSIM_PRESETS)})")

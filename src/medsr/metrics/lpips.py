@@ -138,9 +138,10 @@ def load_lpips(path: str | Path | None, device: str | torch.device = "cpu") -> L
     return model.eval().to(device)
 
 
-def lpips_distance(model: LPIPS, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def lpips_distance(model: LPIPS, pred: torch.Tensor, gt: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """LPIPS per item of ``[B, C, H, W]`` (C = 1 is repeated to RGB) or ``[B, C, D, H, W]`` (mean over slices),
-    inputs already scaled to [-1, 1]; NaN where the image is smaller than the network's input minimum."""
+    inputs already scaled to [-1, 1], ``batch_size`` images per forward pass; NaN where the image is smaller than
+    the network's input minimum."""
     if pred.shape != gt.shape:
         raise ValueError(f"pred and gt shapes differ: {tuple(pred.shape)} vs {tuple(gt.shape)}")
     batch = pred.shape[0]
@@ -150,11 +151,13 @@ def lpips_distance(model: LPIPS, pred: torch.Tensor, gt: torch.Tensor) -> torch.
         raise ValueError(f"LPIPS needs 1 or 3 channels, got {pred.shape[1]}")
     if min(pred.shape[-2:]) < min_input_size(model.net):
         return torch.full((batch,), float("nan"), dtype=torch.float64)
-    dtype = model.shift.dtype
-    pred, gt = (t.to(dtype).expand(-1, 3, -1, -1) for t in (pred, gt))
+    device, dtype = model.shift.device, model.shift.dtype
+    values = []
     with torch.no_grad():
-        values = model(pred, gt)
-    return values.view(batch, -1).mean(1).to(torch.float64)
+        for start in range(0, pred.shape[0], batch_size):
+            x, y = (t[start:start + batch_size].to(device, dtype).expand(-1, 3, -1, -1) for t in (pred, gt))
+            values.append(model(x, y).cpu())
+    return torch.cat(values).view(batch, -1).mean(1).to(torch.float64)
 
 
 def _flax_kernel(kernel: np.ndarray) -> torch.Tensor:

@@ -80,7 +80,7 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def summary_record(values: Sequence[float | None]) -> dict[str, Any]:
-    """JSON-ready summary of one metric: n, excluded (non-finite or missing), mean, std, ci95."""
+    """JSON-ready summary of one metric: n, excluded (n/a or infinite), mean, std, ci95."""
     s = summarise(values)
     n = len(finite_values(values))
     return {"n": n, "excluded": len(values) - n, "mean": s.mean, "std": s.std, "ci95": [s.ci95_low, s.ci95_high]}
@@ -95,7 +95,7 @@ def format_summary(metrics: Sequence[str], records: Sequence[Mapping[str, Any]])
         line = (f"{name:<8} {format_value(s.mean)} ± {format_value(s.std)}  95% CI [{format_value(s.ci95_low)}, "
                 f"{format_value(s.ci95_high)}]  n={info['n']}")
         if info["excluded"]:
-            line += f" ({info['excluded']} not finite, left out)"
+            line += f" ({info['excluded']} n/a or infinite, left out)"
         lines.append(line)
     return "\n".join(lines)
 

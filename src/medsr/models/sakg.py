@@ -140,6 +140,7 @@ class SAKG(SRModel):
         slice_attention: bool = True,
         scale_conditioning: bool = True,
         data_consistency: bool = False,
+        lr_correction: bool = False,
         chunk: int = 1 << 16,
     ):
         super().__init__()
@@ -161,6 +162,10 @@ class SAKG(SRModel):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
         self.data_consistency = data_consistency
+        self.lr_correction = conv(C, 1) if lr_correction else None
+        if self.lr_correction is not None:
+            nn.init.zeros_(self.lr_correction.weight)
+            nn.init.zeros_(self.lr_correction.bias)
         self.chunk = chunk
         self.last_aux: torch.Tensor | None = None
 
@@ -204,7 +209,8 @@ class SAKG(SRModel):
             ctx = resize(ref_ctx, (h, w))
             ref_term = resize(ref_local, (H, W)) + resize(self.ref_code(ref_ctx), (H, W))
             ref_res = lr.new_tensor([ref.shape[-2] / H, ref.shape[-1] / W]).expand(B, 2)
-        code = self.code(self._features(lr, ctx))
+        feats = self._features(lr, ctx)
+        code = self.code(feats)
         blended = decode_grid(code, (H, W), self._decode_query, ensemble=True, chunk=self.chunk)
         z = self.blend(blended) + ref_term
         if self.ref_scale is not None:
@@ -212,5 +218,8 @@ class SAKG(SRModel):
         residual = self.head(z)
         if self.data_consistency:
             residual = residual - band_projection(residual, (h, w))
-        base = zero_fill_upsample(self.centre_slice(lr).float(), (H, W), magnitude=False).real
+        centre = self.centre_slice(lr)
+        if self.lr_correction is not None:
+            centre = centre + self.lr_correction(feats)
+        base = zero_fill_upsample(centre.float(), (H, W), magnitude=False).real
         return base.to(residual.dtype) + residual
