@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/medsr demo
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
