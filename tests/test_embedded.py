@@ -134,3 +134,22 @@ def test_another_dataset_is_never_overwritten(tmp_path):
     with pytest.raises(InputError, match="another dataset"):
         embedded.ensure_mni(out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_nifti_volumes_hold_the_source_voxels_at_their_world_positions(store, mni_store):
+    src_img = nib.load(str(embedded.source_dir() / embedded.SOURCE_FILES["t1"]))
+    source = np.asarray(src_img.dataobj, dtype=np.float32)
+    for name in ("T1", "T2", "PD", "labels"):
+        img = nib.load(str(mni_store / embedded.NIFTI_DIR / f"{name}.nii.gz"))
+        assert img.ndim == 3 and img.header.get_xyzt_units()[0] == "mm"
+    t1 = nib.load(str(mni_store / embedded.NIFTI_DIR / "T1.nii.gz"))
+    data = np.asarray(t1.dataobj)
+    index = np.argwhere(data > 0)[::991]
+    world = t1.affine @ np.c_[index, np.ones(len(index))].T
+    ijk = np.round(np.linalg.inv(src_img.affine) @ world).astype(int)[:3]
+    assert np.allclose(data[tuple(index.T)], source[tuple(ijk)])
+    sid = store.subjects("test")[0]
+    z0 = store.manifest["subjects"][sid]["source_z"][0] - store.manifest["parameters"]["kept_z"][0]
+    t2 = np.asarray(nib.load(str(mni_store / embedded.NIFTI_DIR / "T2.nii.gz")).dataobj)
+    slab = store.volume(sid, "T2") * store.norm(sid, "T2")
+    assert np.allclose(np.transpose(t2, (2, 1, 0))[z0 : z0 + len(slab)], slab, rtol=1e-5, atol=1e-6)

@@ -24,6 +24,9 @@ in-plane field of view is the bounding box of the brain over the kept slices, gr
 of :data:`PAD_MULTIPLE` (zero outside the source grid). Each subject's ``affine`` maps its store index
 ``(z, h, w)`` to MNI millimetres.
 
+The whole kept volumes are also written as NIfTI (``OUT/nifti/{T1,T2,PD,labels}.nii.gz``, axial slices on the
+last array axis, MNI millimetre affine) so every command can be tried on them.
+
 Slices and split
 ----------------
 Axial slices whose brain area is below :data:`MIN_AREA_FRACTION` of the largest slice's are skipped. The kept
@@ -38,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +55,7 @@ from medsr.errors import InputError
 NAME = "mni_icbm152_2009a"
 SOURCE_FILES = {part: f"mni_icbm152_{part}_tal_nlin_sym_09a_converted.nii.gz" for part in ("t1", "gm", "wm")}
 CONTRASTS = ("T1", "T2", "PD")
+NIFTI_DIR = "nifti"
 LABEL_NAMES = {0: "background", 1: "CSF", 2: "GM", 3: "WM"}
 FIELD_STRENGTH_T = 3.0
 # Relaxation times (ms) at 3 T and relative proton densities (water content, CSF = 1).
@@ -235,6 +240,22 @@ def _build(out_dir: Path, workers: int, progress: bool) -> None:
         )
     window = {"kept_z": [first, last + 1], "window_xy": {"x0": x0, "width": width, "y0": y0, "height": height}}
     writer.finish(NAME, split, _parameters(sources, window))
+    whole = slice(first, last + 1)
+    _write_nifti(out_dir / NIFTI_DIR, {**volumes, "labels": labels}, whole,
+                 _store_affine(source_affine, x0, y0, height, first))
+
+
+def _write_nifti(folder: Path, volumes: dict[str, np.ndarray], z: slice, store_affine: np.ndarray) -> None:
+    """Whole kept volumes as NIfTI ``[w, h, z]`` (axial slices on the last axis) for trying the commands."""
+    import nibabel as nib
+
+    folder.mkdir()
+    to_store = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+    for name, vol in volumes.items():
+        data = np.ascontiguousarray(np.transpose(vol[z], (2, 1, 0)))
+        img = nib.Nifti1Image(data, store_affine @ to_store)
+        img.header.set_xyzt_units("mm")
+        nib.save(img, str(folder / f"{name}.nii.gz"))
 
 
 def prepare_mni(out_dir: str | Path, *, workers: int = 1, progress: bool = True) -> Path:
@@ -252,7 +273,9 @@ def prepare_mni(out_dir: str | Path, *, workers: int = 1, progress: bool = True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
         _build(Path(tmp), workers, progress)
         out_dir.mkdir(exist_ok=True)
-        for name in (STORE_FILE, SPLIT_FILE, MANIFEST_FILE):
+        if (out_dir / NIFTI_DIR).exists():
+            shutil.rmtree(out_dir / NIFTI_DIR)
+        for name in (NIFTI_DIR, STORE_FILE, SPLIT_FILE, MANIFEST_FILE):
             os.replace(Path(tmp) / name, out_dir / name)
     return out_dir
 
