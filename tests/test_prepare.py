@@ -188,7 +188,7 @@ def test_brats_both_layouts_and_labels(tmp_path, capsys):
     assert _run("brats", src, out, "--workers", "1", "--min-signal", "0") == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["subjects"]) == ["BraTS2021_00000", "BraTS2021_00001", "BraTS20_Training_001"]
-    assert manifest["parameters"]["skipped"] == {"BraTS2021_00002": "no t1 file"}
+    assert manifest["parameters"]["skipped"] == {"BraTS2021_00002": "no t1 image"}
     assert manifest["contrasts"] == ["t2", "t1"]
     assert manifest["labels"]["3"].startswith("enhancing tumour")
     store = SliceStore(out)

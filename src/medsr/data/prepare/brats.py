@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, Subject, check_source_dir, load_nifti_subject
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject
 from medsr.errors import require
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -35,27 +35,13 @@ def find_files(src: Path) -> dict[str, dict[str, Path]]:
     return found
 
 
-def _modality(value: str, flag: str) -> str:
-    name = str(value).lower()
-    require(name in MODALITIES, flag, f"must be one of {', '.join(MODALITIES)}, got {value!r}")
-    return name
-
-
 def dataset(src: str | Path, target: str = "t2", reference: str = "t1") -> Dataset:
     """The BraTS subjects below ``src`` with both modalities, their ``seg`` as labels when present."""
     root = check_source_dir(src)
-    target, reference = _modality(target, "--target"), _modality(reference, "--ref")
-    require(target != reference, "--ref", "must differ from --target")
+    target, reference = choose(target, MODALITIES, "--target"), choose(reference, MODALITIES, "--ref")
     found = find_files(root)
-    require(bool(found), root, "no BraTS subject folders (BraTS.../BraTS..._<modality>.nii.gz) found")
-    subjects, skipped = [], {}
-    for sid, files in sorted(found.items()):
-        missing = [m for m in (target, reference) if m not in files]
-        if missing:
-            skipped[sid] = f"no {' or '.join(missing)} file"
-        else:
-            subjects.append(Subject(sid, files[target], files[reference], files.get("seg")))
-    require(bool(subjects), root, f"no BraTS subject has both a {target} and a {reference} file")
+    subjects, skipped = found_pairs(found, target, reference, root,
+                                    "BraTS subject folders (BraTS.../BraTS..._<modality>.nii.gz)", label="seg")
     parameters = {"skipped": skipped, "label_mapping": {str(k): v for k, v in LABEL_MAP.items()}}
     return Dataset("brats", root, target, reference, subjects, load_nifti_subject, LABEL_NAMES, LABEL_MAP,
                    parameters)

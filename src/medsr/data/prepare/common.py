@@ -158,6 +158,31 @@ def check_source_dir(path: str | Path) -> Path:
     return path
 
 
+def choose(value: str, allowed: Sequence[str], flag: str) -> str:
+    """The entry of ``allowed`` that ``value`` names, case-insensitively; an error naming ``flag`` otherwise."""
+    match = {name.lower(): name for name in allowed}.get(str(value).lower())
+    require(match is not None, flag, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return match
+
+
+def found_pairs(
+    found: Mapping[str, Mapping[str, Path]], target: str, reference: str, root: Path, what: str,
+    label: str | None = None,
+) -> tuple[list[Subject], dict[str, str]]:
+    """Subjects of ``found`` (``{sid: {contrast: path}}``) with both contrasts, and ``{sid: reason}`` skipped."""
+    require(target != reference, "--ref", "must differ from --target")
+    require(bool(found), root, f"no {what} found")
+    subjects, skipped = [], {}
+    for sid, files in sorted(found.items()):
+        missing = [c for c in (target, reference) if c not in files]
+        if missing:
+            skipped[sid] = f"no {' or '.join(missing)} image"
+        else:
+            subjects.append(Subject(sid, files[target], files[reference], files.get(label) if label else None))
+    require(bool(subjects), root, f"no subject has both a {target} and a {reference} image")
+    return subjects, skipped
+
+
 def check_sid(sid: str, source: str | Path) -> str:
     require(bool(sid) and "/" not in sid and sid not in (".", ".."), source, f"invalid subject id {sid!r}")
     return sid

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, Subject, check_source_dir, load_nifti_subject
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject
 from medsr.errors import require
 
 CONTRASTS = ("T1", "T2", "PD")
@@ -32,25 +32,10 @@ def find_files(src: Path) -> dict[str, dict[str, Path]]:
     return found
 
 
-def _contrast(value: str, flag: str) -> str:
-    name = str(value).upper()
-    require(name in CONTRASTS, flag, f"must be one of {', '.join(CONTRASTS)}, got {value!r}")
-    return name
-
-
 def dataset(src: str | Path, target: str = "T2", reference: str = "PD") -> Dataset:
     """The IXI subjects below ``src`` that have both the ``target`` and the ``reference`` contrast."""
     root = check_source_dir(src)
-    target, reference = _contrast(target, "--target"), _contrast(reference, "--ref")
-    require(target != reference, "--ref", "must differ from --target")
+    target, reference = choose(target, CONTRASTS, "--target"), choose(reference, CONTRASTS, "--ref")
     found = find_files(root)
-    require(bool(found), root, "no IXI files (IXI<id>-<site>-<n>-<T1|T2|PD>.nii.gz) found")
-    subjects, skipped = [], {}
-    for sid, files in sorted(found.items()):
-        missing = [c for c in (target, reference) if c not in files]
-        if missing:
-            skipped[sid] = f"no {' or '.join(missing)} image"
-        else:
-            subjects.append(Subject(sid, files[target], files[reference]))
-    require(bool(subjects), root, f"no IXI subject has both a {target} and a {reference} image")
+    subjects, skipped = found_pairs(found, target, reference, root, "IXI files (IXI<id>-<site>-<n>-<T1|T2|PD>.nii.gz)")
     return Dataset("ixi", root, target, reference, subjects, load_nifti_subject, parameters={"skipped": skipped})
