@@ -78,9 +78,9 @@ def test_neighbour_indices_clamp_at_the_ends():
 
 
 def test_model_slices_from_meta_attribute_or_default():
-    assert model_slices(Bicubic(), {"model": {"type": "bicubic", "n_slices": 5}}) == 5
-    assert model_slices(Bicubic(), {"model": {"type": "bicubic"}, "data": {"n_adjacent": 2}}) == 5
+    assert model_slices(Bicubic(), {"model": {"type": "bicubic"}, "n_adjacent": 2}) == 5
     assert model_slices(FirstSlice(), {"model": {"type": "_test_first_slice"}}) == 3
+    assert model_slices(FirstSlice(), {"model": {"type": "_test_first_slice"}, "n_adjacent": 0}) == 1
     assert model_slices(Bicubic(), {"model": {"type": "bicubic"}}) == 1
 
 

@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from medsr.infer.tiles import Span, spans, window
 
-SLICE_KEYS = ("n_slices", "slices", "in_slices")
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
 RefOnGrid = Callable[[tuple[int, int, int]], np.ndarray]
@@ -42,27 +41,12 @@ class InferenceOptions:
         return self.overlap if self.overlap is not None else max(8, (self.tile or 0) // 4)
 
 
-def _count(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0 else None
-
-
 def model_slices(model: torch.nn.Module, meta: Mapping[str, Any] | None = None) -> int:
-    """Number ``S = 2k + 1`` of adjacent slices the model reads: ``n_slices`` (or ``slices``, ``in_slices``) in
-    the meta's model spec or the meta itself, ``n_adjacent = k`` there or in its ``data`` section, or a model
-    attribute of those names; 1 when none says."""
-    meta = meta or {}
-    sources = [meta.get("model") or {}, meta, meta.get("data") or {}, vars(model), type(model).__dict__]
-    for source in sources:
-        if not isinstance(source, Mapping):
-            continue
-        for key in SLICE_KEYS:
-            count = _count(source.get(key))
-            if count:
-                return count if count % 2 else count + 1
-        adjacent = _count(source.get("n_adjacent"))
-        if adjacent is not None:
-            return 2 * adjacent + 1
-    return 1
+    """Number ``S = 2k + 1`` of adjacent slices the model reads: ``2 * meta["n_adjacent"] + 1`` as training
+    records it, else the model's ``n_slices`` attribute, else 1."""
+    if meta and meta.get("n_adjacent") is not None:
+        return 2 * int(meta["n_adjacent"]) + 1
+    return int(getattr(model, "n_slices", 1))
 
 
 def neighbour_indices(n: int, index: Sequence[int], n_slices: int) -> np.ndarray:
