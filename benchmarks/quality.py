@@ -50,7 +50,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return to_dict(load_config(path))
 
 
-def run_configs(data: Path, steps: int | None) -> dict[str, dict[str, Any]]:
+def run_configs(data: Path, steps: int | None, unet_steps: int | None) -> dict[str, dict[str, Any]]:
     """The resolved config of every trained method: sakg's protocol, each method's model and losses."""
     base = load_yaml(ROOT / "configs" / "sakg.yaml")
     base["data"]["root"] = str(data)
@@ -78,18 +78,21 @@ def run_configs(data: Path, steps: int | None) -> dict[str, dict[str, Any]]:
         configs[name] = cfg
     unet = load_yaml(ROOT / "configs" / "unet.yaml")
     unet["data"]["root"] = str(data)
+    if unet_steps is not None:
+        unet["train"]["steps"] = unet_steps
     configs["unet"] = unet
     for name, cfg in configs.items():
         cfg["name"] = name
     return configs
 
 
-def ref_modes(cfg: dict[str, Any]) -> list[str]:
+def ref_modes(name: str, cfg: dict[str, Any]) -> list[str]:
+    """Reference modes a method is tested with: all three for multi-contrast models, HR only for the ablations."""
     import medsr.models  # noqa: F401
     from medsr.registry import MODELS
 
     multi = cfg["data"]["ref"] is not None and getattr(MODELS.get(cfg["model"]["type"]), "uses_ref", False)
-    return ["hr", "lr", "none"] if multi else ["none"]
+    return ["none"] if not multi else ["hr"] if name in ABLATIONS else ["hr", "lr", "none"]
 
 
 def test_dataset(data: Path, cfg: dict[str, Any] | None = None) -> Any:
@@ -99,13 +102,14 @@ def test_dataset(data: Path, cfg: dict[str, Any] | None = None) -> Any:
     return SRSliceDataset(data, "test", d["target"], ref=d["ref"] or "T1", n_adjacent=d["n_adjacent"], use_labels=True)
 
 
-def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float] | None) -> list[dict[str, Any]]:
+def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float] | None,
+                scales: tuple[float, ...]) -> list[dict[str, Any]]:
     """PSNR/SSIM rows (mean and std over test volumes) for every scale and reference mode."""
     from medsr.engine import evaluation
 
     rows = []
     for ref in modes:
-        for scale in SCALES:
+        for scale in scales:
             scores, _ = evaluation.evaluate_scale(model, dataset, scale, ref)
             s = evaluation.summarise(evaluation.moments(scores))
             rows.append({"scale": scale, "ref": ref, "psnr": s.psnr, "psnr_std": s.psnr_std, "ssim": s.ssim,
@@ -114,7 +118,7 @@ def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float]
     return rows
 
 
-def job(name: str, out: Path, data: Path) -> None:
+def job(name: str, out: Path, data: Path, scales: tuple[float, ...]) -> None:
     """Train one method (or none for bicubic/zero-filling) and write ``scores/<name>.json``."""
     import torch
 
@@ -135,9 +139,9 @@ def job(name: str, out: Path, data: Path) -> None:
             return
         model, meta = build_from_weights(run / "weights.pth")
         cfg = json.loads((out / "configs" / f"{name}.json").read_text())
-        modes, trained, steps = ref_modes(cfg), meta["scales"], meta["steps"]
+        modes, trained, steps = ref_modes(name, cfg), meta["scales"], meta["steps"]
     train_s = time.time() - start
-    rows = score_model(model, test_dataset(data), modes, trained)
+    rows = score_model(model, test_dataset(data), modes, trained, scales)
     params = sum(p.numel() for p in model.parameters())
     record = {"method": name, "steps": steps, "params": params, "train_seconds": train_s,
               "total_seconds": time.time() - start, "rows": rows}
@@ -145,7 +149,7 @@ def job(name: str, out: Path, data: Path) -> None:
     (out / "scores" / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def launch(names: list[str], out: Path, data: Path, workers: int) -> None:
+def launch(names: list[str], out: Path, data: Path, workers: int, scales: str) -> None:
     """Run the jobs ``workers`` at a time in niced subprocesses with one CPU thread each; UNet first."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending, running = list(names), []
@@ -154,7 +158,7 @@ def launch(names: list[str], out: Path, data: Path, workers: int) -> None:
             name = pending.pop(0)
             log = open(out / "logs" / f"{name}.log", "w")
             cmd = ["nice", "-n", "10", sys.executable, str(Path(__file__)), "--job", name, "--out", str(out),
-                   "--data", str(data)]
+                   "--data", str(data), "--scales", scales]
             running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
             print(f"started {name}", file=sys.stderr, flush=True)
         time.sleep(2)
@@ -197,7 +201,7 @@ def downstream_dice(out: Path, data: Path, methods: list[str]) -> dict[str, Any]
             model, ref = MODELS.build({"type": name}), "none"
         else:
             model, _ = build_from_weights(out / "runs" / name / "weights.pth")
-            ref = ref_modes(json.loads((out / "configs" / f"{name}.json").read_text()))[0]
+            ref = ref_modes(name, json.loads((out / "configs" / f"{name}.json").read_text()))[0]
         for scale in DICE_SCALES:
             specs = eval_specs(dataset, (scale, scale), ref, (scale, scale) if ref == "lr" else None)
             per_volume = [dice_per_class(segment(unet, sr[:, None]), labels(sid), classes)
@@ -238,8 +242,9 @@ def markdown(protocol: dict[str, Any], records: dict[str, dict[str, Any]], dice:
     from medsr.metrics.report import protocol_header
 
     lines = ["# Quality benchmark (issue 5)", "", "```", protocol_header(protocol), "```", ""]
-    head = "| method | ref | " + " | ".join(f"x{s:g}{' (OOD)' if s > 4 else ''}" for s in SCALES) + " |"
-    lines += ["PSNR (dB) / SSIM, mean over test volumes:", "", head, "|---|---|" + "---|" * len(SCALES)]
+    scales = sorted({r["scale"] for rec in records.values() for r in rec["rows"]})
+    head = "| method | ref | " + " | ".join(f"x{s:g}{' (OOD)' if s > 4 else ''}" for s in scales) + " |"
+    lines += ["PSNR (dB) / SSIM, mean over test volumes:", "", head, "|---|---|" + "---|" * len(scales)]
     for name, rec in records.items():
         for ref in dict.fromkeys(r["ref"] for r in rec["rows"]):
             cells = [f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in rec["rows"] if r["ref"] == ref]
@@ -269,7 +274,7 @@ def checks(records: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["Goals (computed):", ""]
     rivals = [(n, r) for n in (*FIXED, *BASELINES) for r in ("hr", "lr", "none") if lookup(records, n, r, 2.0)]
     for ref in ("hr", "lr", "none"):
-        for scale in SCALES:
+        for scale in sorted({r["scale"] for r in records.get("sakg", {}).get("rows", [])}):
             ours = lookup(records, "sakg", ref, scale)
             if ours is None:
                 continue
@@ -319,12 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/quality"))
     parser.add_argument("--data", type=Path, default=Path("data/mni"))
     parser.add_argument("--steps", type=int, help="training steps of every method (default: configs/sakg.yaml)")
+    parser.add_argument("--unet-steps", type=int, help="training steps of the UNet (default: configs/unet.yaml)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", help="comma-separated subset of methods to (re)run")
+    parser.add_argument("--scales", default=",".join(f"{s:g}" for s in SCALES), help="test scales")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.job:
-        job(args.job, args.out, args.data)
+        job(args.job, args.out, args.data, tuple(float(x) for x in args.scales.split(",")))
         return 0
 
     from medsr.data.embedded import ensure_mni
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    configs = run_configs(data.resolve(), args.steps)
+    configs = run_configs(data.resolve(), args.steps, args.unet_steps)
     import yaml
 
     for name, cfg in configs.items():
@@ -343,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["unet", "sakg", "dualarb", "liif", "metasr", *ABLATIONS, "sakg-single", *FIXED]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    launch(names, out, data.resolve(), args.workers)
+    launch(names, out, data.resolve(), args.workers, args.scales)
     records = {}
     for name in ["sakg", "sakg-single", *ABLATIONS, *BASELINES, *FIXED]:
         path = out / "scores" / f"{name}.json"
