@@ -4,19 +4,21 @@ zero-filling, on the embedded MNI data, with ablations and downstream segmentati
 Protocol
 --------
 * Every trained method uses the data, curriculum, steps, seed, optimiser and schedule of ``configs/sakg.yaml``
-  (target T2, reference T1, 3 adjacent slices); the baselines take their model from ``configs/<name>.yaml``
-  and the L1 loss; ``sakg`` adds its auxiliary semantic loss. All run through the engine (``medsr train``).
+  (target T2, reference T1, 3 adjacent slices) and its pixel losses (L1 + 0.2 SSIM); the baselines take their
+  model from ``configs/<name>.yaml``; ``sakg`` adds its auxiliary semantic loss. All run through the engine
+  (``medsr train``).
 * Ablations: ``sakg`` without the semantic embedding, without slice attention, without the scale-conditioned
   decoder, and single-contrast (trained and tested with no reference).
 * Test: the test split's whole volumes (``medsr.engine.evaluation``) at 1.5, 2, 2.5, 3, 4 (in distribution)
   and 6, 8 (out of distribution), with an HR reference, an LR reference at the target's scale, and none.
 * Downstream: a UNet trained on HR T2 slices and labels (``configs/unet.yaml``), frozen, segments HR and each
   method's output (HR reference); Dice per tissue per volume against the labels.
-* Everything runs in parallel subprocesses (``--workers``, one CPU thread each, ``nice``); the resolved configs,
-  runs, per-method scores (``scores/*.json``), ``results.md``, ``results.json`` and ``comparison.png`` go to
-  ``--out``.
+* Everything runs in parallel subprocesses (``--workers``, one CPU thread each, ``nice``). The resolved configs,
+  runs, logs and per-method scores (``scores/*.json``) go to ``--work``; ``results.md``, ``results.json`` and
+  ``comparison.png`` to ``--out``.
 
-    python benchmarks/quality.py --out results/quality [--steps 400] [--workers 2] [--data data/mni]
+    python benchmarks/quality.py [--out benchmarks/results/quality] [--work runs/quality] [--steps 300]
+                                 [--workers 2] [--data data/mni]
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def run_configs(data: Path, steps: int | None, unet_steps: int | None) -> dict[s
     for name in BASELINES:
         cfg = copy.deepcopy(base)
         cfg["model"] = load_yaml(ROOT / "configs" / f"{name}.yaml")["model"]
-        cfg["loss"] = [{"type": "l1", "weight": 1.0}]
+        cfg["loss"] = [t for t in base["loss"] if t["type"] != "sakg_semantic"]
         configs[name] = cfg
     unet = load_yaml(ROOT / "configs" / "unet.yaml")
     unet["data"]["root"] = str(data)
@@ -118,7 +120,7 @@ def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float]
     return rows
 
 
-def job(name: str, out: Path, data: Path, scales: tuple[float, ...]) -> None:
+def job(name: str, work: Path, data: Path, scales: tuple[float, ...]) -> None:
     """Train one method (or none for bicubic/zero-filling) and write ``scores/<name>.json``."""
     import torch
 
@@ -133,31 +135,31 @@ def job(name: str, out: Path, data: Path, scales: tuple[float, ...]) -> None:
 
         model, modes, trained, steps = MODELS.build({"type": name}), ["none"], None, 0
     else:
-        run = train(out / "configs" / f"{name}.yaml", [f"logging.runs_dir={out / 'runs'}"], overwrite=True,
+        run = train(work / "configs" / f"{name}.yaml", [f"logging.runs_dir={work / 'runs'}"], overwrite=True,
                     argv=["benchmarks/quality.py", "--job", name])
         if name == "unet":
             return
         model, meta = build_from_weights(run / "weights.pth")
-        cfg = json.loads((out / "configs" / f"{name}.json").read_text())
+        cfg = json.loads((work / "configs" / f"{name}.json").read_text())
         modes, trained, steps = ref_modes(name, cfg), meta["scales"], meta["steps"]
     train_s = time.time() - start
     rows = score_model(model, test_dataset(data), modes, trained, scales)
     params = sum(p.numel() for p in model.parameters())
     record = {"method": name, "steps": steps, "params": params, "train_seconds": train_s,
               "total_seconds": time.time() - start, "rows": rows}
-    (out / "scores").mkdir(exist_ok=True)
-    (out / "scores" / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (work / "scores").mkdir(exist_ok=True)
+    (work / "scores" / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def launch(names: list[str], out: Path, data: Path, workers: int, scales: str) -> None:
+def launch(names: list[str], work: Path, data: Path, workers: int, scales: str) -> None:
     """Run the jobs ``workers`` at a time in niced subprocesses with one CPU thread each; UNet first."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     pending, running = list(names), []
     while pending or running:
         while pending and len(running) < workers:
             name = pending.pop(0)
-            log = open(out / "logs" / f"{name}.log", "w")
-            cmd = ["nice", "-n", "10", sys.executable, str(Path(__file__)), "--job", name, "--out", str(out),
+            log = open(work / "logs" / f"{name}.log", "w")
+            cmd = ["nice", "-n", "10", sys.executable, str(Path(__file__)), "--job", name, "--work", str(work),
                    "--data", str(data), "--scales", scales]
             running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
             print(f"started {name}", file=sys.stderr, flush=True)
@@ -171,7 +173,7 @@ def launch(names: list[str], out: Path, data: Path, workers: int, scales: str) -
                 print(f"{name}: {state}", file=sys.stderr, flush=True)
 
 
-def downstream_dice(out: Path, data: Path, methods: list[str]) -> dict[str, Any]:
+def downstream_dice(work: Path, data: Path, methods: list[str]) -> dict[str, Any]:
     """Dice per tissue of the frozen UNet on HR and on each method's output (HR reference), per scale."""
     import torch
 
@@ -182,7 +184,7 @@ def downstream_dice(out: Path, data: Path, methods: list[str]) -> dict[str, Any]
     from medsr.engine.segmentation import dice_per_class, segment
     from medsr.registry import MODELS
 
-    unet, _ = build_from_weights(out / "runs" / "unet" / "weights.pth")
+    unet, _ = build_from_weights(work / "runs" / "unet" / "weights.pth")
     dataset = test_dataset(data)
     names = dataset.store.manifest["labels"]
     classes = [1, 2, 3]
@@ -200,8 +202,8 @@ def downstream_dice(out: Path, data: Path, methods: list[str]) -> dict[str, Any]
         if name in FIXED:
             model, ref = MODELS.build({"type": name}), "none"
         else:
-            model, _ = build_from_weights(out / "runs" / name / "weights.pth")
-            ref = ref_modes(name, json.loads((out / "configs" / f"{name}.json").read_text()))[0]
+            model, _ = build_from_weights(work / "runs" / name / "weights.pth")
+            ref = ref_modes(name, json.loads((work / "configs" / f"{name}.json").read_text()))[0]
         for scale in DICE_SCALES:
             specs = eval_specs(dataset, (scale, scale), ref, (scale, scale) if ref == "lr" else None)
             per_volume = [dice_per_class(segment(unet, sr[:, None]), labels(sid), classes)
@@ -211,7 +213,7 @@ def downstream_dice(out: Path, data: Path, methods: list[str]) -> dict[str, Any]
     return result
 
 
-def figure(out: Path, data: Path, scale: float = 4.0) -> Path:
+def figure(work: Path, out: Path, data: Path, scale: float = 4.0) -> Path:
     """LR, bicubic, LIIF, Dual-ArbNet-style, SAKG, HR and error maps of one test slice at ``scale`` (HR reference)."""
     import torch
 
@@ -224,13 +226,13 @@ def figure(out: Path, data: Path, scale: float = 4.0) -> Path:
 
     dataset = test_dataset(data)
     specs = eval_specs(dataset, (scale, scale), "hr")
-    batch = collate([dataset[specs[len(specs) // 4]]])
+    batch = collate([dataset[specs[(3 * len(specs)) // 4]]])
     lr, hr, ref = batch["lr"], batch["hr"], batch["ref"]
     panels = {"LR": lr[0, lr.shape[1] // 2].numpy()}
     methods = {"bicubic": MODELS.build({"type": "bicubic"})}
     for name, label in (("liif", "LIIF"), ("dualarb", "Dual-ArbNet-style"), ("sakg", "SAKG")):
-        if (out / "runs" / name / "weights.pth").is_file():
-            methods[label] = build_from_weights(out / "runs" / name / "weights.pth")[0]
+        if (work / "runs" / name / "weights.pth").is_file():
+            methods[label] = build_from_weights(work / "runs" / name / "weights.pth")[0]
     with torch.no_grad():
         for label, model in methods.items():
             panels[label] = model.eval()(lr, tuple(hr.shape[-2:]), ref)[0, 0].numpy()
@@ -254,7 +256,7 @@ def markdown(protocol: dict[str, Any], records: dict[str, dict[str, Any]], dice:
                                             for n, r in records.items() if r["steps"]), ""]
     lines += checks(records)
     if dice:
-        lines += ["", f"Downstream Dice of the frozen UNet (mean over test volumes; SR with its first reference mode):",
+        lines += ["", "Downstream Dice of the frozen UNet (mean over test volumes; SR with its first reference mode):",
                   "", "| method | scale | " + " | ".join(dice["tissues"]) + " |", "|---|---|" + "---|" * 3]
         for row in dice["rows"]:
             scale = "-" if row["scale"] is None else f"x{row['scale']:g}"
@@ -321,7 +323,8 @@ def protocol(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("results/quality"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
+    parser.add_argument("--work", type=Path, default=Path("runs/quality"))
     parser.add_argument("--data", type=Path, default=Path("data/mni"))
     parser.add_argument("--steps", type=int, help="training steps of every method (default: configs/sakg.yaml)")
     parser.add_argument("--unet-steps", type=int, help="training steps of the UNet (default: configs/unet.yaml)")
@@ -331,36 +334,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.job:
-        job(args.job, args.out, args.data, tuple(float(x) for x in args.scales.split(",")))
+        job(args.job, args.work, args.data, tuple(float(x) for x in args.scales.split(",")))
         return 0
 
     from medsr.data.embedded import ensure_mni
     from medsr.io.atomic import atomic_path
 
     data = ensure_mni(args.data)
-    out = args.out
-    (out / "configs").mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
+    out, work = args.out, args.work
+    for folder in (out, work / "configs", work / "logs"):
+        folder.mkdir(parents=True, exist_ok=True)
     configs = run_configs(data.resolve(), args.steps, args.unet_steps)
     import yaml
 
     for name, cfg in configs.items():
-        (out / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        (out / "configs" / f"{name}.json").write_text(json.dumps(cfg) + "\n")
+        (work / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (work / "configs" / f"{name}.json").write_text(json.dumps(cfg) + "\n")
     names = ["unet", "sakg", "dualarb", "liif", "metasr", *ABLATIONS, "sakg-single", *FIXED]
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
-    launch(names, out, data.resolve(), args.workers, args.scales)
+    launch(names, work, data.resolve(), args.workers, args.scales)
     records = {}
     for name in ["sakg", "sakg-single", *ABLATIONS, *BASELINES, *FIXED]:
-        path = out / "scores" / f"{name}.json"
+        path = work / "scores" / f"{name}.json"
         if path.is_file():
             records[name] = json.loads(path.read_text())
     dice = None
-    if (out / "runs" / "unet" / "weights.pth").is_file():
-        dice = downstream_dice(out, data, [n for n in ("sakg", *BASELINES, *FIXED) if n in records])
-    if (out / "runs" / "sakg" / "weights.pth").is_file():
-        figure(out, data)
+    if (work / "runs" / "unet" / "weights.pth").is_file():
+        dice = downstream_dice(work, data, [n for n in ("sakg", *BASELINES, *FIXED) if n in records])
+    if (work / "runs" / "sakg" / "weights.pth").is_file():
+        figure(work, out, data)
     proto = protocol(configs)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(markdown(proto, records, dice))

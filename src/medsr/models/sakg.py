@@ -17,7 +17,8 @@ three switchable components (constructor flags, for ablation):
 Efficiency (the budget is 150 GMACs per 256x256 slice at x2 with an HR reference): the target encoder runs at LR
 resolution; the reference is pixel-unshuffled by 2 before its encoder; the decoder's first layer is linear, so
 its code term is a 1x1 convolution at LR resolution and its reference term a 3x3 convolution at reference
-resolution, both resampled to the queries; only two Hd x Hd layers run per query.
+resolution, both resampled to the queries; per query only one Hd x Hd layer runs for each of the four ensemble
+codes, and two after blending them.
 
 Output: ``zero_fill_upsample(centre slice)`` (real part: the exact inverse of the k-space crop inside the band)
 plus a learned residual whose last layer starts at zero, so training starts at the zero-filling floor. With
@@ -25,9 +26,9 @@ plus a learned residual whose last layer starts at zero, so training starts at t
 outside the LR band (its in-band part is projected out), and the in-band content is the input plus a
 zero-initialised correction predicted at LR resolution (1x1 convolution on the fused features). A hard
 data-consistency step (band = input) would be wrong here: inputs are magnitude images, and ``|LR|`` differs from
-the band of the HR image wherever ringing went negative; on the MNI data, after 300 steps, the hard step gave
-0.5 dB more PSNR than no split but 0.05 less SSIM at x2, the split with correction both (see the report of
-issue 5).
+the band of the HR image wherever ringing went negative. Measured on the MNI test split (T2 from T1, x2, HR
+reference, 300 steps at lr 1e-3): no split 27.68 dB / 0.865 SSIM, hard data consistency 29.79 / 0.841, split with
+correction 30.58 / 0.898.
 """
 
 from __future__ import annotations
