@@ -4,8 +4,9 @@ Each model is built with its constructor defaults (the papers' sizes; ``sakg``: 
 on one 256x256 output slice at x2 and x4 with an HR reference (models that read it) and 3 adjacent LR slices.
 MACs = FLOPs / 2 from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matrix products; FFTs,
 interpolation and sampling are not counted), counted on the meta device. Time and peak memory are measured in a
-fresh subprocess per model and scale (peak resident set growth on CPU, ``max_memory_allocated`` on GPU), on the
-CPU always and on the GPU when one is present. The issue's budget for ``sakg`` is 150 GMACs at x2.
+fresh subprocess per model and scale: on CPU the peak resident set during the forward above the resident set
+before it (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``), on GPU ``max_memory_allocated``
+above the memory allocated before it; on the CPU always and on the GPU when one is present. The issue's budget for ``sakg`` is 150 GMACs at x2.
 
     python benchmarks/flops.py [--size 256] [--scales 2,4] [--models sakg,liif,...] [--repeats 2] [--json F]
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -55,13 +55,22 @@ def count_macs(name: str, size: int, scale: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), e.g. ``VmRSS`` or ``VmHWM``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 def measure(name: str, size: int, scale: int, device: str, repeats: int) -> dict[str, float]:
     """Seconds per slice (best of ``repeats`` after one warm-up) and peak memory (MiB) of one forward."""
     torch.manual_seed(0)
     model = build(name).to(device)
     lr, out, ref = inputs(size, scale, device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (VmHWM) to the current one
+    base_rss = proc_status_kib("VmRSS")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base_cuda = torch.cuda.memory_allocated()
@@ -76,7 +85,7 @@ def measure(name: str, size: int, scale: int, device: str, repeats: int) -> dict
     if device == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+        peak = (proc_status_kib("VmHWM") - base_rss) / 1024
     return {"seconds": min(times[1:]), "peak_mib": peak}
 
 

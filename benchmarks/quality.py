@@ -301,13 +301,13 @@ def checks(records: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def protocol(configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def protocol(configs: dict[str, dict[str, Any]], data: Path) -> dict[str, Any]:
     from medsr.engine.evaluation import PROTOCOL
 
     base = configs["sakg"]
     return {
         **PROTOCOL,
-        "dataset": base["data"]["root"],
+        "dataset": str(data),
         "split": "test",
         "target": base["data"]["target"],
         "reference": base["data"]["ref"],
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         dice = downstream_dice(work, data, [n for n in ("sakg", *BASELINES, *FIXED) if n in records])
     if (work / "runs" / "sakg" / "weights.pth").is_file():
         figure(work, out, data)
-    proto = protocol(configs)
+    proto = protocol(configs, args.data)
     with atomic_path(out / "results.md") as tmp:
         tmp.write_text(markdown(proto, records, dice))
     with atomic_path(out / "results.json") as tmp:

@@ -129,7 +129,7 @@ class SAKG(SRModel):
     the semantic head (4 = background, CSF, GM, WM); ``sem_width``: width of the semantic head and condition
     network; ``n_fuse``: residual blocks after fusing slices and reference; ``hidden``: decoder width Hd;
     ``band_split``: learn the in-band and out-of-band parts of k-space separately (module docstring);
-    ``chunk``: decoder rows per call (memory only). The defaults cost about 60 GMACs at x2 on 256x256 with an
+    ``chunk``: decoder rows per call (memory only). The defaults cost about 65 GMACs at x2 on 256x256 with an
     HR reference and 3 slices (``benchmarks/flops.py``).
     """
 
