@@ -138,6 +138,9 @@ def test_read_mat_h5_nifti(tmp_path):
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f.create_dataset("group/img", data=data)
     np.testing.assert_array_equal(read_image(tmp_path / "a.h5"), data)
+    with h5py.File(tmp_path / "v73.mat", "w") as f:  # MATLAB v7.3 .mat files are HDF5
+        f.create_dataset("img", data=data)
+    np.testing.assert_array_equal(read_image(tmp_path / "v73.mat"), data)
     with h5py.File(tmp_path / "two.h5", "w") as f:
         f["x"], f["y"] = data, data
     with pytest.raises(InputError, match="exactly one array"):

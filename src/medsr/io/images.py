@@ -33,12 +33,12 @@ def _single_array(arrays: dict[str, np.ndarray], path: Path) -> np.ndarray:
 
 
 def _read_mat(path: Path) -> np.ndarray:
+    import h5py
     import scipy.io
 
-    try:
-        content = scipy.io.loadmat(str(path))
-    except NotImplementedError:  # MATLAB v7.3 files are HDF5
+    if h5py.is_hdf5(str(path)):  # MATLAB v7.3 files are HDF5
         return _read_h5(path)
+    content = scipy.io.loadmat(str(path))
     arrays = {k: v for k, v in content.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
     return _single_array(arrays, path)
 
