@@ -294,6 +294,7 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
     for row in rows:
         clash = len(files_per_label[_series_label(row, False)]) > 1
         series.setdefault(_series_label(row, clash), []).append(row)
+    ood_spans = _ood_spans(rows)
     fig = new_figure(10.0, 4.0)
     axes = fig.subplots(1, 2)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
@@ -302,7 +303,7 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
             std = [float(p.get(f"{metric}_std") or 0.0) for p in points]
             ax.errorbar([p["x"] for p in points], [float(p[metric]) for p in points], yerr=std, marker="o",
                         markersize=3, capsize=2, label=label)
-        for i, (lo, hi) in enumerate(_ood_spans(rows)):
+        for i, (lo, hi) in enumerate(ood_spans):
             ax.axvspan(lo, hi, color="grey", alpha=0.15, linewidth=0, label="out of training range" if i == 0 else None)
         ax.set_xlabel("scale")
         ax.set_ylabel(unit)

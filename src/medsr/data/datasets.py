@@ -28,7 +28,7 @@ import torch
 from medsr.data.scales import REF_MODES, Curriculum, Scale
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
-from medsr.kspace import check_scale, downsample, lr_length
+from medsr.kspace import check_scale, downsample, lr_shape
 
 _PERMUTATION, _STEP = 0, 1
 
@@ -69,8 +69,7 @@ def degrade_cell(region: np.ndarray, cells: tuple[int, int], lr_cell: tuple[int,
     the LR tile ``cell``: it covers exactly the field of view of the matching HR tile (pixel-centre geometry)."""
     size = (cells[0] * lr_cell[0], cells[1] * lr_cell[1])
     lr = downsample(np.ascontiguousarray(region, dtype=np.float32), size=size)
-    (cy, cx), (py, px) = cell, lr_cell
-    return lr[..., cy * py : (cy + 1) * py, cx * px : (cx + 1) * px]
+    return hr_cell(lr, lr_cell, cell)
 
 
 def hr_cell(region: np.ndarray, cell_size: tuple[int, int], cell: tuple[int, int]) -> np.ndarray:
@@ -136,7 +135,7 @@ class SRSliceDataset(torch.utils.data.Dataset):
     def _layout(self, shape: tuple[int, int], scale: Scale, rng: np.random.Generator) -> dict[str, Any]:
         """HR cell size, tiling, region offset and chosen cell for one item (whole slice: one cell)."""
         if self.patch_size is None:
-            return {"cell_hr": shape, "cell_lr": (lr_length(shape[0], scale[0]), lr_length(shape[1], scale[1])),
+            return {"cell_hr": shape, "cell_lr": lr_shape(shape, scale),
                     "cells": (1, 1), "offset": (0, 0), "cell": (0, 0)}
         p = self.patch_size
         cell_hr = (max(1, round(p * scale[0])), max(1, round(p * scale[1])))
@@ -174,8 +173,7 @@ class SRSliceDataset(torch.utils.data.Dataset):
         if spec.use_ref:
             ref = hr_cell(region["ref"], lay["cell_hr"], lay["cell"])
             if spec.ref_scale is not None:
-                ry, rx = _scale_pair(spec.ref_scale, "ref_scale")
-                ref_lr = (lr_length(lay["cell_hr"][0], ry), lr_length(lay["cell_hr"][1], rx))
+                ref_lr = lr_shape(lay["cell_hr"], _scale_pair(spec.ref_scale, "ref_scale"))
                 ref = degrade_cell(region["ref"], lay["cells"], ref_lr, lay["cell"])
             item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
             item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],

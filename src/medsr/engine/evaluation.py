@@ -157,9 +157,8 @@ def evaluate_scale(
     ``{"lr", "sr", "hr"}`` (2-D: the middle slice of the first subject) for figures."""
     from medsr.data.datasets import eval_specs
 
-    pair = _pair(scale)
-    ref_pair = (pair if ref_scale is None else _pair(ref_scale)) if ref_mode == "lr" else None
-    specs = eval_specs(dataset, pair, ref_mode, ref_pair)
+    ref_pair = (scale if ref_scale is None else ref_scale) if ref_mode == "lr" else None
+    specs = eval_specs(dataset, scale, ref_mode, ref_pair)
     scores: list[VolumeScore] = []
     sample: dict[str, torch.Tensor] = {}
     wanted = set(subjects) if subjects is not None else None
@@ -170,13 +169,6 @@ def evaluate_scale(
             z = sr.shape[0] // 2
             sample = {"lr": lr[z], "sr": sr[z], "hr": hr[z]}
     return scores, sample
-
-
-def _pair(scale: float | Sequence[float]) -> tuple[float, float]:
-    if isinstance(scale, (int, float)):
-        return float(scale), float(scale)
-    sy, sx = scale
-    return float(sy), float(sx)
 
 
 def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol: float = 1e-6) -> bool:

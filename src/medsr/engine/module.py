@@ -64,10 +64,11 @@ def build(kind: str, build_fn: Any, spec: Any) -> Any:
 
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
     """Stop gradients for parameters whose names match any fnmatch pattern; return the frozen names."""
-    frozen = [n for n, p in model.named_parameters() if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
+    frozen = []
     for name, param in model.named_parameters():
-        if name in frozen:
+        if any(fnmatch.fnmatchcase(name, pat) for pat in patterns):
             param.requires_grad_(False)
+            frozen.append(name)
     return frozen
 
 

@@ -44,11 +44,18 @@ def volumes(dataset: Any, batch_size: int, subjects: set[str] | None) -> Any:
     from medsr.data.datasets import eval_specs
     from medsr.engine.evaluation import collate, volume_batches
 
-    parts: dict[str, list[dict[str, Any]]] = {}
+    def volume(sid: str, batches: list[dict[str, Any]]) -> tuple[str, torch.Tensor, torch.Tensor]:
+        return sid, torch.cat([b["hr"] for b in batches]), torch.cat([b["label"] for b in batches])
+
+    current, batches = None, []
     for sid, chunk in volume_batches(dataset, eval_specs(dataset, (1.0, 1.0), "none"), batch_size, subjects):
-        parts.setdefault(sid, []).append(collate([dataset[spec] for spec in chunk]))
-    for sid, batches in parts.items():
-        yield sid, torch.cat([b["hr"] for b in batches]), torch.cat([b["label"] for b in batches])
+        if batches and sid != current:  # batches never mix subjects and come subject by subject
+            yield volume(current, batches)
+            batches = []
+        current = sid
+        batches.append(collate([dataset[spec] for spec in chunk]))
+    if batches:
+        yield volume(current, batches)
 
 
 def num_classes(model: nn.Module) -> int:

@@ -20,8 +20,8 @@ from nibabel.affines import voxel_sizes
 from medsr.data.store import robust_scale
 from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
+from medsr.kspace import MAX_SCALE
 
-MAX_SCALE = 16.0
 MAX_VOXELS = 2**31
 SHIPPED_WEIGHTS = "sakg_mni.pth"
 

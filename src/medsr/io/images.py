@@ -8,7 +8,7 @@ import numpy as np
 
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
-from medsr.io.nifti import is_nifti, read_volume
+from medsr.io.nifti import is_nifti, load_nifti, read_volume
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".mat", ".h5", ".hdf5", ".nii", ".nii.gz")
 
@@ -91,8 +91,6 @@ def read_image(path: str | Path, *, check_finite: bool = True) -> np.ndarray:
 
 
 def _nifti_shape(path: Path) -> tuple[int, ...]:
-    from medsr.io.nifti import load_nifti
-
     shape = load_nifti(path).shape
     while len(shape) > 2 and shape[-1] == 1:
         shape = shape[:-1]

@@ -102,11 +102,15 @@ def crop_border(x: torch.Tensor, n: int) -> torch.Tensor:
     return x[..., n:-n, n:-n]
 
 
+def _squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return (pred - gt).square_()
+
+
 def psnr(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor,
          mask: torch.Tensor | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio ``10 log10(R^2 / MSE)`` in dB, per item (per volume for 5-D input)."""
     pred, gt = _check_pair(pred, gt)
-    mse = _chunked_mean(lambda p, g: (p - g).square_(), (pred, gt), mask)
+    mse = _chunked_mean(_squared_error, (pred, gt), mask)
     peak = _per_item(data_range, mse.view(-1, 1)).view(-1)
     return 10 * torch.log10(peak**2 / mse)
 
@@ -114,7 +118,7 @@ def psnr(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor,
 def nmse(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised mean squared error ``||pred - gt||^2 / ||gt||^2`` per item (fastMRI's NMSE)."""
     pred, gt = _check_pair(pred, gt)
-    error = _chunked_mean(lambda p, g: (p - g).square_(), (pred, gt), mask)
+    error = _chunked_mean(_squared_error, (pred, gt), mask)
     return error / _chunked_mean(torch.square, (gt,), mask)
 
 

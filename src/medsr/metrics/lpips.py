@@ -9,6 +9,7 @@ ever downloaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
@@ -102,8 +103,9 @@ class LPIPS(nn.Module):
         return total
 
 
+@lru_cache(maxsize=None)
 def min_input_size(net: str) -> int:
-    """Smallest square input whose every LPIPS stage has at least one pixel."""
+    """Smallest square input whose every LPIPS stage has at least one pixel (computed once per network)."""
 
     def fits(n: int) -> bool:
         for stage in BACKBONES[net]:

@@ -159,12 +159,15 @@ class MaskSource:
         self.files = collect(self.path) if self.path is not None and self.path.is_dir() else None
         if self.path is not None and self.files is None:
             require(self.path.is_file(), self.path, "no such mask file or directory")
+        self._shared: dict[tuple[int, ...], np.ndarray] = {}  # the one mask file, read once per image shape
 
     def get(self, key: str, spatial: tuple[int, ...]) -> np.ndarray | None:
         if self.path is None:
             return None
         if self.files is None:
-            return load_mask(self.path, spatial)
+            if spatial not in self._shared:
+                self._shared[spatial] = load_mask(self.path, spatial)
+            return self._shared[spatial]
         if key not in self.files:
             raise InputError(self.path, f"no mask for '{key}'")
         return load_mask(self.files[key], spatial)

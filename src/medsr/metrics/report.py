@@ -90,10 +90,10 @@ def format_summary(metrics: Sequence[str], records: Sequence[Mapping[str, Any]])
     """One line per metric: ``name  mean ± std  95% CI [low, high]  n=N`` (plus the count left out)."""
     lines = []
     for name in metrics:
-        values = [r.get(name) for r in records]
-        s, info = summarise(values), summary_record(values)
-        line = (f"{name:<8} {format_value(s.mean)} ± {format_value(s.std)}  95% CI [{format_value(s.ci95_low)}, "
-                f"{format_value(s.ci95_high)}]  n={info['n']}")
+        info = summary_record([r.get(name) for r in records])
+        mean, std, (low, high) = info["mean"], info["std"], info["ci95"]
+        line = (f"{name:<8} {format_value(mean)} ± {format_value(std)}  95% CI [{format_value(low)}, "
+                f"{format_value(high)}]  n={info['n']}")
         if info["excluded"]:
             line += f" ({info['excluded']} n/a or infinite, left out)"
         lines.append(line)

@@ -96,19 +96,22 @@ class _Accumulator:
         self.detection = seg.Detection(0, 0, 0, 0)
         self.scores: list[seg.ScoreCounts] = []
         self.probability: bool | None = None
+        self.seen: set[int] = set()  # non-zero labels found in the references
 
     def add(self, pair: _Pair, pred_path: Path, classes: Sequence[int] | None) -> None:
         opts = self.options
         if self.probability is not None and self.probability != pair.probability:
             raise InputError(pred_path, "predictions mix probability maps and label maps")
         self.probability = pair.probability
+        gt_labels = set(np.unique(pair.gt).tolist()) - {0}
+        self.seen |= gt_labels
         gt_fg = _foreground(pair.gt, classes)
         if pair.probability:
             pred_fg = pair.pred >= opts.threshold
             self.overlaps.append(seg.overlap_counts(pred_fg.astype(np.int64), gt_fg.astype(np.int64), [1]))
         else:
             pred_fg = _foreground(pair.pred, classes)
-            counted = classes or sorted((set(np.unique(pair.gt).tolist()) | set(np.unique(pair.pred).tolist())) - {0})
+            counted = classes or sorted((gt_labels | set(np.unique(pair.pred).tolist())) - {0})
             self.overlaps.append(seg.overlap_counts(pair.pred, pair.gt, counted))
         record: dict[str, Any] = {"file": pair.key}
         notes = []
@@ -188,12 +191,9 @@ def segment_evaluate(pred: Path, gt: Path, options: SegOptions) -> Evaluation:
     require(options.distance >= 0, "--distance", f"must be >= 0, got {options.distance}")
     matching = match_files(Path(pred), Path(gt), options.allow_missing)
     acc = _Accumulator(options)
-    seen: set[int] = set()
     for key, pred_path, gt_path in matching.pairs:
-        pair = _read_pair(key, pred_path, gt_path)
-        seen |= set(np.unique(pair.gt).tolist()) - {0}
-        acc.add(pair, pred_path, options.classes)
-    classes = list(options.classes or sorted(seen))
+        acc.add(_read_pair(key, pred_path, gt_path), pred_path, options.classes)
+    classes = list(options.classes or sorted(acc.seen))
     require(bool(classes), gt, "the references hold no non-zero label; give --classes")
     metrics = acc.finish([1] if acc.probability else classes)
     protocol = _protocol(Path(pred), Path(gt), len(matching.pairs), classes, options.classes is not None, acc)

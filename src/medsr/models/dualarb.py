@@ -83,6 +83,7 @@ class DualArbNet(SRModel):
         feat = self.target_encoder(x)
         target_size = x.new_tensor(feat.shape[-2:])
         ref_feat = None if ref is None else unfold3x3(self.ref_encoder(ref))
+        ref_size = None if ref_feat is None else x.new_tensor(ref_feat.shape[-2:])
 
         def decode(q: Query) -> torch.Tensor:
             target_cell = q.cell
@@ -92,7 +93,7 @@ class DualArbNet(SRModel):
             else:
                 codes, rel, _ = local_samples(ref_feat, q.coord, ensemble=False)
                 codes, rel = codes[:, 0], rel[:, 0]
-                ref_cell = target_cell / target_size * x.new_tensor(ref_feat.shape[-2:])
+                ref_cell = target_cell / target_size * ref_size
             target_coord = torch.cat([q.rel, target_cell, ref_cell], -1)
             return self.decoder(q.feat, codes, target_coord, torch.cat([rel, ref_cell, target_cell], -1))
 

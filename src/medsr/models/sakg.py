@@ -48,6 +48,13 @@ DEFAULT_ENCODER = {"type": "rdn", "n_feats": 64, "n_blocks": 6, "growth": 32, "n
 DEFAULT_REF_ENCODER = {"type": "edsr", "n_feats": 32, "n_blocks": 4}
 
 
+def zero_init(layer: nn.Conv2d) -> nn.Conv2d:
+    """``layer`` with zero weight and bias (a branch that starts as a no-op)."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class SemanticEmbedding(nn.Module):
     """Tissue logits from features (+ context), then an SFT layer: ``feat * (1 + gamma) + beta`` where gamma and
     beta come from a condition network on the tissue probabilities (zero-initialised: starts as identity)."""
@@ -56,11 +63,8 @@ class SemanticEmbedding(nn.Module):
         super().__init__()
         self.head = nn.Sequential(conv(n_feats + ctx_feats, width), nn.ReLU(inplace=True), conv(width, n_classes, 1))
         self.condition = nn.Sequential(conv(n_classes, width), nn.ReLU(inplace=True))
-        self.scale = conv(width, n_feats, 1)
-        self.shift = conv(width, n_feats, 1)
-        for layer in (self.scale, self.shift):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.scale = zero_init(conv(width, n_feats, 1))
+        self.shift = zero_init(conv(width, n_feats, 1))
 
     def forward(self, feat: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``feat [N, C, h, w]``, ``ctx [N, Cr, h, w]`` -> (modulated features, logits, probabilities)."""
@@ -164,13 +168,10 @@ class SAKG(SRModel):
         self.local = nn.Linear(hidden, hidden)
         self.ref_code = conv(Cr, hidden, 1)
         self.blend = conv(hidden, hidden, 1)
-        self.head = nn.Sequential(nn.ReLU(inplace=True), conv(hidden, hidden, 1), nn.ReLU(inplace=True), conv(hidden, 1, 1))
-        nn.init.zeros_(self.head[-1].weight)
-        nn.init.zeros_(self.head[-1].bias)
-        self.lr_correction = conv(C, 1) if band_split else None
-        if self.lr_correction is not None:
-            nn.init.zeros_(self.lr_correction.weight)
-            nn.init.zeros_(self.lr_correction.bias)
+        self.head = nn.Sequential(
+            nn.ReLU(inplace=True), conv(hidden, hidden, 1), nn.ReLU(inplace=True), zero_init(conv(hidden, 1, 1))
+        )
+        self.lr_correction = zero_init(conv(C, 1)) if band_split else None
         self.chunk = chunk
         self.last_aux: torch.Tensor | None = None
 
