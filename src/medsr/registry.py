@@ -33,6 +33,8 @@ class Registry:
     def build(self, spec: Mapping[str, Any], **extra: Any) -> Any:
         """Build from ``{"type": name, **args}``; ``extra`` adds keyword arguments."""
         args = dict(spec)
+        if "type" not in args:
+            raise KeyError(f"{self.kind} spec {dict(spec)!r} has no 'type'")
         name = args.pop("type")
         return self.get(name)(**args, **extra)
 

@@ -26,7 +26,10 @@ SPLIT_FILE = "split.json"
 SPLITS = ("train", "val", "test")
 
 
-def robust_scale(volume: np.ndarray, percentile: float = 99.5) -> float:
+NORM_PERCENTILE = 99.5
+
+
+def robust_scale(volume: np.ndarray, percentile: float = NORM_PERCENTILE) -> float:
     """Intensity scale of a volume: the given percentile of its non-zero voxels (1.0 for an empty volume)."""
     values = volume[volume > 0]
     if values.size == 0:

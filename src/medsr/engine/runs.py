@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from medsr.config import RunConfig, config_hash, load_config, to_yaml
+from medsr.data.store import NORM_PERCENTILE
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
 
@@ -155,7 +156,7 @@ def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]
     lo, hi = datamodule.curriculum().scale_range()
     return {
         "task": cfg.task,
-        "norm": {"method": "percentile", "percentile": 99.5},
+        "norm": {"method": "percentile", "percentile": NORM_PERCENTILE},
         "scales": [lo, hi],
         "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref, "pairs": list(cfg.data.pairs)},
         "n_adjacent": cfg.data.n_adjacent,

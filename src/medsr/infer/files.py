@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
 
-from medsr.data.store import robust_scale
+from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
@@ -130,7 +130,7 @@ def resolve_device(spec: str) -> Any:
 
 def _norm_percentile(meta: Mapping[str, Any]) -> float:
     norm = meta.get("norm") or {}
-    return float(norm.get("percentile", 99.5)) if isinstance(norm, Mapping) else 99.5
+    return float(norm.get("percentile", NORM_PERCENTILE)) if isinstance(norm, Mapping) else NORM_PERCENTILE
 
 
 def reference_resampler(
