@@ -312,7 +312,7 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
 def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows (one per scale and method) of a :func:`run_test` report, OOD scales marked, scales a
     fixed-scale model cannot do as n/a."""
-    columns = ["scale", "method", "ref", "PSNR (dB)", "SSIM", "volumes", ""]
+    columns = ["scale", "method", "ref", "PSNR (dB)", "SSIM", "volumes", "note"]
 
     def cell(r: Mapping[str, Any], key: str, digits: int) -> str:
         if r["n_volumes"] == 0:
