@@ -7,6 +7,7 @@ distributed sampler replacement is turned off by the trainer (``use_distributed_
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
@@ -39,7 +40,6 @@ class SRDataModule(pl.LightningDataModule):
     def __init__(self, cfg: RunConfig):
         super().__init__()
         self.cfg = cfg
-        self._val = None
 
     def dataset(self, split: str, *, training: bool) -> Any:
         from medsr.data.datasets import SRSliceDataset
@@ -62,12 +62,15 @@ class SRDataModule(pl.LightningDataModule):
         ]
         return sets[0] if len(sets) == 1 else PairMixture(sets)
 
-    @property
-    def val_dataset(self) -> Any:
-        if self._val is None:
-            self._val = self.dataset(self.cfg.data.val_split, training=False)
-        return self._val
+    @functools.cached_property
+    def train_dataset(self) -> Any:
+        return self.dataset(self.cfg.data.train_split, training=True)
 
+    @functools.cached_property
+    def val_dataset(self) -> Any:
+        return self.dataset(self.cfg.data.val_split, training=False)
+
+    @functools.cached_property
     def curriculum(self) -> Any:
         from medsr.data.scales import Curriculum
 
@@ -78,9 +81,8 @@ class SRDataModule(pl.LightningDataModule):
 
     def check(self) -> None:
         """Fail early, before any process starts training, on a bad curriculum or unreadable data."""
-        self.curriculum()
-        self.dataset(self.cfg.data.train_split, training=True)
-        _ = self.val_dataset
+        _ = self.curriculum
+        _ = self.train_dataset, self.val_dataset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         from medsr.data.datasets import ScaleBatchSampler, worker_init_fn
@@ -88,11 +90,11 @@ class SRDataModule(pl.LightningDataModule):
         trainer = self.trainer
         start = int(trainer.lightning_module.step)
         total = self.cfg.train.steps
-        dataset = self.dataset(self.cfg.data.train_split, training=True)
+        dataset = self.train_dataset
         sampler = ScaleBatchSampler(
             len(dataset),
             self.cfg.data.batch_size,
-            self.curriculum(),
+            self.curriculum,
             self.cfg.seed,
             start_step=start,
             num_steps=max(total - start, 0),

@@ -153,7 +153,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
 
 
 def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]:
-    lo, hi = datamodule.curriculum().scale_range()
+    lo, hi = datamodule.curriculum.scale_range()
     return {
         "task": cfg.task,
         "norm": {"method": "percentile", "percentile": NORM_PERCENTILE},
