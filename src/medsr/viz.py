@@ -331,12 +331,15 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     from medsr.data.store import robust_scale
     from medsr.infer.volume import model_slices
 
+    from medsr.models.base import sr_model
+
     model, meta = build_from_weights(weights)
+    model = sr_model(model, weights)
     modules = dict(model.named_modules())
     if layer_name not in modules or not layer_name:
         names = ", ".join(n for n in list(modules)[1:20]) or "none"
         raise InputError("--layer", f"model has no module '{layer_name}' (first names: {names})")
-    scale = int((getattr(model, "fixed_scales", None) or (2,))[0])
+    scale = int((model.fixed_scales or (2,))[0])
     image = _image_2d("--image", image)
     lr = torch.from_numpy(image / robust_scale(image)).float()
     lr = lr.expand(1, model_slices(model, meta), *lr.shape).contiguous()
