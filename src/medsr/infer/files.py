@@ -147,7 +147,7 @@ def reference_resampler(
 
     Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
     """
-    from medsr.infer.resample import overlap_fraction, resample_to_grid
+    from medsr.resample import overlap_fraction, resample_to_grid
 
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
