@@ -40,9 +40,11 @@ def test_moments_reduce_exactly_across_shards():
     s = volume_eval.summarise(shards)
     p, q = np.array(values).T
     assert s.n_volumes == 7
-    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std())
-    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std())
+    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std(ddof=1))
+    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std(ddof=1))
     assert math.isnan(volume_eval.summarise(volume_eval.moments([])).psnr)
+    one = volume_eval.summarise(volume_eval.moments(_scores(values[:1])))
+    assert one.psnr == pytest.approx(p[0]) and math.isnan(one.psnr_std)
 
 
 def test_volume_score_follows_the_protocol():

@@ -12,6 +12,7 @@ from torch import nn
 
 from medsr.errors import InputError
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
+from medsr.metrics.report import format_value
 
 
 def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol: float = 1e-6) -> bool:
@@ -160,7 +161,7 @@ def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]
     def cell(r: Mapping[str, Any], key: str, digits: int) -> str:
         if r["n_volumes"] == 0:
             return "n/a"
-        return f"{r[key]:.{digits}f} ± {r[key + '_std']:.{digits}f}"
+        return f"{r[key]:.{digits}f} ± {format_value(r[key + '_std'], f'.{digits}f')}"
 
     rows = [[f"x{r['scale']:g}", r["method"], r["ref"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"],
              "OOD" if r["ood"] else ""] for r in report["results"]]

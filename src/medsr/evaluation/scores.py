@@ -7,7 +7,7 @@ Protocol: every slice of every subject of a split is degraded in k-space at the 
 PSNR and SSIM are computed per volume in normalised units (the volume divided by its 99.5th percentile) with
 data range = max - min of the HR volume. SSIM is Wang et al. 2004 (Gaussian window 11x11, sigma 1.5), averaged
 over the slices of the volume. No mask, no border crop, no clamping of the output. Figures are mean and
-standard deviation over volumes.
+sample standard deviation (ddof 1, as ``medsr evaluate`` reports) over volumes.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ PROTOCOL = {
     "mask": "none",
     "crop": 0,
     "degradation": "k-space centre crop (medsr.kspace.downsample), round(N / s) samples per axis",
+    "spread": "mean ± sample std (ddof 1) over volumes; n/a for one volume",
 }
 
 
@@ -46,7 +47,7 @@ class VolumeScore:
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean and standard deviation over volumes (population std, 0 for one volume)."""
+    """Mean and sample standard deviation (ddof 1; NaN for fewer than two volumes) over volumes."""
 
     psnr: float
     psnr_std: float
@@ -83,7 +84,7 @@ def summarise(totals: torch.Tensor) -> Summary:
         return Summary(math.nan, math.nan, math.nan, math.nan, 0)
 
     def std(total: float, squares: float) -> float:
-        return math.sqrt(max(squares / n - (total / n) ** 2, 0.0))
+        return math.sqrt(max(squares - total * total / n, 0.0) / (n - 1)) if n > 1 else math.nan
 
     return Summary(sp / n, std(sp, sp2), sq / n, std(sq, sq2), int(n))
 
