@@ -24,12 +24,38 @@ def _default_curriculum() -> list[dict[str, Any]]:
 
 
 @dataclass
+class SynthConfig:
+    """Domain-randomised training data (``data.dataset: synth``, :mod:`medsr.data.synth`). ``real_fraction``:
+    share of items taken from the real store instead; ``procedural_fraction``: share of synthetic items drawn
+    from procedural label maps (the rest from the store's train-split tissue labels); ``region``: side (HR
+    pixels) of the smallest generated field of view; ranges are ``[low, high]`` of uniform draws."""
+
+    real_fraction: float = 0.2
+    procedural_fraction: float = 0.3
+    region: int = 64
+    snr_db: List[float] = field(default_factory=lambda: [12.0, 40.0])
+    rotation_deg: float = 20.0
+    zoom: List[float] = field(default_factory=lambda: [0.75, 1.4])
+    shear: float = 0.08
+    elastic_px: float = 3.0
+    bias: float = 0.35
+    gamma_std: float = 0.3
+    texture: float = 0.15
+    pv_sigma: List[float] = field(default_factory=lambda: [0.3, 1.0])
+    head_layers: float = 0.6
+    zero_background: float = 0.3
+    hr_blur: float = 0.1
+
+
+@dataclass
 class DataConfig:
     """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices).
     ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing. ``pairs``
     (``["T2:T1", "T1:PD", ...]``, TARGET:REF) trains on all of them mixed (``medsr.data.mixture``); validation
-    keeps ``target``/``ref``."""
+    keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
+    store's (validation stays on the store)."""
 
+    dataset: str = "store"
     root: str = "data/mni"
     embedded: Optional[str] = None
     target: str = "T2"
@@ -44,6 +70,7 @@ class DataConfig:
     val_split: str = "val"
     curriculum: List[Dict[str, Any]] = field(default_factory=_default_curriculum)
     pairs: List[str] = field(default_factory=list)
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
 
 @dataclass
@@ -136,6 +163,7 @@ CHOICES = {
     "train.gan.loss": ("lsgan", "vanilla", "hinge"),
     "val.ref": ("hr", "lr", "none"),
     "data.embedded": (None, "mni"),
+    "data.dataset": ("store", "synth"),
 }
 
 

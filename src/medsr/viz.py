@@ -370,3 +370,60 @@ def feature_maps(
         ax.set_axis_off()
     fig.suptitle(f"{layer_name}: {len(maps)} channels")
     return save_figure(fig, out)
+
+
+def samples_figure(items: Sequence[Mapping[str, Any]], out: str | Path, *, title: str | None = None) -> Path:
+    """Grid of training items, one per column: target (HR), reference, LR input (its centre slice, stretched
+    over the HR field of view) and labels; each image panel in grey from 0 to its own 99.5th percentile."""
+    figure_format(out)
+    if not items:
+        raise InputError("--n", "need at least one item")
+    rows = ("target", "reference", "LR input", "labels")
+    fig = new_figure(1.6 * len(items) + 0.4, 1.7 * len(rows))
+    axes = fig.subplots(len(rows), len(items), squeeze=False)
+    for col, item in enumerate(items):
+        hr = np.asarray(item["hr"], dtype=np.float64)[0]
+        lr = np.asarray(item["lr"], dtype=np.float64)
+        panels = {"target": hr, "LR input": lr[lr.shape[0] // 2]}
+        if "ref" in item:
+            panels["reference"] = np.asarray(item["ref"], dtype=np.float64)[0]
+        for row, name in enumerate(rows):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "labels" and "label" in item:
+                _show(ax, np.asarray(item["label"]), hr.shape, cmap="tab10", vmin=0, vmax=9)
+            elif name in panels:
+                image = panels[name]
+                _show(ax, image, hr.shape, cmap="gray", vmin=0.0, vmax=max(float(np.percentile(image, 99.5)), 1e-6))
+            else:
+                ax.set_frame_on(False)
+            if col == 0:
+                ax.set_ylabel(name)
+        sy, sx = (float(v) for v in item["scale"])
+        axes[0, col].set_title(f"{item['key']}\nx{sy:.2g}, {sx:.2g}", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, out)
+
+
+def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
+    """:func:`samples_figure` of ``n`` training items of a run config: the first item of the batches at ``n``
+    steps spread over the run (so every curriculum stage shows), exactly as the engine would make them."""
+    from medsr.config import load_config
+    from medsr.data.datasets import ScaleBatchSampler
+    from medsr.engine.datamodule import SRDataModule
+
+    if n < 1:
+        raise InputError("--n", f"must be at least 1, got {n}")
+    figure_format(out)
+    cfg = load_config(config)
+    if cfg.data.embedded == "mni":
+        from medsr.data.embedded import ensure_mni
+
+        ensure_mni(cfg.data.root)
+    data = SRDataModule(cfg)
+    sampler = ScaleBatchSampler(len(data.train_dataset), 1, data.curriculum, cfg.seed)
+    steps = np.linspace(0, cfg.train.steps - 1, n).round().astype(int)
+    items = [data.train_dataset[sampler.batch_at(int(step))[0]] for step in steps]
+    return samples_figure(items, out, title=f"{Path(config).name}: training items (data.dataset: {cfg.data.dataset})")

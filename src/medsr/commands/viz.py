@@ -1,4 +1,4 @@
-"""``medsr viz``: comparison grids, PSNR/SSIM-versus-scale plots and feature maps as PNG (or PDF)."""
+"""``medsr viz``: comparison grids, PSNR/SSIM-versus-scale plots, feature maps and training samples as PNG (or PDF)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features.add_argument("--out", required=True, help="output .png or .pdf")
     features.set_defaults(func=run_features)
 
+    samples = sub.add_parser("samples", help="a grid of a config's training items: target, reference, LR, labels")
+    samples.add_argument("config", help="run config (YAML)")
+    samples.add_argument("--n", type=int, default=8, help="number of items (default 8)")
+    samples.add_argument("--out", required=True, help="output .png or .pdf")
+    samples.set_defaults(func=run_samples)
+
 
 def _done(path: object) -> int:
     print(f"wrote {path}")
@@ -55,3 +61,9 @@ def run_features(args: argparse.Namespace) -> int:
     from medsr.viz import feature_maps, read_picture, take_slice
 
     return _done(feature_maps(args.weights, take_slice(read_picture(args.image)), args.layer, args.out))
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from medsr.viz import training_samples
+
+    return _done(training_samples(args.config, args.n, args.out))

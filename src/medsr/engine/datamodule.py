@@ -1,4 +1,5 @@
-"""Training data for the engine: :class:`SRSliceDataset` batched by :class:`ScaleBatchSampler`.
+"""Training data for the engine: :class:`SRSliceDataset` (or its :class:`~medsr.data.synth.SynthMixture`) batched by
+:class:`ScaleBatchSampler`.
 
 The whole run is one Lightning epoch of ``train.steps`` batches. The sampler starts at the module's step (so a
 resumed run replays exactly the batches an uninterrupted one sees) and takes this rank's shard; Lightning's own
@@ -42,6 +43,7 @@ class SRDataModule(pl.LightningDataModule):
         self.cfg = cfg
 
     def dataset(self, split: str, *, training: bool) -> Any:
+        """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""
         from medsr.data.datasets import SRSliceDataset
         from medsr.data.mixture import PairMixture, parse_pair
 
@@ -60,7 +62,14 @@ class SRDataModule(pl.LightningDataModule):
             )
             for target, ref in pairs
         ]
-        return sets[0] if len(sets) == 1 else PairMixture(sets)
+        real = sets[0] if len(sets) == 1 else PairMixture(sets)
+        if not training or d.dataset != "synth":
+            return real
+        from medsr.data.synth import SynthMixture, SynthSliceDataset
+
+        synth = SynthSliceDataset(d.root, d.synth, split=split, n_adjacent=d.n_adjacent, patch_size=d.patch_size,
+                                  use_labels=d.use_labels, length=len(real))
+        return SynthMixture(real, synth, d.synth.real_fraction)
 
     @functools.cached_property
     def train_dataset(self) -> Any:
