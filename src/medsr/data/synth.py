@@ -16,8 +16,8 @@ LR input is the k-space downsampling of the generated HR region, cut to the patc
 * target and reference rendered independently (their own intensities, texture, blur, bias, gamma, noise), so no
   fixed target-to-reference formula exists; each divided by its robust scale (:func:`medsr.data.store.robust_scale`).
 
-``label``: the store's tissue label of each class (layers and procedural background: 0; procedural classes: a
-random tissue per class). :class:`SynthMixture` takes each item from the real dataset with probability
+``label`` (when ``use_labels`` and the split has label maps): the store's tissue label of each class (layers and
+procedural background: 0; procedural classes: a random tissue per class). :class:`SynthMixture` takes each item from the real dataset with probability
 ``real_fraction`` (drawn from the spec's seed), else from the generator. Only the ``split`` given (train) is read.
 """
 
@@ -71,7 +71,8 @@ class SynthSliceDataset(torch.utils.data.Dataset):
         self.items = [(n, z) for n, v in enumerate(self.labels) for z in range(v.shape[0])]
         self.n_tissues = max([int(v.max()) + 1 for v in self.labels] + [2])
         self.bounds = _label_bounds(self.labels, self.values, self.n_tissues)
-        self.params, self.n_adjacent, self.patch_size, self.use_labels = params, n_adjacent, patch_size, use_labels
+        self.params, self.n_adjacent, self.patch_size = params, n_adjacent, patch_size
+        self.use_labels = use_labels and bool(sids)
         self.length = length if length is not None else max(len(self.items), 1)
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@ Arrays are ``[..., H, W]``; a stack of adjacent slices shares its geometry, text
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -32,12 +33,20 @@ GAMMA_LOG_MAX = 1.0
 
 
 def smooth_field(shape: Sequence[int], points: int, rng: np.random.Generator) -> np.ndarray:
-    """A random field of ``shape`` (last two axes), standard normal on a ``points x points`` grid of control
-    values and cubic in between (the grid spans the field of view, pixel-centre geometry)."""
-    coarse = rng.standard_normal((max(2, points), max(2, points)))
-    factors = (shape[-2] / coarse.shape[0], shape[-1] / coarse.shape[1])
-    field = ndimage.zoom(coarse, factors, order=3, mode="nearest", grid_mode=True)
-    return field[: shape[-2], : shape[-1]].astype(np.float32)
+    """A random field of ``shape`` (last two axes) with unit variance: standard normal weights on a ``points x
+    points`` grid of Gaussian bumps (width one grid spacing) spanning the field of view."""
+    coarse = rng.standard_normal((max(1, points), max(1, points)))
+    return (_bumps(int(shape[-2]), coarse.shape[0]) @ coarse @ _bumps(int(shape[-1]), coarse.shape[1]).T).astype(
+        np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def _bumps(n: int, points: int) -> np.ndarray:
+    """``[n, points]`` Gaussian bumps centred on ``points`` pixel-centre positions, rows of unit norm."""
+    spacing = n / points
+    centres = (np.arange(points) + 0.5) * spacing - 0.5
+    weights = np.exp(-0.5 * ((np.arange(n)[:, None] - centres[None]) / spacing) ** 2)
+    return weights / np.sqrt((weights**2).sum(axis=1, keepdims=True))
 
 
 def sampling_grid(
@@ -107,7 +116,7 @@ def procedural_classes(shape: Sequence[int], rng: np.random.Generator, max_class
     slowly from slice to slice; a rim of its own class along the outline; background 0 outside."""
     depth, h, w = shape
     n = int(rng.integers(3, max_classes + 1))
-    points = int(rng.integers(3, 9))
+    points = int(rng.integers(3, 15))
     base = np.stack([smooth_field((h, w), points, rng) for _ in range(n)])
     drift = np.stack([smooth_field((h, w), points, rng) for _ in range(n)])
     steps = (np.arange(depth) - depth // 2)[:, None, None, None] * rng.uniform(0.0, 0.3)
