@@ -33,7 +33,7 @@ class SynthConfig:
     real_fraction: float = 0.2
     procedural_fraction: float = 0.3
     region: int = 64
-    snr_db: List[float] = field(default_factory=lambda: [12.0, 40.0])
+    snr_db: List[float] = field(default_factory=lambda: [15.0, 40.0])
     rotation_deg: float = 20.0
     zoom: List[float] = field(default_factory=lambda: [0.75, 1.4])
     shear: float = 0.08
