@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         print(f"medsr: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medsr: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"medsr: interrupted{f': {err}' if str(err) else ''}", file=sys.stderr)
         return 130
     return int(result or 0)
