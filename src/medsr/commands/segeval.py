@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.commands.evaluate import check_reports
     from medsr.metrics.evaluation import parse_metrics
-    from medsr.metrics.seg_evaluation import DEFAULT_METRICS, METRICS, SegOptions, parse_classes, segment_evaluate
+
+    check_reports(args, [args.pred, args.gt])    from medsr.metrics.seg_evaluation import DEFAULT_METRICS, METRICS, SegOptions, parse_classes, segment_evaluate
 
     options = SegOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), parse_classes(args.classes),
                          args.threshold, args.empty_score, args.distance, args.allow_missing)
