@@ -160,6 +160,9 @@ def comparison_figure(
     return save_figure(fig, out)
 
 
+MIN_SIDE = 8
+
+
 def read_picture(path: str | Path, reference: str | Path | None = None) -> np.ndarray:
     """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey); a NIfTI file
     is put on the grid of a NIfTI ``reference`` (:func:`medsr.io.nifti.on_grid_of`)."""
@@ -223,6 +226,9 @@ def compare_files(
     hr_data = read_picture(hr)
     depth = hr_data.shape[-1] if hr_data.ndim == 3 else None
     hr_image = take_slice(hr_data, slice_index)
+    if min(hr_image.shape) < MIN_SIDE:
+        raise InputError(hr, f"image {'x'.join(map(str, hr_image.shape))} is too small to compare (needs at least "
+                         f"{MIN_SIDE} pixels a side)")
     panels: dict[str, np.ndarray] = {}
     if lr is not None:
         panels["LR"] = take_slice(read_picture(lr), slice_index, depth)
@@ -305,7 +311,7 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
     axes = fig.subplots(1, 2)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         for label, points in series.items():
-            points = sorted(points, key=lambda r: r["x"])
+            points = sorted((p for p in points if p[metric] is not None), key=lambda r: r["x"])  # null: n/a
             std = [float(p.get(f"{metric}_std") or 0.0) for p in points]
             ax.errorbar([p["x"] for p in points], [float(p[metric]) for p in points], yerr=std, marker="o",
                         markersize=3, capsize=2, label=label)
