@@ -146,7 +146,8 @@ class SliceStore:
             try:
                 self._file = h5py.File(self.root / STORE_FILE, "r")
             except OSError as err:
-                raise InputError(self.root / STORE_FILE, f"not a readable HDF5 store ({err}); prepare it again") from None
+                raise InputError(self.root / STORE_FILE,
+                                 f"not a readable HDF5 store ({err}); prepare it again") from None
         return self._file
 
     def subjects(self, split: str | None = None) -> list[str]:
