@@ -98,7 +98,9 @@ class GanConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and the Lightning trainer. ``ema`` is the EMA decay (0 = off)."""
+    """Optimisation and the Lightning trainer. ``ema`` is the EMA decay (0 = off). ``max_minutes`` bounds the
+    training steps of one invocation (a resumed run gets a fresh budget); the final validation and the export
+    of ``weights.pth`` come after it and are not counted."""
 
     steps: int = 1000
     lr: float = 2e-4
@@ -185,9 +187,50 @@ def _validate(cfg: RunConfig, source: str | Path) -> None:
         raise InputError(source, f"train.ema: decay must be in [0, 1), got {cfg.train.ema}")
     if "type" not in cfg.model:
         raise InputError(source, "model: needs a 'type'")
+    _validate_numbers(cfg, source)
     for i, term in enumerate(cfg.loss):
         if "type" not in term:
             raise InputError(source, f"loss[{i}]: needs a 'type'")
+
+
+def _validate_numbers(cfg: RunConfig, source: str | Path) -> None:
+    """Learning rates, seed, time budget, validation scales and the model's numeric arguments."""
+    import math
+
+    from medsr.kspace import check_scale
+
+    for key in ("train.lr", "train.gan.d_lr"):
+        value = OmegaConf.select(cfg, key)
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(source, f"{key}: must be a positive number, got {value}")
+    if not 0 <= cfg.seed < 2**32:
+        raise InputError(source, f"seed: must be in [0, 2^32), got {cfg.seed}")
+    minutes = cfg.train.max_minutes
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise InputError(source, f"train.max_minutes: must be a positive number of minutes or null, got {minutes}")
+    if not cfg.val.scales:
+        raise InputError(source, "val.scales: needs at least one scale")
+    try:
+        for i, scale in enumerate(cfg.val.scales):
+            check_scale(scale, f"val.scales[{i}]")
+        if cfg.val.ref_scale is not None:
+            check_scale(cfg.val.ref_scale, "val.ref_scale")
+    except ValueError as err:
+        raise InputError(source, str(err)) from None
+    if cfg.data.n_adjacent < 0:
+        raise InputError(source, f"data.n_adjacent: must not be negative, got {cfg.data.n_adjacent}")
+    for key, value in _numbers(OmegaConf.to_container(cfg.model), "model"):
+        if value < 0 or not math.isfinite(value):
+            raise InputError(source, f"{key}: must be a non-negative finite number, got {value}")
+
+
+def _numbers(spec: Any, where: str) -> list[tuple[str, float]]:
+    """``(key, value)`` for every number inside a nested spec (booleans excluded)."""
+    if isinstance(spec, dict):
+        return [item for k, v in spec.items() for item in _numbers(v, f"{where}.{k}")]
+    if isinstance(spec, list):
+        return [item for i, v in enumerate(spec) for item in _numbers(v, f"{where}[{i}]")]
+    return [(where, float(spec))] if isinstance(spec, (int, float)) and not isinstance(spec, bool) else []
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -209,6 +252,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
             raise InputError(source, f"not a readable YAML mapping ({type(err).__name__}: {err})") from None
         if not isinstance(layers[-1], DictConfig):
             raise InputError(source, "must be a YAML mapping")
+
     try:
         cfg = OmegaConf.merge(schema, *layers)
     except OmegaConfBaseException as err:
@@ -221,6 +265,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
     except OmegaConfBaseException as err:
         raise _omegaconf_error("override", err) from None
     _validate(cfg, source)
+    if layers and "model" not in layers[-1] and not any(o.startswith("model") for o in overrides):
+        raise InputError(source, "sets no model (e.g. model: {type: edsr}); see configs/")
     return cfg
 
 

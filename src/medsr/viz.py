@@ -160,11 +160,16 @@ def comparison_figure(
     return save_figure(fig, out)
 
 
-def read_picture(path: str | Path) -> np.ndarray:
-    """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey)."""
-    from medsr.io.images import read_image
+MIN_SIDE = 8
 
-    data = np.asarray(read_image(path), dtype=np.float64)
+
+def read_picture(path: str | Path, reference: str | Path | None = None) -> np.ndarray:
+    """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey); a NIfTI file
+    is put on the grid of a NIfTI ``reference`` (:func:`medsr.io.nifti.on_grid_of`)."""
+    from medsr.io.images import read_image
+    from medsr.io.nifti import on_grid_of
+
+    data = np.asarray(on_grid_of(path, read_image(path), reference), dtype=np.float64)
     if data.ndim == 3 and data.shape[-1] in (3, 4) and Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
         data = data[..., :3].mean(axis=-1)
     if data.ndim not in (2, 3):
@@ -221,13 +226,20 @@ def compare_files(
     hr_data = read_picture(hr)
     depth = hr_data.shape[-1] if hr_data.ndim == 3 else None
     hr_image = take_slice(hr_data, slice_index)
+    if min(hr_image.shape) < MIN_SIDE:
+        raise InputError(hr, f"image {'x'.join(map(str, hr_image.shape))} is too small to compare (needs at least "
+                         f"{MIN_SIDE} pixels a side)")
     panels: dict[str, np.ndarray] = {}
     if lr is not None:
         panels["LR"] = take_slice(read_picture(lr), slice_index, depth)
         lr_tensor = torch.from_numpy(panels["LR"]).float()[None, None]
         panels["bicubic"] = bicubic_upsample(lr_tensor, hr_image.shape)[0, 0].double().numpy()
     for name, path in methods:
-        panels[name] = take_slice(read_picture(path), slice_index, depth)
+        data = read_picture(path, reference=hr)
+        if data.shape != hr_data.shape:
+            raise InputError(path, f"method {name}: shape {'x'.join(map(str, data.shape))} differs from the HR "
+                             f"image {hr} ({'x'.join(map(str, hr_data.shape))})")
+        panels[name] = take_slice(data, slice_index, depth)
     if not panels:
         raise InputError("--method", "give --lr and/or at least one --method NAME=FILE to compare with HR")
     title = None if depth is None else f"slice {depth // 2 if slice_index is None else slice_index} of {depth}"
@@ -299,7 +311,7 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
     axes = fig.subplots(1, 2)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         for label, points in series.items():
-            points = sorted(points, key=lambda r: r["x"])
+            points = sorted((p for p in points if p[metric] is not None), key=lambda r: r["x"])  # null: n/a
             std = [float(p.get(f"{metric}_std") or 0.0) for p in points]
             ax.errorbar([p["x"] for p in points], [float(p[metric]) for p in points], yerr=std, marker="o",
                         markersize=3, capsize=2, label=label)
@@ -331,7 +343,7 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     from medsr.data.store import robust_scale
     from medsr.infer.volume import model_slices
 
-    model, meta = build_from_weights(weights)
+    model, meta = build_from_weights(weights, task="sr")
     modules = dict(model.named_modules())
     if layer_name not in modules or not layer_name:
         names = ", ".join(n for n in list(modules)[1:20]) or "none"

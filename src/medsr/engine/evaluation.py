@@ -237,7 +237,7 @@ def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
 
     methods, main_meta = [], {}
     for i, path in enumerate((weights_path(setup.weights), *setup.extra)):
-        model, meta = build_from_weights(path)
+        model, meta = build_from_weights(path, task="sr")
         main_meta = main_meta or {**meta, "path": path}
         name = meta["model"]["type"] + ("" if i == 0 else f" ({Path(path).stem})")
         ref = setup.ref if getattr(model, "uses_ref", True) else "none"
