@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.data.degrade import degrade_file, parse_degradation
+    from medsr.io.atomic import check_output
 
+    check_output(args.output, [args.input])
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
                                     args.noise_snr, args.seed)
     before, after = degrade_file(args.input, args.output, degradation, axis=args.axis)

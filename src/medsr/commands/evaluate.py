@@ -43,9 +43,19 @@ def add_report_arguments(parser: argparse.ArgumentParser, csv: bool = True) -> N
     parser.add_argument("--allow-missing", action="store_true", help="use the matched pairs even if some are not")
 
 
+def check_reports(args: argparse.Namespace, inputs: list[Path | None]) -> None:
+    """``--json``/``--csv`` must be writable files other than the inputs (checked before any work)."""
+    from medsr.io.atomic import check_output
+
+    for out in (args.json, getattr(args, "csv", None)):
+        if out is not None:
+            check_output(out, inputs)
+
+
 def run(args: argparse.Namespace) -> int:
     from medsr.metrics.evaluation import DEFAULT_METRICS, METRICS, EvalOptions, evaluate, parse_metrics
 
+    check_reports(args, [args.pred, args.gt, args.mask])
     options = EvalOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), args.data_range, args.ssim_preset,
                           args.mask, args.crop_border, args.per_slice, args.gray, args.lpips_weights,
                           args.allow_missing)

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.infer.files import super_resolve_file
+    from medsr.io.atomic import check_output
 
+    check_output(args.output, [args.input, args.ref, args.weights])
     report = super_resolve_file(
         args.input, args.output, scale=args.scale, voxel_size=args.voxel_size, ref=args.ref, weights=args.weights,
         device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta,

@@ -132,55 +132,64 @@ class SRSliceDataset(torch.utils.data.Dataset):
             arrays["label"] = self.store.slices(sid, "label", z)
         return arrays
 
-    def _layout(self, shape: tuple[int, int], scale: Scale, rng: np.random.Generator) -> dict[str, Any]:
-        """HR cell size, tiling, region offset and chosen cell for one item (whole slice: one cell)."""
-        if self.patch_size is None:
-            return {"cell_hr": shape, "cell_lr": lr_shape(shape, scale),
-                    "cells": (1, 1), "offset": (0, 0), "cell": (0, 0)}
-        p = self.patch_size
-        cell_hr = (max(1, round(p * scale[0])), max(1, round(p * scale[1])))
-        if cell_hr[0] > shape[0] or cell_hr[1] > shape[1]:
-            raise InputError("patch_size", f"an HR patch of {cell_hr[0]}x{cell_hr[1]} (LR {p} at scale "
-                             f"{scale[0]:g}x{scale[1]:g}) does not fit a {shape[0]}x{shape[1]} slice")
-        cells = (shape[0] // cell_hr[0], shape[1] // cell_hr[1])
-        offset = tuple(int(rng.integers(n - m * c + 1)) for n, m, c in zip(shape, cells, cell_hr))
-        cell = (int(rng.integers(cells[0])), int(rng.integers(cells[1])))
-        return {"cell_hr": cell_hr, "cell_lr": (p, p), "cells": cells, "offset": offset, "cell": cell}
-
     def __getitem__(self, spec: SampleSpec) -> dict[str, Any]:
         sid, z = self.items[spec.index]
-        scale = _scale_pair(spec.scale, "scale")
+        scale = scale_pair(spec.scale, "scale")
         rng = np.random.default_rng(spec.seed)
         arrays = self._read(sid, z, spec)
         if self.augment:
             arrays = dict(zip(arrays, augment_arrays(list(arrays.values()), rng)))
-        shape = arrays["stack"].shape[-2:]
-        lay = self._layout(shape, scale, rng)
+        lay = patch_layout(arrays["stack"].shape[-2:], self.patch_size, scale, rng)
         (oy, ox), (cy, cx) = lay["offset"], lay["cells"]
         window = (slice(oy, oy + cy * lay["cell_hr"][0]), slice(ox, ox + cx * lay["cell_hr"][1]))
         region = {name: a[(..., *window)] for name, a in arrays.items()}
+        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}")
 
-        lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"])
-        hr = hr_cell(region["stack"][self.n_adjacent], lay["cell_hr"], lay["cell"])
-        item: dict[str, Any] = {
-            "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
-            "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
-            "scale": torch.tensor([hr.shape[0] / lr.shape[-2], hr.shape[1] / lr.shape[-1]], dtype=torch.float32),
-            "ref_scale": torch.zeros(2, dtype=torch.float32),
-            "norm": self.store.norm(sid, self.target),
-            "key": f"{sid}:{z}",
-        }
-        if spec.use_ref:
-            ref = hr_cell(region["ref"], lay["cell_hr"], lay["cell"])
-            if spec.ref_scale is not None:
-                ref_lr = lr_shape(lay["cell_hr"], _scale_pair(spec.ref_scale, "ref_scale"))
-                ref = degrade_cell(region["ref"], lay["cells"], ref_lr, lay["cell"])
-            item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
-            item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
-                                             dtype=torch.float32)
-        if "label" in region:
-            item["label"] = torch.from_numpy(hr_cell(region["label"], lay["cell_hr"], lay["cell"]).astype(np.int64))
-        return item
+
+def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    """HR cell size, tiling, region offset and chosen cell of one item on an HR slice of ``shape`` (see
+    :class:`SRSliceDataset`; ``patch_size=None``: the whole slice is one cell)."""
+    if patch_size is None:
+        return {"cell_hr": tuple(shape), "cell_lr": lr_shape(shape, scale),
+                "cells": (1, 1), "offset": (0, 0), "cell": (0, 0)}
+    p = patch_size
+    cell_hr = (max(1, round(p * scale[0])), max(1, round(p * scale[1])))
+    if cell_hr[0] > shape[0] or cell_hr[1] > shape[1]:
+        raise InputError("patch_size", f"an HR patch of {cell_hr[0]}x{cell_hr[1]} (LR {p} at scale "
+                         f"{scale[0]:g}x{scale[1]:g}) does not fit a {shape[0]}x{shape[1]} slice")
+    cells = (shape[0] // cell_hr[0], shape[1] // cell_hr[1])
+    offset = tuple(int(rng.integers(n - m * c + 1)) for n, m, c in zip(shape, cells, cell_hr))
+    cell = (int(rng.integers(cells[0])), int(rng.integers(cells[1])))
+    return {"cell_hr": cell_hr, "cell_lr": (p, p), "cells": cells, "offset": offset, "cell": cell}
+
+
+def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSpec, norm: float,
+              key: str) -> dict[str, Any]:
+    """The item of the module docstring from the HR ``region`` arrays of a :func:`patch_layout`: ``stack``
+    ``[S, ., .]`` (the centre slice is the target), ``ref`` when ``spec.use_ref``, optional ``label``. The LR
+    input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell."""
+    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"])
+    hr = hr_cell(region["stack"][region["stack"].shape[0] // 2], lay["cell_hr"], lay["cell"])
+    item: dict[str, Any] = {
+        "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+        "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
+        "scale": torch.tensor([hr.shape[0] / lr.shape[-2], hr.shape[1] / lr.shape[-1]], dtype=torch.float32),
+        "ref_scale": torch.zeros(2, dtype=torch.float32),
+        "norm": norm,
+        "key": key,
+    }
+    if spec.use_ref:
+        ref = hr_cell(region["ref"], lay["cell_hr"], lay["cell"])
+        if spec.ref_scale is not None:
+            ref_lr = lr_shape(lay["cell_hr"], scale_pair(spec.ref_scale, "ref_scale"))
+            ref = degrade_cell(region["ref"], lay["cells"], ref_lr, lay["cell"])
+        item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
+        item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
+                                         dtype=torch.float32)
+    if "label" in region:
+        item["label"] = torch.from_numpy(hr_cell(region["label"], lay["cell_hr"], lay["cell"]).astype(np.int64))
+    return item
 
 
 @dataclass(frozen=True)
@@ -284,7 +293,7 @@ class ScaleBatchSampler(StepBatchSampler):
                 for i, s in zip(self.indices_at(step), self.item_seeds(rng))]
 
 
-def _scale_pair(scale: float | Sequence[float], name: str) -> Scale:
+def scale_pair(scale: float | Sequence[float], name: str) -> Scale:
     values = scale if isinstance(scale, (list, tuple)) else (scale, scale)
     if len(values) != 2:
         raise ValueError(f"{name}: expected a number or (sy, sx), got {scale!r}")
@@ -302,8 +311,8 @@ def eval_specs(dataset: SRSliceDataset, scale: float | Sequence[float], ref_mode
         raise ValueError(f"ref_mode: expected one of {', '.join(REF_MODES)}, got {ref_mode!r}")
     if (ref_mode == "lr") != (ref_scale is not None):
         raise ValueError("ref_scale: required when ref_mode is 'lr', not allowed otherwise")
-    target = _scale_pair(scale, "scale")
-    ref = _scale_pair(ref_scale, "ref_scale") if ref_scale is not None else None
+    target = scale_pair(scale, "scale")
+    ref = scale_pair(ref_scale, "ref_scale") if ref_scale is not None else None
     return [SampleSpec(index=i, scale=target, ref_scale=ref, use_ref=ref_mode != "none", seed=i)
             for i in range(len(dataset))]
 

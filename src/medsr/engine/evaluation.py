@@ -82,7 +82,7 @@ def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
 
     methods, main_meta = [], {}
     for i, path in enumerate((weights_path(setup.weights), *setup.extra)):
-        model, meta = build_from_weights(path)
+        model, meta = build_from_weights(path, task="sr")
         model = sr_model(model, path)
         main_meta = main_meta or {**meta, "path": path}
         name = meta["model"]["type"] + ("" if i == 0 else f" ({Path(path).stem})")

@@ -207,7 +207,7 @@ def super_resolve_file(
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
     path = weights if weights is not None else default_weights()
-    model, meta = build_from_weights(path)
+    model, meta = build_from_weights(path, task="sr")
     model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
     notes = _scale_notes(meta, volume.shape, out_shape)
@@ -217,16 +217,23 @@ def super_resolve_file(
             ref_on_grid = reference_resampler(ref, volume.shape, image.affine, out_shape, percentile, notes)
         else:
             notes.append(f"model {meta['model'].get('type')} does not read a reference; --ref ignored")
-    norm = robust_scale(volume, percentile)
+    low = min(float(volume.min()), 0.0)  # data with negative values is shifted to start at 0, as in training
+    if low < 0:
+        notes.append(f"input has negative values: shifted by {-low:g} before normalisation and back after")
+    norm = robust_scale(volume - low, percentile)
     options = InferenceOptions(batch_size=batch_size, tile=tile, tta=tta, device=torch_device,
                                progress=progress)
     try:
-        result = super_resolve(volume / norm, out_shape, model, n_slices=model_slices(model, meta),
+        result = super_resolve((volume - low) / norm, out_shape, model, n_slices=model_slices(model, meta),
                                ref_on_grid=ref_on_grid, options=options)
     except ValueError as err:
         flag = "--scale" if scale is not None else "--voxel-size"
         raise InputError(flag, f"the model cannot do this: {err}") from None
-    result *= norm
+    result = result * norm + low
+    bad = int(np.count_nonzero(~np.isfinite(result)))
+    if bad:
+        raise InputError(weights or input_path, f"the model produced {bad} non-finite voxels (NaN or Inf weights, "
+                         "or input values too large); nothing written")
     out_affine = resampled_affine(image.affine, volume.shape, out_shape)
     write_volume(output, result, image, affine=out_affine)
     return SRReport(Path(output), volume.shape, out_shape, in_voxel,

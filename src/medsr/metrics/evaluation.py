@@ -107,7 +107,7 @@ def _data_floor(rule: str, gt: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     if rule == "gt-range":
         return gt.flatten(1).amin(1)
     if rule == "dtype":
-        return torch.full((gt.shape[0],), float(np.iinfo(dtype).min), dtype=gt.dtype)
+        return torch.full((gt.shape[0],), image.dtype_bounds(dtype)[0], dtype=gt.dtype)
     return torch.zeros(gt.shape[0], dtype=gt.dtype)
 
 

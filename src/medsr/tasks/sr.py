@@ -1,7 +1,8 @@
 """``task: sr``: super-resolution of ``lr`` stacks to the ``hr`` grid, optionally guided by a reference contrast.
 
 Data: :class:`~medsr.data.datasets.SRSliceDataset` (or a :class:`~medsr.data.mixture.PairMixture` over
-``data.pairs``), degraded on the fly in k-space at the scales the curriculum draws per step
+``data.pairs``; for training with ``data.dataset: synth``, mixed with generated items by
+:class:`~medsr.data.synth.SynthMixture`), degraded on the fly in k-space at the scales the curriculum draws per step
 (:class:`~medsr.data.datasets.ScaleBatchSampler`). Validation: PSNR/SSIM per validation scale on whole volumes,
 exactly as ``medsr test`` scores them (:mod:`medsr.engine.evaluation`); ``val/psnr`` (the mean over scales)
 selects ``best.ckpt``. Supports ``train.gan`` (real images: ``hr``).
@@ -18,12 +19,27 @@ import torch
 from medsr.config import to_dict
 from medsr.data.datasets import ScaleBatchSampler, SRSliceDataset
 from medsr.data.mixture import PairMixture, parse_pair
-from medsr.data.scales import Curriculum
+from medsr.data.scales import ChoiceScale, Curriculum, FixedScale
+from medsr.data.synth import SynthMixture, SynthSliceDataset
 from medsr.errors import InputError
 from medsr.evaluation import scores
-from medsr.models.base import Output
+from medsr.models.base import Output, sr_model
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
+
+
+def check_fixed_scales(fixed: tuple[int, ...] | None, curriculum: Curriculum) -> None:
+    """A fixed-scale model (``fixed`` scales, None: any) trains only on a curriculum drawing from those scales."""
+    if fixed is None:
+        return
+    for i, stage in enumerate(curriculum.stages):
+        sampler = stage.scale
+        values = set(sampler.value) if isinstance(sampler, FixedScale) else (
+            set(sampler.values) if isinstance(sampler, ChoiceScale) else None)
+        asymmetric = getattr(sampler, "asymmetric", False) or (isinstance(sampler, FixedScale) and len(values) > 1)
+        if values is None or asymmetric or not values <= set(fixed):
+            raise InputError("data.curriculum", f"stage {i}: the model only supports the fixed scales "
+                             f"{', '.join(f'x{s}' for s in fixed)}, but the stage draws {sampler}")
 
 
 @TASKS.register("sr")
@@ -35,7 +51,8 @@ class SRTask(TrainingTask):
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)
-        _ = self.curriculum  # a bad curriculum fails here, before any run directory exists
+        # A bad curriculum, or one the model cannot follow, fails here, before any run directory exists.
+        check_fixed_scales(sr_model(self.model, "model").fixed_scales, self.curriculum)
 
     @functools.cached_property
     def curriculum(self) -> Curriculum:
@@ -45,6 +62,7 @@ class SRTask(TrainingTask):
             raise InputError("data.curriculum", str(err)) from None
 
     def dataset(self, split: str, *, training: bool) -> Any:
+        """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""
         d = self.cfg.data
         pairs = [parse_pair(p) for p in d.pairs] if training and d.pairs else [(d.target, d.ref)]
         sets = [
@@ -53,7 +71,12 @@ class SRTask(TrainingTask):
                            use_labels=d.use_labels)
             for target, ref in pairs
         ]
-        return sets[0] if len(sets) == 1 else PairMixture(sets)
+        real = sets[0] if len(sets) == 1 else PairMixture(sets)
+        if not training or d.dataset != "synth":
+            return real
+        synth = SynthSliceDataset(d.root, d.synth, split=split, n_adjacent=d.n_adjacent, patch_size=d.patch_size,
+                                  use_labels=d.use_labels, length=len(real))
+        return SynthMixture(real, synth, d.synth.real_fraction)
 
     def batch_sampler(self, num_items: int, **position: Any) -> ScaleBatchSampler:
         return ScaleBatchSampler(num_items, self.cfg.data.batch_size, self.curriculum, self.cfg.seed, **position)

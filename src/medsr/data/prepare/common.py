@@ -51,6 +51,7 @@ GRID_TOLERANCE_MM = 1e-3
 ANISOTROPY = 1.01
 DEFAULT_MIN_SIGNAL = 0.1
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+MAX_MULTIPLE = 1024
 RESUME_PARAMETERS = ("format", "target", "reference", "min_signal", "multiple", "axis", "split", "seed")
 
 
@@ -86,7 +87,7 @@ def parse_options(
     signal = as_number(min_signal, "--min-signal") if min_signal is not None else DEFAULT_MIN_SIGNAL
     require(signal >= 0, "--min-signal", f"must be >= 0, got {min_signal}")
     mult = as_integer(multiple, "--multiple") if multiple is not None else 1
-    require(mult >= 1, "--multiple", f"must be at least 1, got {multiple}")
+    require(1 <= mult <= MAX_MULTIPLE, "--multiple", f"must be between 1 and {MAX_MULTIPLE}, got {multiple}")
     fractions = _parse_split(split) if split is not None else DEFAULT_SPLIT
     seed_value = as_integer(seed, "--seed") if seed is not None else 0
     require(seed_value >= 0, "--seed", f"must be a non-negative integer, got {seed}")
