@@ -115,6 +115,19 @@ def test_band_split_learns_the_band_only_at_lr_resolution() -> None:
         assert downsample(plain(lr, OUT_SIZE, ref) - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
 
 
+def test_without_in_band_correction_the_band_is_the_input_whatever_the_weights() -> None:
+    lr, ref = inputs(), torch.rand(2, 1, *OUT_SIZE)
+    model = activate(build(in_band_correction=False)).eval()
+    assert model.lr_correction is None
+    for p in model.parameters():  # any weights at all: the band still cannot move
+        torch.nn.init.normal_(p, std=0.3)
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+        base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+        assert (out - base).abs().max() > 1e-3
+        assert downsample(out - base, size=LR_SIZE, magnitude=False).abs().max() < 1e-4
+
+
 def test_semantic_aux_logits_and_loss() -> None:
     model = build().train()
     loss = LOSSES.build({"type": "sakg_semantic"})

@@ -133,6 +133,8 @@ class SAKG(SRModel):
     the semantic head (4 = background, CSF, GM, WM); ``sem_width``: width of the semantic head and condition
     network; ``n_fuse``: residual blocks after fusing slices and reference; ``hidden``: decoder width Hd;
     ``band_split``: learn the in-band and out-of-band parts of k-space separately (module docstring);
+    ``in_band_correction``: with ``band_split``, also learn the in-band correction (False: the output's band is
+    the input's exactly, so the model can only add what lies outside it);
     ``chunk``: decoder rows per call (memory only). The defaults cost about 65 GMACs at x2 on 256x256 with an
     HR reference and 3 slices (``benchmarks/flops.py``).
     """
@@ -151,6 +153,7 @@ class SAKG(SRModel):
         slice_attention: bool = True,
         scale_conditioning: bool = True,
         band_split: bool = True,
+        in_band_correction: bool = True,
         chunk: int = 1 << 16,
     ):
         super().__init__()
@@ -171,7 +174,8 @@ class SAKG(SRModel):
         self.head = nn.Sequential(
             nn.ReLU(inplace=True), conv(hidden, hidden, 1), nn.ReLU(inplace=True), zero_init(conv(hidden, 1, 1))
         )
-        self.lr_correction = zero_init(conv(C, 1)) if band_split else None
+        self.lr_correction = zero_init(conv(C, 1)) if band_split and in_band_correction else None
+        self.band_split = band_split
         self.chunk = chunk
         self.last_aux: torch.Tensor | None = None
 
@@ -223,8 +227,9 @@ class SAKG(SRModel):
             z = z + self.ref_scale(ref_res)[:, :, None, None]
         residual = self.head(z)
         centre = self.centre_slice(lr)
-        if self.lr_correction is not None:
+        if self.band_split:
             residual = residual - band_projection(residual, (h, w))
+        if self.lr_correction is not None:
             centre = centre + self.lr_correction(feats)
         base = zero_fill_upsample(centre.float(), (H, W), magnitude=False).real
         return base.to(residual.dtype) + residual

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from medsr.data.heldout import refuse_heldout
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha256_file
 from medsr.errors import InputError, as_integer, as_number, require
 from medsr.infer.resample import overlap_fraction, resample_to_grid
@@ -447,6 +448,7 @@ def prepare_store(dataset: Dataset, out_dir: str | Path, options: Options) -> di
     out = Path(out_dir)
     require(not out.exists() or out.is_dir(), out, "exists and is not a directory")
     require(bool(dataset.subjects), dataset.source, "no subjects found")
+    refuse_heldout(f for s in dataset.subjects for f in (s.target, s.reference, s.labels))
     parameters = {
         "format": dataset.name, "source": str(dataset.source.resolve()), "target": dataset.target,
         "reference": dataset.reference, "min_signal": options.min_signal, "multiple": options.multiple,
