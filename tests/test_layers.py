@@ -8,14 +8,15 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medsr"
 
-# Highest first. A module belongs to the first layer one of whose prefixes it starts with.
+# Highest first. A module belongs to the first layer one of whose prefixes it starts with ("medsr" itself: the
+# package's __init__ only, so a new package must be placed here explicitly).
 LAYERS = [
     ("commands", ("medsr.cli", "medsr.__main__", "medsr.commands")),
-    ("infer", ("medsr.infer", "medsr.viz")),
+    ("infer", ("medsr.infer", "medsr.viz", "medsr.ct.files")),
     ("engine", ("medsr.engine",)),
     ("tasks", ("medsr.tasks",)),
     ("evaluation", ("medsr.evaluation",)),
-    ("components", ("medsr.data", "medsr.models", "medsr.losses", "medsr.metrics", "medsr.checkpoint")),
+    ("components", ("medsr.data", "medsr.models", "medsr.losses", "medsr.metrics", "medsr.checkpoint", "medsr.ct")),
     ("io", ("medsr.io",)),
     ("core", ("medsr.kspace", "medsr.resample", "medsr.errors", "medsr.registry", "medsr.config", "medsr")),
 ]
@@ -29,7 +30,7 @@ KNOWN_UPWARD = {
 
 def layer_of(module: str) -> int:
     for rank, (_, prefixes) in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
+        if any(module == p or (p != "medsr" and module.startswith(p + ".")) for p in prefixes):
             return rank
     raise AssertionError(f"{module} is in no layer")
 
