@@ -16,6 +16,7 @@ from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.engine import evaluation
 from medsr.engine.demo import run_demo, verdict
+from medsr.engine.evaluation import BASELINES, TestSetup, run_test
 from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample
 
@@ -158,11 +159,13 @@ def test_demo_trains_tests_and_reports(mni_store, tmp_path, capsys):
     }))
     out = tmp_path / "runs" / "demo"
     out.mkdir(parents=True)
+    (out / "config.yaml").write_text("name: demo\n")  # an earlier demo's run folder: replaced
     (out / "old.txt").write_text("from an earlier demo")
     report = run_demo(0.5, mni_store, out, config=cfg, scales=(1.5, 4.0))
     assert "replacing" in capsys.readouterr().out and not (out / "old.txt").exists()
     text = report.read_text()
     assert report == out / "report.md" and (out / "comparison.png").stat().st_size > 1000
     assert "| x1.5 | liif |" in text and "| x4 | zerofill |" in text and "data_range" in text
-    assert "liif beats" in text or "liif does not beat" in text
+    again, _ = run_test(TestSetup(out / "weights.pth", mni_store, (1.5, 4.0), "hr"))  # deterministic: same numbers
+    assert verdict(again["results"], "liif", BASELINES) in text.splitlines()
     assert (out / "weights.pth").is_file()
