@@ -284,11 +284,18 @@ def crop_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def _apply_mask(k: torch.Tensor, mask: np.ndarray, grid: str) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(mask, dtype=bool), device=k.device)
+    m = torch.from_numpy(np.array(mask, dtype=bool)).to(k.device)
     want = tuple(k.shape[-m.ndim:]) if m.ndim in (1, 2) else None
     if tuple(m.shape) != want:
         raise ValueError(f"mask of shape {tuple(m.shape)} does not fit the {grid} k-space of {tuple(k.shape[-2:])}")
     return k * m.to(k.real.dtype)
+
+
+def undersample(image: Array, mask: np.ndarray, *, magnitude: bool = True) -> Array:
+    """Keep the k-space samples of ``mask`` (``[W]`` columns or ``[H, W]``) of ``image`` on its own grid."""
+    t, was_numpy = _as_tensor(image)
+    out = ifft2c(_apply_mask(fft2c(t), mask, "image's"))
+    return _back(out.abs() if magnitude else out, was_numpy)
 
 
 def degrade(

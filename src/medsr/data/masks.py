@@ -39,6 +39,8 @@ DEFAULT_GRID = "lr"
 DEFAULT_CENTER_FRACTION = 0.08
 FLAGS = {"kind": "--mask", "acceleration": "--acceleration", "center_fraction": "--center-fraction",
          "grid": "--mask-grid", "file": "--mask-file"}
+CONFIG_KEYS = {"kind": "data.mask.type", **{k: f"data.mask.{k}" for k in ("acceleration", "center_fraction", "grid",
+                                                                          "file")}}
 
 
 @dataclass(frozen=True)

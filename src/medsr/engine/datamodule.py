@@ -45,9 +45,14 @@ class SRDataModule(pl.LightningDataModule):
     def dataset(self, split: str, *, training: bool) -> Any:
         """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""
         from medsr.data.datasets import SRSliceDataset
+        from medsr.data.masks import CONFIG_KEYS, parse_mask
         from medsr.data.mixture import PairMixture, parse_pair
 
         d = self.cfg.data
+        mask = parse_mask(d.mask.type, d.mask.acceleration, d.mask.center_fraction, d.mask.grid, d.mask.file,
+                          CONFIG_KEYS)
+        if mask is not None and d.dataset == "synth":
+            raise InputError("data.mask", "generated items (data.dataset: synth) are not undersampled yet")
         pairs = [parse_pair(p) for p in d.pairs] if training and d.pairs else [(d.target, d.ref)]
         sets = [
             SRSliceDataset(
@@ -59,6 +64,7 @@ class SRDataModule(pl.LightningDataModule):
                 patch_size=d.patch_size if training else None,
                 augment=d.augment and training,
                 use_labels=d.use_labels,
+                mask=mask,
             )
             for target, ref in pairs
         ]
