@@ -16,6 +16,7 @@ from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.engine import evaluation
 from medsr.engine.demo import run_demo, verdict
+from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample
 
 
@@ -29,19 +30,21 @@ def trained(tmp_path_factory):
 
 
 def _scores(values):
-    return [evaluation.VolumeScore(f"s{i}", p, q, 1.0) for i, (p, q) in enumerate(values)]
+    return [volume_eval.VolumeScore(f"s{i}", p, q, 1.0) for i, (p, q) in enumerate(values)]
 
 
 def test_moments_reduce_exactly_across_shards():
     rng = np.random.default_rng(0)
     values = list(zip(rng.uniform(20, 40, 7), rng.uniform(0.5, 1, 7)))
-    shards = evaluation.moments(_scores(values[:3])) + evaluation.moments(_scores(values[3:]))
-    s = evaluation.summarise(shards)
+    shards = volume_eval.moments(_scores(values[:3])) + volume_eval.moments(_scores(values[3:]))
+    s = volume_eval.summarise(shards)
     p, q = np.array(values).T
     assert s.n_volumes == 7
-    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std())
-    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std())
-    assert math.isnan(evaluation.summarise(evaluation.moments([])).psnr)
+    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std(ddof=1))
+    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std(ddof=1))
+    assert math.isnan(volume_eval.summarise(volume_eval.moments([])).psnr)
+    one = volume_eval.summarise(volume_eval.moments(_scores(values[:1])))
+    assert one.psnr == pytest.approx(p[0]) and math.isnan(one.psnr_std)
 
 
 def test_volume_score_follows_the_protocol():
@@ -50,7 +53,7 @@ def test_volume_score_follows_the_protocol():
     rng = np.random.default_rng(1)
     hr = rng.uniform(0, 1.3, (3, 20, 20))
     sr = hr + rng.normal(0, 0.05, hr.shape)
-    score = evaluation.volume_score("x", torch.from_numpy(sr), torch.from_numpy(hr))
+    score = volume_eval.volume_score("x", torch.from_numpy(sr), torch.from_numpy(hr))
     rng_ = hr.max() - hr.min()
     assert score.data_range == pytest.approx(rng_)
     assert score.psnr == pytest.approx(10 * np.log10(rng_**2 / ((sr - hr) ** 2).mean()))
@@ -65,7 +68,7 @@ def test_evaluate_scale_matches_an_independent_bicubic_computation(trained):
 
     store, _ = trained
     dataset = SRSliceDataset(store, "test", "T2", use_labels=False)
-    scores, sample = evaluation.evaluate_scale(MODELS.build({"type": "bicubic"}), dataset, 2.5, "none",
+    scores, sample = volume_eval.evaluate_scale(MODELS.build({"type": "bicubic"}), dataset, 2.5, "none",
                                                batch_size=3)
     vol = SliceStore(store).volume("s4", "T2")
     lr = torch.from_numpy(downsample(vol, 2.5))[:, None]

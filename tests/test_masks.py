@@ -18,8 +18,8 @@ from medsr.config import load_config
 from medsr.data.datasets import SampleSpec, SRSliceDataset
 from medsr.data.masks import MaskSpec, parse_mask
 from medsr.data.store import StoreWriter
-from medsr.engine.datamodule import SRDataModule
 from medsr.errors import InputError
+from medsr.tasks.sr import SRTask
 
 GOLDEN = Path(__file__).parent / "data" / "degrade_hr_grid"
 LINE = re.compile(r"mask: (\d+)/(\d+) (columns|k-space samples) sampled on the LR grid \(effective R ([\d.]+)")
@@ -196,10 +196,10 @@ def test_dataset_items_carry_the_mask_and_its_r(tmp_path):
                                atol=1e-5)
     cfg = load_config(None, ["model.type=bicubic", f"data.root={tmp_path / 'store'}", "data.mask.type=random",
                              "data.mask.acceleration=4", "data.mask.grid=hr"])
-    assert SRDataModule(cfg).dataset("val", training=False).mask == MaskSpec("random", 4.0, 0.08, "hr")
+    assert SRTask(cfg).dataset("val", training=False).mask == MaskSpec("random", 4.0, 0.08, "hr")
     bad = load_config(None, ["model.type=bicubic", "data.mask.type=random", "data.mask.acceleration=0.5"])
     with pytest.raises(InputError, match="data.mask.acceleration"):
-        SRDataModule(bad).dataset("val", training=False)
+        SRTask(bad).dataset("val", training=False)
 
 
 def test_parse_mask_settings():

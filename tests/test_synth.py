@@ -14,7 +14,8 @@ from medsr.config import SynthConfig, load_config, to_yaml
 from medsr.data.datasets import SampleSpec, SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.data.synth import SynthMixture, SynthSliceDataset
-from medsr.engine.datamodule import SRDataModule
+from medsr.engine.datamodule import TaskDataModule
+from medsr.tasks.sr import SRTask
 from medsr.errors import InputError
 from medsr.kspace import downsample
 
@@ -144,7 +145,7 @@ def test_config_round_trip_and_errors(tmp_path):
 
 def test_datamodule_builds_the_mixture_and_validates_on_the_store(mni_store, tmp_path):
     cfg = load_config(DEMO, [f"data.root={mni_store}", "data.patch_size=8"])
-    data = SRDataModule(cfg)
+    data = TaskDataModule(cfg, SRTask(cfg))
     train = data.train_dataset
     assert isinstance(train, SynthMixture) and len(train.synth) == len(train.real) == len(train)
     assert isinstance(data.val_dataset, SRSliceDataset) and data.val_dataset.split == "val"
@@ -152,7 +153,7 @@ def test_datamodule_builds_the_mixture_and_validates_on_the_store(mni_store, tmp
     assert item["lr"].shape == (3, 8, 8)
     bad = load_config(DEMO, [f"data.root={mni_store}", "data.synth.real_fraction=1.5"])
     with pytest.raises(InputError, match="real_fraction"):
-        SRDataModule(bad).train_dataset
+        TaskDataModule(bad, SRTask(bad)).train_dataset
 
 
 def _tiny_config(tmp_path: Path, store: Path) -> Path:

@@ -343,12 +343,15 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     from medsr.data.store import robust_scale
     from medsr.infer.volume import model_slices
 
+    from medsr.models.base import sr_model
+
     model, meta = build_from_weights(weights, task="sr")
+    model = sr_model(model, weights)
     modules = dict(model.named_modules())
     if layer_name not in modules or not layer_name:
         names = ", ".join(n for n in list(modules)[1:20]) or "none"
         raise InputError("--layer", f"model has no module '{layer_name}' (first names: {names})")
-    scale = int((getattr(model, "fixed_scales", None) or (2,))[0])
+    scale = int((model.fixed_scales or (2,))[0])
     image = _image_2d("--image", image)
     lr = torch.from_numpy(image / robust_scale(image)).float()
     lr = lr.expand(1, model_slices(model, meta), *lr.shape).contiguous()
@@ -424,7 +427,7 @@ def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
     steps spread over the run (so every curriculum stage shows), exactly as the engine would make them."""
     from medsr.config import load_config
     from medsr.data.datasets import ScaleBatchSampler
-    from medsr.engine.datamodule import SRDataModule
+    from medsr.tasks.sr import SRTask
 
     if n < 1:
         raise InputError("--n", f"must be at least 1, got {n}")
@@ -434,8 +437,9 @@ def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
         from medsr.data.embedded import ensure_mni
 
         ensure_mni(cfg.data.root)
-    data = SRDataModule(cfg)
-    sampler = ScaleBatchSampler(len(data.train_dataset), 1, data.curriculum, cfg.seed)
+    task = SRTask(cfg)
+    dataset = task.dataset(cfg.data.train_split, training=True)
+    sampler = ScaleBatchSampler(len(dataset), 1, task.curriculum, cfg.seed)
     steps = np.linspace(0, cfg.train.steps - 1, n).round().astype(int)
-    items = [data.train_dataset[sampler.batch_at(int(step))[0]] for step in steps]
+    items = [dataset[sampler.batch_at(int(step))[0]] for step in steps]
     return samples_figure(items, out, title=f"{Path(config).name}: training items (data.dataset: {cfg.data.dataset})")

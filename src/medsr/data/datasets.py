@@ -210,15 +210,80 @@ def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSp
     return item
 
 
-class ScaleBatchSampler(torch.utils.data.Sampler):
-    """Yields one list of :class:`SampleSpec` per training step, a pure function of ``(seed, step)``.
+@dataclass(frozen=True)
+class ItemSpec:
+    """Address of one sample of a task without degradation (e.g. segmentation): item ``index`` and the ``seed``
+    of its augmentation and patch position."""
+
+    index: int
+    seed: int = 0
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields one list of specs per training step, a pure function of ``(seed, step)``: :class:`ItemSpec` here,
+    :class:`SampleSpec` in :class:`ScaleBatchSampler`.
 
     Items come from an endless stream of per-epoch permutations (``default_rng([seed, 0, epoch])``); step t
     takes positions ``[t G, (t + 1) G)`` of it, with ``G = batch_size * world_size``, and rank r keeps the
-    r-th of the ``world_size`` disjoint shards. Stage, scale, reference use, reference scale and per-item seeds
-    are drawn from ``default_rng([seed, 1, t])``. ``num_steps``: how many steps to yield from ``start_step``
-    (endless when ``None``).
+    r-th of the ``world_size`` disjoint shards. Per-item seeds are drawn from ``default_rng([seed, 1, t])``.
+    ``num_steps``: how many steps to yield from ``start_step`` (endless when ``None``).
     """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        num_steps: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if num_items < 1 or batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler sizes: num_items={num_items}, batch_size={batch_size}, "
+                             f"rank={rank}, world_size={world_size}")
+        if start_step < 0 or (num_steps is not None and num_steps < 0):
+            raise ValueError(f"bad step range: start_step={start_step}, num_steps={num_steps}")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.start_step, self.num_steps, self.rank, self.world_size = start_step, num_steps, rank, world_size
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, np.random.default_rng([self.seed, _PERMUTATION, epoch]).permutation(self.num_items))
+        return self._epoch[1]
+
+    def indices_at(self, step: int) -> list[int]:
+        """This rank's item indices of training step ``step``."""
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return [int(self._permutation(p // self.num_items)[p % self.num_items])
+                for p in range(first, first + self.batch_size)]
+
+    def item_seeds(self, rng: np.random.Generator) -> list[int]:
+        """This rank's per-item seeds, drawn for the whole global batch from the step's ``rng``."""
+        seeds = rng.integers(2**63 - 1, size=self.batch_size * self.world_size)
+        return [int(s) for s in seeds[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]]
+
+    def batch_at(self, step: int) -> list[Any]:
+        """This rank's specs of training step ``step``."""
+        seeds = self.item_seeds(np.random.default_rng([self.seed, _STEP, step]))
+        return [ItemSpec(index=i, seed=s) for i, s in zip(self.indices_at(step), seeds)]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        step = self.start_step
+        while self.num_steps is None or step < self.start_step + self.num_steps:
+            yield self.batch_at(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.num_steps is None:
+            raise TypeError(f"an endless {type(self).__name__} has no length (give num_steps)")
+        return self.num_steps
+
+
+class ScaleBatchSampler(StepBatchSampler):
+    """:class:`StepBatchSampler` for super-resolution: each step's stage, scale, reference use and reference
+    scale (then the per-item seeds) are drawn from ``default_rng([seed, 1, t])``; specs are :class:`SampleSpec`."""
 
     def __init__(
         self,
@@ -231,19 +296,8 @@ class ScaleBatchSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world_size: int = 1,
     ):
-        if num_items < 1 or batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad sampler sizes: num_items={num_items}, batch_size={batch_size}, "
-                             f"rank={rank}, world_size={world_size}")
-        if start_step < 0 or (num_steps is not None and num_steps < 0):
-            raise ValueError(f"bad step range: start_step={start_step}, num_steps={num_steps}")
-        self.num_items, self.batch_size, self.curriculum, self.seed = num_items, batch_size, curriculum, seed
-        self.start_step, self.num_steps, self.rank, self.world_size = start_step, num_steps, rank, world_size
-        self._epoch: tuple[int, np.ndarray] | None = None
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if self._epoch is None or self._epoch[0] != epoch:
-            self._epoch = (epoch, np.random.default_rng([self.seed, _PERMUTATION, epoch]).permutation(self.num_items))
-        return self._epoch[1]
+        super().__init__(num_items, batch_size, seed, start_step, num_steps, rank, world_size)
+        self.curriculum = curriculum
 
     def batch_at(self, step: int) -> list[SampleSpec]:
         """This rank's specs of training step ``step``."""
@@ -252,27 +306,9 @@ class ScaleBatchSampler(torch.utils.data.Sampler):
         scale = stage.scale.sample(rng)
         keep_ref = bool(rng.random() >= stage.ref_dropout)
         ref_scale = stage.ref_scale.sample(rng) if stage.ref_scale is not None else None
-        global_size = self.batch_size * self.world_size
-        seeds = rng.integers(2**63 - 1, size=global_size)
-        first = step * global_size + self.rank * self.batch_size
-        specs = []
-        for offset, position in enumerate(range(first, first + self.batch_size)):
-            index = int(self._permutation(position // self.num_items)[position % self.num_items])
-            specs.append(SampleSpec(index=index, scale=scale, ref_scale=ref_scale,
-                                    use_ref=stage.ref != "none" and keep_ref,
-                                    seed=int(seeds[self.rank * self.batch_size + offset])))
-        return specs
-
-    def __iter__(self) -> Iterator[list[SampleSpec]]:
-        step = self.start_step
-        while self.num_steps is None or step < self.start_step + self.num_steps:
-            yield self.batch_at(step)
-            step += 1
-
-    def __len__(self) -> int:
-        if self.num_steps is None:
-            raise TypeError("an endless ScaleBatchSampler has no length (give num_steps)")
-        return self.num_steps
+        use_ref = stage.ref != "none" and keep_ref
+        return [SampleSpec(index=i, scale=scale, ref_scale=ref_scale, use_ref=use_ref, seed=s)
+                for i, s in zip(self.indices_at(step), self.item_seeds(rng))]
 
 
 def scale_pair(scale: float | Sequence[float], name: str) -> Scale:

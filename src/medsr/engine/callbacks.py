@@ -2,7 +2,7 @@
 check that all ranks end with the same weights.
 
 Validation runs here, not in Lightning's validation loop: the module's ``validation_metrics`` scores whole
-volumes exactly as ``medsr test`` does (:mod:`medsr.engine.evaluation`), with subjects sharded across ranks and
+volumes exactly as ``medsr test`` does (:mod:`medsr.evaluation.scores`), with subjects sharded across ranks and
 per-volume sums reduced, never means of means.
 """
 
@@ -135,7 +135,7 @@ class Checkpointer(pl.Callback):
         model.train(was_training)
         self.last_validated = module.step
         if trainer.is_global_zero:
-            self._report(trainer, module, metrics, getattr(module, "val_sample", None) or {})
+            self._report(trainer, module, metrics, module.val_sample or {})
         if metrics[module.monitor] > module.best_score:
             module.best_score = metrics[module.monitor]
             save_checkpoint(trainer, self.dir / "best.ckpt")

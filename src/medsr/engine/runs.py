@@ -13,7 +13,6 @@ code; only the global rank 0 touches the run directory.
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import logging
 import os
@@ -30,10 +29,10 @@ from medsr.config import RunConfig, config_hash, load_config, to_yaml
 from medsr.data.store import NORM_PERCENTILE
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
+from medsr.registry import TASKS
 
 log = logging.getLogger("medsr.engine")
 
-TASKS = {"sr": ("medsr.engine.module", "SRModule"), "segmentation": ("medsr.engine.segmentation", "SegmentationModule")}
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
 
 
@@ -131,9 +130,8 @@ def detach_log(handler: logging.Handler) -> None:
 
 
 def build_module(cfg: RunConfig) -> Any:
-    """The LightningModule of ``cfg.task``."""
-    module_name, class_name = TASKS[cfg.task]
-    return getattr(importlib.import_module(module_name), class_name)(cfg)
+    """The training task (a LightningModule) that ``cfg.task`` names in ``TASKS``."""
+    return TASKS.get(cfg.task)(cfg)
 
 
 def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any] = ()) -> Any:
@@ -143,7 +141,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
     from medsr.engine.callbacks import Checkpointer, StepBar
 
     t = cfg.train
-    clip = t.grad_clip if t.grad_clip > 0 and module.automatic_optimization else None
     return pl.Trainer(
         max_epochs=1,
         max_steps=-1,
@@ -152,7 +149,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
         strategy=t.strategy,
         num_nodes=t.num_nodes,
         precision=t.precision,
-        gradient_clip_val=clip,
         deterministic=t.deterministic,
         max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
         logger=TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
@@ -165,23 +161,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
         log_every_n_steps=cfg.logging.log_every,
         default_root_dir=run_dir,
     )
-
-
-def check_fixed_scales(model: Any, curriculum: Any) -> None:
-    """A fixed-scale model (``model.fixed_scales``) trains only on a curriculum drawing from those scales."""
-    from medsr.data.scales import ChoiceScale, FixedScale
-
-    fixed = getattr(model, "fixed_scales", None)
-    if fixed is None:
-        return
-    for i, stage in enumerate(curriculum.stages):
-        sampler = stage.scale
-        values = set(sampler.value) if isinstance(sampler, FixedScale) else (
-            set(sampler.values) if isinstance(sampler, ChoiceScale) else None)
-        asymmetric = getattr(sampler, "asymmetric", False) or (isinstance(sampler, FixedScale) and len(values) > 1)
-        if values is None or asymmetric or not values <= set(fixed):
-            raise InputError("data.curriculum", f"stage {i}: the model only supports the fixed scales "
-                             f"{', '.join(f'x{s}' for s in fixed)}, but the stage draws {sampler}")
 
 
 def checked_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any]) -> Any:
@@ -211,14 +190,12 @@ def fit(trainer: Any, module: Any, datamodule: Any, ckpt: Path | None) -> None:
             signal.signal(signal.SIGINT, handler)
 
 
-def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]:
-    lo, hi = datamodule.curriculum.scale_range()
+def weights_meta(cfg: RunConfig, module: Any) -> dict[str, Any]:
+    """What ``weights.pth`` records: the run's identity and normalisation, then the task's ``export_meta``."""
     return {
         "task": cfg.task,
         "norm": {"method": "percentile", "percentile": NORM_PERCENTILE},
-        "scales": [lo, hi],
-        "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref, "pairs": list(cfg.data.pairs)},
-        "n_adjacent": cfg.data.n_adjacent,
+        **module.export_meta(),
         "config_hash": config_hash(cfg),
         "steps": int(module.step),
         "run": cfg.name,
@@ -240,7 +217,7 @@ def train(
     import lightning.pytorch as pl
 
     from medsr.checkpoint import save_weights
-    from medsr.engine.datamodule import SRDataModule
+    from medsr.engine.datamodule import TaskDataModule
 
     cfg = load_config(config, overrides)
     if name is not None:
@@ -253,8 +230,7 @@ def train(
         ensure_mni(cfg.data.root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
-    datamodule = SRDataModule(cfg)
-    check_fixed_scales(module.model, datamodule.curriculum)
+    datamodule = TaskDataModule(cfg, module)
     trainable = any(True for _ in module.model.parameters())
     # Everything that can reject the config runs before the run directory is touched.
     trainer = checked_trainer(cfg, run_dir, module, callbacks) if trainable else None
@@ -274,7 +250,7 @@ def train(
         if exporter:
             params, params_ema = module.state_for_export()
             save_weights(run_dir / "weights.pth", module.model_spec, params, params_ema,
-                         weights_meta(cfg, module, datamodule))
+                         weights_meta(cfg, module))
             log.info("run %s finished at step %d: %s", cfg.name, module.step, run_dir / "weights.pth")
     finally:
         if handler is not None:

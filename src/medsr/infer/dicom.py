@@ -52,12 +52,12 @@ def _check_geometry_tags(path: Path, ds: object) -> None:
             raise InputError(path, f"PixelSpacing must be positive, got {values.tolist()}")
 
 
-def _check_one_volume(directory: Path, images: list) -> None:
+def _check_one_volume(directory: Path, images: list, required: tuple[str, ...] = ()) -> None:
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in images}
     if len(series) > 1:
         raise InputError(directory, f"holds {len(series)} DICOM series; give a directory with one series")
     for ds in images:
-        missing = [tag for tag in _REQUIRED if tag not in ds]
+        missing = [tag for tag in (*_REQUIRED, *required) if tag not in ds]
         if missing:
             raise InputError(directory, f"{Path(ds.filename).name} lacks {', '.join(missing)}")
         _check_geometry_tags(Path(ds.filename), ds)
@@ -102,11 +102,12 @@ def _pixels(ds: object) -> np.ndarray:
         raise InputError(ds.filename, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
 
 
-def read_dicom_series(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine."""
+def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine;
+    ``required`` names tags that every slice must have besides the geometry and pixel data."""
     directory = Path(directory)
     images = _read_images(directory)
-    _check_one_volume(directory, images)
+    _check_one_volume(directory, images, required)
     orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
     row_dir, col_dir = orientation[:3], orientation[3:]
     if np.abs(np.linalg.norm(orientation.reshape(2, 3), axis=1) - 1).max() > 1e-3 or abs(row_dir @ col_dir) > 1e-3:

@@ -21,6 +21,7 @@ from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
+from medsr.models.base import sr_model
 
 MAX_VOXELS = 2**31
 SHIPPED_WEIGHTS = "sakg_mni.pth"
@@ -146,7 +147,7 @@ def reference_resampler(
 
     Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
     """
-    from medsr.infer.resample import overlap_fraction, resample_to_grid
+    from medsr.resample import overlap_fraction, resample_to_grid
 
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
@@ -205,13 +206,14 @@ def super_resolve_file(
     in_voxel = tuple(float(v) for v in voxel_sizes(image.affine))
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
-    model, meta = build_from_weights(weights if weights is not None else default_weights(), task="sr")
-    model.to(torch_device)
+    path = weights if weights is not None else default_weights()
+    model, meta = build_from_weights(path, task="sr")
+    model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
     notes = _scale_notes(meta, volume.shape, out_shape)
     ref_on_grid = None
     if ref is not None:
-        if getattr(model, "uses_ref", True):
+        if model.uses_ref:
             ref_on_grid = reference_resampler(ref, volume.shape, image.affine, out_shape, percentile, notes)
         else:
             notes.append(f"model {meta['model'].get('type')} does not read a reference; --ref ignored")

@@ -6,7 +6,7 @@ A preparer lists its subjects (a target volume, a reference volume, optionally a
 :class:`medsr.data.store.StoreWriter`:
 
 1. the reference (and the labels) are resampled onto the target's voxel grid through the two affines when the grids
-   differ (:mod:`medsr.infer.resample`; trilinear for images, nearest for labels); a reference that covers less than
+   differ (:mod:`medsr.resample`; trilinear for images, nearest for labels); a reference that covers less than
    :data:`MIN_OVERLAP` of the target is an error naming both files;
 2. slices are taken along the slice axis (``--axis``; default: the axis with the coarsest spacing, or, when the
    spacing is isotropic, the axis closest to the world's inferior-superior direction, i.e. axial slices); the store
@@ -43,7 +43,7 @@ from nibabel.affines import voxel_sizes
 from medsr.data.heldout import refuse_heldout
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha256_file
 from medsr.errors import InputError, as_integer, as_number, require
-from medsr.infer.resample import overlap_fraction, resample_to_grid
+from medsr.resample import overlap_fraction, resample_to_grid
 from medsr.io.nifti import read_volume
 
 MIN_OVERLAP = 0.5
