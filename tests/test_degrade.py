@@ -9,6 +9,7 @@ from PIL import Image
 from medsr import kspace
 from medsr.cli import main
 from medsr.data.degrade import Degradation, degrade_stack, parse_degradation
+from medsr.data.masks import MaskSpec
 from medsr.errors import InputError
 
 
@@ -168,7 +169,7 @@ def test_noise_is_seeded_and_at_the_level_asked():
 
 def test_parse_degradation_values():
     deg = parse_degradation(scale="2.5", scale_y="4", mask="random", acceleration="6")
-    assert deg == Degradation((4.0, 2.5), "random", 6.0, 0.08, None, None)
+    assert deg == Degradation((4.0, 2.5), MaskSpec("random", 6.0, 0.08, "lr"), None, None)
     assert parse_degradation(scale_y="3").scale == (3.0, 1.0)
     assert parse_degradation(noise_snr="15").scale == (1.0, 1.0)
     for kwargs in ({"scale": "1"}, {}, {"mask": "random"}, {"acceleration": "4"}, {"scale": "2", "seed": "-1"},

@@ -208,14 +208,14 @@ def test_degrade_mask_then_crop_equals_crop_of_masked_kspace():
     rng = np.random.default_rng(8)
     image = rng.uniform(size=(2, 40, 36))
     mask = kspace.RandomMask(4, 0.08)(36, seed=1)
-    out = kspace.degrade(image, (2.0, 1.5), mask=mask, magnitude=False)
+    out = kspace.degrade(image, (2.0, 1.5), mask=mask, mask_grid="hr", magnitude=False)
     masked = kspace.ifft2c(kspace.fft2c(image) * mask)
     want = kspace.downsample(masked, (2.0, 1.5), magnitude=False)
     np.testing.assert_allclose(out, want, atol=1e-10)
     assert out.shape == (2, 20, 24)
     np.testing.assert_allclose(kspace.degrade(image, (2.0, 1.5)), kspace.downsample(image, (2.0, 1.5)), atol=1e-10)
     with pytest.raises(ValueError):
-        kspace.degrade(image, 2, mask=mask[:-1])
+        kspace.degrade(image, 2, mask=mask[:-1], mask_grid="hr")
 
 
 @pytest.mark.parametrize("snr_db", [10.0, 25.0])

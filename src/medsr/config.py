@@ -48,12 +48,26 @@ class SynthConfig:
 
 
 @dataclass
+class MaskConfig:
+    """Undersampling of the LR input (:mod:`medsr.data.masks`): ``type`` random | equispaced | t2net | file (null:
+    none); ``grid`` lr (crop, then mask: T2Net's order, the default) or hr (mask, then crop); ``acceleration`` and
+    ``center_fraction`` (default 0.08) for random/equispaced; ``file`` (.npy/.mat/.png) for type file. Masks are
+    seeded per subject."""
+
+    type: Optional[str] = None
+    acceleration: Optional[float] = None
+    center_fraction: Optional[float] = None
+    grid: Optional[str] = None
+    file: Optional[str] = None
+
+
+@dataclass
 class DataConfig:
     """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices).
     ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing. ``pairs``
     (``["T2:T1", "T1:PD", ...]``, TARGET:REF) trains on all of them mixed (``medsr.data.mixture``); validation
     keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
-    store's (validation stays on the store)."""
+    store's (validation stays on the store). ``mask`` undersamples the LR inputs of training and validation."""
 
     dataset: str = "store"
     root: str = "data/mni"
@@ -71,6 +85,7 @@ class DataConfig:
     curriculum: List[Dict[str, Any]] = field(default_factory=_default_curriculum)
     pairs: List[str] = field(default_factory=list)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
 
 
 @dataclass

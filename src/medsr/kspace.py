@@ -14,7 +14,9 @@ Conventions
 
 Undersampling masks follow fastMRI's semantics (Zbontar et al., "fastMRI: An Open Dataset and Benchmarks for
 Accelerated MRI", 2018): a fully sampled centre of ``round(W * center_fraction)`` columns plus random or
-equispaced columns so that the overall acceleration is ``R``.
+equispaced columns so that the overall acceleration is ``R``. :class:`T2NetMask` counts columns instead, as the
+mask files of T2Net do (Feng et al., "Task Transformer Network for Joint MRI Reconstruction and
+Super-Resolution", MICCAI 2021). Masks are centred like the spectra: column ``W // 2`` is the DC column.
 """
 
 from __future__ import annotations
@@ -151,11 +153,14 @@ def downsample(
     return _back(out.abs() if magnitude else out, was_numpy)
 
 
-def _crop_to_image(k: torch.Tensor, lr: tuple[int, int]) -> torch.Tensor:
-    """Aligned centre crop of a centred HR spectrum to ``lr``, back to an intensity-preserving image."""
+def _crop_to_image(k: torch.Tensor, lr: tuple[int, int], mask: np.ndarray | None = None) -> torch.Tensor:
+    """Aligned centre crop of a centred HR spectrum to ``lr`` (then masked with an LR-grid ``mask``), back to an
+    intensity-preserving image."""
     hr = tuple(k.shape[-2:])
-    k = _align(k, hr, lr, inverse=False)
-    return ifft2c(crop_kspace(k, lr)) * math.sqrt(lr[0] * lr[1] / (hr[0] * hr[1]))
+    k = crop_kspace(_align(k, hr, lr, inverse=False), lr)
+    if mask is not None:
+        k = _apply_mask(k, mask, "LR")
+    return ifft2c(k) * math.sqrt(lr[0] * lr[1] / (hr[0] * hr[1]))
 
 
 def zero_fill_upsample(image: Array, size: Sequence[int], *, magnitude: bool = True) -> Array:
@@ -226,31 +231,101 @@ class EquispacedMask(CartesianMask):
 MASKS = {"random": RandomMask, "equispaced": EquispacedMask}
 
 
+class T2NetMask:
+    """T2Net's column statistics: a contiguous, fully sampled block of ``center_columns`` at the k-space centre
+    (columns ``W // 2 - c // 2`` to ``W // 2 - c // 2 + c - 1``) plus ``random_columns`` drawn uniformly without
+    replacement among the other columns; owns its generator like :class:`CartesianMask`.
+
+    T2Net's ``1D-Cartesian_6X_128128.mat`` samples 38 of 128 columns, a 20-column centre block and 18 outer
+    columns (:data:`T2NET_PRESETS`). Its "6X" is a file name, not the acceleration of the data: T2Net applies
+    the mask on the 128-column LR grid (crop 256 -> 128, then mask), where it keeps 38 columns, R = 128 / 38 = 3.37;
+    counted over the 256 columns of the HR spectrum (whose outer 128 are never kept) it is 38 / 256, R = 6.7, which
+    may be what the name rounds down; the paper and code say neither how the file was made nor what "6X" counts.
+    """
+
+    def __init__(self, center_columns: int, random_columns: int, seed: int | None = None):
+        if int(center_columns) != center_columns or center_columns < 1:
+            raise ValueError(f"centre columns must be a positive integer, got {center_columns!r}")
+        if int(random_columns) != random_columns or random_columns < 0:
+            raise ValueError(f"random columns must be a non-negative integer, got {random_columns!r}")
+        self.center_columns, self.random_columns = int(center_columns), int(random_columns)
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def preset(cls, width: int, seed: int | None = None) -> "T2NetMask":
+        """The T2Net statistics for a grid of ``width`` columns (:data:`T2NET_PRESETS`); ``ValueError`` otherwise."""
+        if width not in T2NET_PRESETS:
+            known = " and ".join(f"{w} columns ({c} centre + {r} random)" for w, (c, r) in T2NET_PRESETS.items())
+            raise ValueError(f"T2Net presets exist for {known}; this grid has {width}")
+        return cls(*T2NET_PRESETS[width], seed=seed)
+
+    def __call__(self, width: int, seed: int | None = None) -> np.ndarray:
+        if self.center_columns + self.random_columns > width:
+            raise ValueError(f"{self.center_columns} + {self.random_columns} columns do not fit a width of {width}")
+        rng = np.random.default_rng(seed) if seed is not None else self.rng
+        mask = np.zeros(width, dtype=bool)
+        mask[_window(width, self.center_columns)] = True
+        mask[rng.choice(np.flatnonzero(~mask), size=self.random_columns, replace=False)] = True
+        return mask
+
+
+T2NET_PRESETS = {128: (20, 18), 64: (15, 13)}
+"""Columns (centre, random) per LR grid width. 128 (x2 from 256): T2Net's 38/128 file. 64 (x4): 28 columns, as
+the T2Net x4 setting samples, split in the 128-column file's proportion (28 * 20 / 38 = 14.7 -> 15 centre, 13
+random) -- an assumption: the x4 file's own split is not published (keeping the 128 file's centre fraction instead
+would give 10 + 18)."""
+
+
+def crop_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The part of a centred mask (1-D ``[W]`` or 2-D ``[H, W]``) that a crop of the spectrum to ``shape`` keeps."""
+    if mask.ndim == 1:
+        return mask[_window(mask.shape[0], int(shape[-1]))]
+    return mask[_window(mask.shape[0], int(shape[-2])), _window(mask.shape[1], int(shape[-1]))]
+
+
+def _apply_mask(k: torch.Tensor, mask: np.ndarray, grid: str) -> torch.Tensor:
+    m = torch.from_numpy(np.array(mask, dtype=bool)).to(k.device)
+    want = tuple(k.shape[-m.ndim:]) if m.ndim in (1, 2) else None
+    if tuple(m.shape) != want:
+        raise ValueError(f"mask of shape {tuple(m.shape)} does not fit the {grid} k-space of {tuple(k.shape[-2:])}")
+    return k * m.to(k.real.dtype)
+
+
+def undersample(image: Array, mask: np.ndarray, *, magnitude: bool = True) -> Array:
+    """Keep the k-space samples of ``mask`` (``[W]`` columns or ``[H, W]``) of ``image`` on its own grid."""
+    t, was_numpy = _as_tensor(image)
+    out = ifft2c(_apply_mask(fft2c(t), mask, "image's"))
+    return _back(out.abs() if magnitude else out, was_numpy)
+
+
 def degrade(
     image: Array,
     scale: float | Sequence[float] = 1.0,
     *,
     mask: np.ndarray | None = None,
+    mask_grid: str = "lr",
     noise_snr_db: float | None = None,
     generator: torch.Generator | None = None,
     magnitude: bool = True,
 ) -> Array:
-    """Joint degradation as in T2Net/MTrans: undersample k-space with ``mask``, then crop to ``scale``.
+    """Joint degradation: crop k-space to ``scale`` and undersample it with ``mask``, optionally add noise.
 
-    ``mask`` is a boolean column vector over the HR k-space width. With ``noise_snr_db``, complex white Gaussian
-    noise is added (equivalent in image and k-space domains under the orthonormal FFT); its standard deviation
-    per component is ``rms(clean LR) / 10 ** (snr / 20)``, so the magnitude becomes Rician.
+    ``mask`` is boolean, a column vector ``[W]`` or a 2-D ``[H, W]`` array, on the grid named by ``mask_grid``:
+    ``"lr"`` (crop, then mask: T2Net's order; the mask is what the LR data keep) or ``"hr"`` (mask the HR
+    spectrum, then crop: the columns outside the LR band are dropped, so the LR grid keeps
+    ``crop_mask(mask, lr)``). With ``noise_snr_db``, complex white Gaussian noise is added (equivalent in image and
+    k-space domains under the orthonormal FFT); its standard deviation per component is
+    ``rms(clean LR) / 10 ** (snr / 20)``, so the magnitude becomes Rician.
     """
+    if mask_grid not in ("lr", "hr"):
+        raise ValueError(f"mask grid must be 'lr' or 'hr', got {mask_grid!r}")
     t, was_numpy = _as_tensor(image)
     hr = tuple(t.shape[-2:])
     lr = lr_shape(hr, scale)
     k = fft2c(t)
-    if mask is not None:
-        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=k.device)
-        if m.shape[-1] != hr[1]:
-            raise ValueError(f"mask has {m.shape[-1]} columns, k-space has {hr[1]}")
-        k = k * m.to(k.real.dtype)
-    out = _crop_to_image(k, lr)
+    if mask is not None and mask_grid == "hr":
+        k = _apply_mask(k, mask, "HR")
+    out = _crop_to_image(k, lr, mask if mask_grid == "lr" else None)
     if noise_snr_db is not None:
         rms = out.abs().pow(2).mean().sqrt()
         sigma = rms / (10 ** (float(noise_snr_db) / 20))

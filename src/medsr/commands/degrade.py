@@ -11,7 +11,13 @@ k-space. Volumes are degraded plane by plane: the planes perpendicular to --axis
 length is kept. --scale applies to both in-plane axes unless --scale-y sets the first in-plane axis (the rows of
 each plane) separately; an axis of N samples keeps round(N / scale). The undersampling mask drops columns
 (phase-encode lines along the second in-plane axis), is the same for every plane, and is seeded by --seed or else
-by the input file name. NIfTI outputs get the affine of the new grid (same field of view, centred)."""
+by the input file name. The mask lives on the LR grid by default (--mask-grid lr: crop k-space, then mask, T2Net's
+order, so --acceleration is the acceleration of the output); --mask-grid hr masks the full spectrum before the
+crop (medsr's behaviour before the option existed), which leaves the output less undersampled than --acceleration
+says. The effective acceleration on the output grid is printed. --mask t2net draws T2Net's column statistics
+(20 centre + 18 random of 128 columns, 15 + 13 of 64); --mask-file reads a column or 2-D mask (.npy, .mat, .png,
+k-space centre at index N // 2). NIfTI outputs get the affine of the new grid (same field of view, centred) and a
+header description of the mask."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,8 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output file of the same kind as the input")
     parser.add_argument("--scale", metavar="S", help="scale of both in-plane axes, 1 < S <= 16 (default: 1, no crop)")
     parser.add_argument("--scale-y", metavar="SY", help="scale of the first in-plane axis (default: S)")
-    parser.add_argument("--mask", metavar="KIND", help="undersampling mask: random or equispaced")
-    parser.add_argument("--acceleration", metavar="R", help="acceleration of the mask, R >= 1")
+    parser.add_argument("--mask", metavar="KIND", help="undersampling mask: random, equispaced or t2net")
+    parser.add_argument("--mask-file", metavar="F", help="undersampling mask from a .npy, .mat or .png file")
+    parser.add_argument("--mask-grid", metavar="GRID", help="grid the mask lives on: lr (crop, then mask; default) "
+                        "or hr (mask, then crop)")
+    parser.add_argument("--acceleration", metavar="R", help="acceleration of a random or equispaced mask, R >= 1")
     parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default: 0.08)")
     parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise: 20 log10(rms of the clean "
                         "low-resolution image / noise std per real and imaginary part) = DB")
@@ -40,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise")
-KSPACE_FLAGS = ("scale", "scale_y", "mask", "acceleration", "center_fraction", "noise_snr", "axis")
+KSPACE_FLAGS = ("scale", "scale_y", "mask", "mask_file", "mask_grid", "acceleration", "center_fraction", "noise_snr",
+                "axis")
 
 
 def run_ct(args: argparse.Namespace) -> int:
@@ -70,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(args.output, [args.input])
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
-                                    args.noise_snr, args.seed)
-    before, after = degrade_file(args.input, args.output, degradation, axis=args.axis)
+                                    args.noise_snr, args.seed, args.mask_grid, args.mask_file)
+    before, after, mask_line = degrade_file(args.input, args.output, degradation, axis=args.axis)
     print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}")
+    if mask_line is not None:
+        print(mask_line)
     return 0

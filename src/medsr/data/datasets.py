@@ -7,7 +7,8 @@ a list of :class:`SampleSpec`; a ``DataLoader(dataset, batch_sampler=sampler)`` 
 ``lr [S, h, w]``, ``hr [1, H, W]``, ``ref [1, hr, wr]`` (only when ``use_ref``), ``label [H, W]`` int64 (when the
 store has labels), ``scale [2]`` (actual ``H / h``, ``W / w``), ``ref_scale [2]`` (actual HR size / reference
 size: ``[1, 1]`` for an HR reference, ``[0, 0]`` when there is no reference), ``norm`` (float), ``key``
-(``"sid:z"``).
+(``"sid:z"``), and with a ``mask``: ``mask [w]`` bool (``[h, w]`` for a 2-D mask file; the k-space samples the LR
+input keeps, on its grid, centred) and ``acceleration`` (float, the effective R of that mask).
 
 Every random choice of an item (flips/rot90, patch position) comes from ``spec.seed``; every choice of a batch
 (items, scale, reference scale, reference dropout, item seeds) is a pure function of ``(seed, step)``, so items
@@ -25,10 +26,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from medsr.data.masks import MaskSpec, effective_acceleration, on_lr_grid
 from medsr.data.scales import REF_MODES, Curriculum, Scale
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
-from medsr.kspace import check_scale, downsample, lr_shape
+from medsr.kspace import check_scale, downsample, lr_shape, seed_from_name, undersample
 
 _PERMUTATION, _STEP = 0, 1
 
@@ -64,12 +66,14 @@ def augment_arrays(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> li
 
 
 def degrade_cell(region: np.ndarray, cells: tuple[int, int], lr_cell: tuple[int, int],
-                 cell: tuple[int, int]) -> np.ndarray:
+                 cell: tuple[int, int], mask: np.ndarray | None = None) -> np.ndarray:
     """Downsample an HR ``region`` tiled by ``cells`` (rows, cols) to ``cells * lr_cell`` in k-space, and return
-    the LR tile ``cell``: it covers exactly the field of view of the matching HR tile (pixel-centre geometry)."""
+    the LR tile ``cell``: it covers exactly the field of view of the matching HR tile (pixel-centre geometry).
+    A ``mask`` (on the tile's grid) then undersamples the tile's own spectrum (crop, then mask)."""
     size = (cells[0] * lr_cell[0], cells[1] * lr_cell[1])
-    lr = downsample(np.ascontiguousarray(region, dtype=np.float32), size=size)
-    return hr_cell(lr, lr_cell, cell)
+    lr = hr_cell(downsample(np.ascontiguousarray(region, dtype=np.float32), size=size, magnitude=mask is None),
+                 lr_cell, cell)
+    return lr if mask is None else undersample(lr, mask)
 
 
 def hr_cell(region: np.ndarray, cell_size: tuple[int, int], cell: tuple[int, int]) -> np.ndarray:
@@ -88,6 +92,10 @@ class SRSliceDataset(torch.utils.data.Dataset):
     axis, at a random offset) is downsampled in k-space to exactly ``m * p`` and one of its cells is taken, so
     the HR and LR cells cover the same field of view and the scale is exactly ``P / p``. An LR reference is
     made the same way from the same region and cell at its own scale.
+
+    ``mask`` (:class:`~medsr.data.masks.MaskSpec`): undersamples the LR input (not the reference) on the LR cell's
+    grid (``grid="lr"``) or with a mask drawn over the HR cell's width whose LR band is kept (``grid="hr"``);
+    seeded by the subject id, so every slice and patch of a subject shares one acquisition's mask.
     """
 
     def __init__(
@@ -100,6 +108,7 @@ class SRSliceDataset(torch.utils.data.Dataset):
         patch_size: int | None = None,
         augment: bool = False,
         use_labels: bool = True,
+        mask: MaskSpec | None = None,
     ):
         self.store = SliceStore(root)
         self.store.check_contrast(target)
@@ -111,6 +120,7 @@ class SRSliceDataset(torch.utils.data.Dataset):
             raise InputError("patch_size", f"must be a positive integer or None, got {patch_size!r}")
         self.split, self.target, self.ref = split, target, ref
         self.n_adjacent, self.patch_size, self.augment, self.use_labels = n_adjacent, patch_size, augment, use_labels
+        self.mask = mask
         self.items = [(sid, z) for sid in self.store.subjects(split) for z in range(self.store.num_slices(sid))]
         if not self.items:
             raise InputError(self.store.root, f"split '{split}' has no slices")
@@ -143,7 +153,11 @@ class SRSliceDataset(torch.utils.data.Dataset):
         (oy, ox), (cy, cx) = lay["offset"], lay["cells"]
         window = (slice(oy, oy + cy * lay["cell_hr"][0]), slice(ox, ox + cx * lay["cell_hr"][1]))
         region = {name: a[(..., *window)] for name, a in arrays.items()}
-        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}")
+        mask = None
+        if self.mask is not None:
+            drawn = self.mask.draw(lay["cell_hr"], lay["cell_lr"], seed_from_name(sid))
+            mask = on_lr_grid(drawn, self.mask.grid, lay["cell_lr"])
+        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}", mask)
 
 
 def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
@@ -165,11 +179,12 @@ def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
 
 
 def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSpec, norm: float,
-              key: str) -> dict[str, Any]:
+              key: str, mask: np.ndarray | None = None) -> dict[str, Any]:
     """The item of the module docstring from the HR ``region`` arrays of a :func:`patch_layout`: ``stack``
     ``[S, ., .]`` (the centre slice is the target), ``ref`` when ``spec.use_ref``, optional ``label``. The LR
-    input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell."""
-    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"])
+    input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell; an
+    LR-grid ``mask`` then undersamples the input cell."""
+    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"], mask)
     hr = hr_cell(region["stack"][region["stack"].shape[0] // 2], lay["cell_hr"], lay["cell"])
     item: dict[str, Any] = {
         "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
@@ -187,6 +202,9 @@ def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSp
         item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
         item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
                                          dtype=torch.float32)
+    if mask is not None:
+        item["mask"] = torch.from_numpy(np.array(mask, dtype=bool))
+        item["acceleration"] = effective_acceleration(mask)
     if "label" in region:
         item["label"] = torch.from_numpy(hr_cell(region["label"], lay["cell_hr"], lay["cell"]).astype(np.int64))
     return item

@@ -11,19 +11,23 @@ Scales: ``scale = (first in-plane axis, second in-plane axis)``, i.e. (rows, col
 command line ``--scale S`` sets both and ``--scale-y SY`` overrides the first. An axis of N samples keeps
 ``round(N / s)`` (:func:`medsr.kspace.lr_length`), and must keep at least two.
 
-The undersampling mask selects columns (phase-encode lines along the second in-plane axis), is the same for every
-plane of a volume (one Cartesian acquisition), and is seeded by ``seed`` or else by the input file name
-(:func:`medsr.kspace.seed_from_name`), so a file gets the same mask on every run. The noise level is set for the
-whole file: its SNR is relative to the rms of the whole clean low-resolution stack.
+The undersampling mask (:mod:`medsr.data.masks`) selects columns (phase-encode lines along the second in-plane
+axis) or, from a 2-D mask file, k-space samples; it lives on the LR grid (crop, then mask: the default, T2Net's
+order) or on the HR grid (mask, then crop), is the same for every plane of a volume (one Cartesian acquisition),
+and is seeded by ``seed`` or else by the input file name (:func:`medsr.kspace.seed_from_name`), so a file gets
+the same mask on every run. The noise level is set for the whole file: its SNR is relative to the rms of the whole
+clean low-resolution stack.
 
 Outputs: NIfTI as float32 with the affine of the new grid (:func:`medsr.io.nifti.resampled_affine`) and the input
-header's codes and units; ``.npy``/PNG/TIFF in the input's dtype (integers rounded and clipped to their range).
+header's codes and units (with a mask, the header description names it and its effective acceleration, and a
+JSON comment extension holds :func:`medsr.data.masks.metadata`); ``.npy``/PNG/TIFF in the input's dtype (integers rounded and clipped to their range).
 Real inputs give magnitudes, except real inputs with negative values (CT in HU, difference maps), which keep their
 sign (the real part); complex ``.npy`` inputs give complex outputs.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +35,11 @@ import numpy as np
 import torch
 
 from medsr import kspace
+from medsr.data import masks
 from medsr.errors import InputError, as_integer, as_number, require
 from medsr.io.images import image_suffix, read_image, write_image
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 
-DEFAULT_CENTER_FRACTION = 0.08
 PICTURE_SUFFIXES = (".png", ".tif", ".tiff")
 PNG_DTYPES = (np.uint8, np.uint16)
 
@@ -45,17 +49,15 @@ class Degradation:
     """What to do to each plane: ``scale`` (rows, columns), an optional mask and an optional noise level."""
 
     scale: tuple[float, float] = (1.0, 1.0)
-    mask: str | None = None
-    acceleration: float | None = None
-    center_fraction: float = DEFAULT_CENTER_FRACTION
+    mask: masks.MaskSpec | None = None
     noise_snr_db: float | None = None
     seed: int | None = None
 
-    def column_mask(self, width: int, seed: int) -> np.ndarray | None:
-        """The boolean column mask for planes of ``width`` columns, or ``None`` without undersampling."""
+    def draw_mask(self, plane: tuple[int, int], seed: int) -> np.ndarray | None:
+        """The mask (on its grid) for planes of shape ``plane``, or ``None`` without undersampling."""
         if self.mask is None:
             return None
-        return kspace.MASKS[self.mask](self.acceleration, self.center_fraction)(width, seed=seed)
+        return self.mask.draw(plane, kspace.lr_shape(plane, self.scale), seed)
 
 
 def _scale(value: object, flag: str) -> float:
@@ -74,26 +76,19 @@ def parse_degradation(
     center_fraction: object = None,
     noise_snr: object = None,
     seed: object = None,
+    mask_grid: object = None,
+    mask_file: object = None,
 ) -> Degradation:
     """Check command-line values (strings or numbers) and build a :class:`Degradation`; errors name the flag."""
     sx = _scale(scale, "--scale")
     sy = _scale(scale_y, "--scale-y") if scale_y is not None else sx
-    if mask is not None:
-        require(mask in kspace.MASKS, "--mask", f"must be one of {', '.join(kspace.MASKS)}, got {mask!r}")
-        require(acceleration is not None, "--acceleration", "is required with --mask")
-    else:
-        require(acceleration is None, "--acceleration", "needs --mask")
-        require(center_fraction is None, "--center-fraction", "needs --mask")
-    accel = as_number(acceleration, "--acceleration") if acceleration is not None else None
-    require(accel is None or accel >= 1, "--acceleration", f"must be at least 1, got {acceleration}")
-    cf = as_number(center_fraction, "--center-fraction") if center_fraction is not None else DEFAULT_CENTER_FRACTION
-    require(0 < cf <= 1, "--center-fraction", f"must be in (0, 1], got {center_fraction}")
+    mask_spec = masks.parse_mask(mask, acceleration, center_fraction, mask_grid, mask_file)
     snr = as_number(noise_snr, "--noise-snr") if noise_snr is not None else None
     seed_value = as_integer(seed, "--seed") if seed is not None else None
     require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be an integer in [0, 2^63), got {seed}")
-    require((sy, sx) != (1.0, 1.0) or mask is not None or snr is not None, "--scale",
+    require((sy, sx) != (1.0, 1.0) or mask_spec is not None or snr is not None, "--scale",
             "nothing to do: give a scale above 1, a --mask or a --noise-snr")
-    return Degradation((sy, sx), mask, accel, cf, snr, seed_value)
+    return Degradation((sy, sx), mask_spec, snr, seed_value)
 
 
 def degrade_stack(stack: np.ndarray, degradation: Degradation, seed: int) -> np.ndarray:
@@ -109,7 +104,8 @@ def degrade_stack(stack: np.ndarray, degradation: Degradation, seed: int) -> np.
     out = kspace.degrade(
         data,
         degradation.scale,
-        mask=degradation.column_mask(stack.shape[-1], seed),
+        mask=degradation.draw_mask(stack.shape[-2:], seed),
+        mask_grid=degradation.mask.grid if degradation.mask is not None else "lr",
         noise_snr_db=degradation.noise_snr_db,
         generator=generator,
         magnitude=False,
@@ -188,8 +184,9 @@ def degrade_file(
     output_path: str | Path,
     degradation: Degradation,
     axis: object = None,
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Degrade ``input_path`` into ``output_path`` (written atomically); returns (input shape, output shape).
+) -> tuple[tuple[int, ...], tuple[int, ...], str | None]:
+    """Degrade ``input_path`` into ``output_path`` (written atomically); returns (input shape, output shape, the
+    :func:`medsr.data.masks.describe` line of the mask or ``None``).
 
     ``axis`` (3-D inputs only) is the slice axis; the planes perpendicular to it are degraded.
     """
@@ -202,8 +199,18 @@ def degrade_file(
     seed = degradation.seed if degradation.seed is not None else kspace.seed_from_name(src.name)
     planes = degrade_stack(stack, degradation, seed)
     out = planes[0] if data.ndim == 2 else np.moveaxis(planes, 0, stack_axis)
+    line, description, comment = None, None, None
+    if degradation.mask is not None:
+        plane = stack.shape[-2:]
+        lr_mask = masks.on_lr_grid(degradation.draw_mask(plane, seed), degradation.mask.grid, planes.shape[-2:])
+        line = masks.describe(lr_mask, degradation.mask, plane)
+        record = masks.metadata(lr_mask, degradation.mask)
+        description = (f"medsr: {record['kind']} mask, {degradation.mask.grid.upper()} grid, {record['sampled']}/"
+                       f"{record['size']} on LR, R {record['effective_acceleration']:.2f}")
+        comment = json.dumps({"medsr_degradation": {"scale": list(degradation.scale), "seed": seed, "mask": record}})
     if kind == "nifti":
-        write_volume(dst, out, nifti, resampled_affine(nifti.affine, data.shape, out.shape))
+        write_volume(dst, out, nifti, resampled_affine(nifti.affine, data.shape, out.shape), description=description,
+                     comment=comment)
     else:
         write_image(dst, _restore_dtype(out, data.dtype))
-    return tuple(data.shape), tuple(out.shape)
+    return tuple(data.shape), tuple(out.shape), line

@@ -37,18 +37,24 @@ def _read_mat(path: Path) -> np.ndarray:
     import scipy.io
 
     if h5py.is_hdf5(str(path)):  # MATLAB v7.3 files are HDF5
-        return _read_h5(path)
+        return _read_h5(path, matlab=True)
     content = scipy.io.loadmat(str(path))
     arrays = {k: v for k, v in content.items() if not k.startswith("__") and isinstance(v, np.ndarray)}
     return _single_array(arrays, path)
 
 
-def _read_h5(path: Path) -> np.ndarray:
+def _read_h5(path: Path, matlab: bool = False) -> np.ndarray:
+    """The one dataset of an HDF5 file; with ``matlab``, arrays that MATLAB wrote (``MATLAB_class`` attribute) are
+    transposed back from its column-major storage, so v7.3 files read like v5 ones."""
     import h5py
+
+    def keep(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            arrays[name] = obj[()].T if matlab and "MATLAB_class" in obj.attrs else obj[()]
 
     with h5py.File(path, "r") as f:
         arrays: dict[str, np.ndarray] = {}
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(keep)
     return _single_array(arrays, path)
 
 

@@ -82,8 +82,11 @@ def write_volume(
     data: np.ndarray,
     like: nib.Nifti1Image,
     affine: np.ndarray | None = None,
+    description: str | None = None,
+    comment: str | None = None,
 ) -> None:
-    """Write float32 ``data`` with ``like``'s header (codes, units) and ``affine``; atomic; slope/intercept reset."""
+    """Write float32 ``data`` with ``like``'s header (codes, units) and ``affine``; atomic; slope/intercept reset.
+    ``description`` replaces the header's (80 bytes at most); ``comment`` is added as a comment extension."""
     affine = like.affine if affine is None else affine
     header = like.header.copy()
     out = type(like)(np.asarray(data, dtype=np.float32), affine, header)
@@ -95,6 +98,10 @@ def write_volume(
     out.set_qform(affine, code=qcode)
     out.set_sform(affine, code=scode)
     out.header.set_xyzt_units(*like.header.get_xyzt_units())
+    if description is not None:
+        out.header["descrip"] = description.encode()[:80]
+    if comment is not None:
+        out.header.extensions.append(nib.nifti1.Nifti1Extension("comment", comment.encode()))
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
 

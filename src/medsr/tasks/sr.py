@@ -18,6 +18,7 @@ import torch
 
 from medsr.config import to_dict
 from medsr.data.datasets import ScaleBatchSampler, SRSliceDataset
+from medsr.data.masks import CONFIG_KEYS, parse_mask
 from medsr.data.mixture import PairMixture, parse_pair
 from medsr.data.scales import ChoiceScale, Curriculum, FixedScale
 from medsr.data.synth import SynthMixture, SynthSliceDataset
@@ -64,11 +65,15 @@ class SRTask(TrainingTask):
     def dataset(self, split: str, *, training: bool) -> Any:
         """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""
         d = self.cfg.data
+        mask = parse_mask(d.mask.type, d.mask.acceleration, d.mask.center_fraction, d.mask.grid, d.mask.file,
+                          CONFIG_KEYS)
+        if mask is not None and d.dataset == "synth":
+            raise InputError("data.mask", "generated items (data.dataset: synth) are not undersampled yet")
         pairs = [parse_pair(p) for p in d.pairs] if training and d.pairs else [(d.target, d.ref)]
         sets = [
             SRSliceDataset(d.root, split, target, ref=ref, n_adjacent=d.n_adjacent,
                            patch_size=d.patch_size if training else None, augment=d.augment and training,
-                           use_labels=d.use_labels)
+                           use_labels=d.use_labels, mask=mask)
             for target, ref in pairs
         ]
         real = sets[0] if len(sets) == 1 else PairMixture(sets)
