@@ -9,7 +9,10 @@ k-space. Volumes are degraded plane by plane: the planes perpendicular to --axis
 length is kept. --scale applies to both in-plane axes unless --scale-y sets the first in-plane axis (the rows of
 each plane) separately; an axis of N samples keeps round(N / scale). The undersampling mask drops columns
 (phase-encode lines along the second in-plane axis), is the same for every plane, and is seeded by --seed or else
-by the input file name. NIfTI outputs get the affine of the new grid (same field of view, centred)."""
+by the input file name. NIfTI outputs get the affine of the new grid (same field of view, centred).
+--slice-thickness instead simulates a thick-slice acquisition of a NIfTI volume along --axis: each new slice
+integrates the volume over a slice profile (gaussian with FWHM = thickness, or rect of width = thickness), and the
+slices are thickness + gap apart (mm, the voxel size from the header)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,14 +28,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "low-resolution image / noise std per real and imaginary part) = DB")
     parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")
     parser.add_argument("--axis", metavar="AXIS", help="slice axis of 3-D inputs (default: last)")
+    parser.add_argument("--slice-thickness", metavar="MM", help="simulate slices MM thick along --axis (NIfTI only; "
+                        "not with the k-space options)")
+    parser.add_argument("--slice-gap", metavar="MM", help="gap between simulated slices (default: 0)")
+    parser.add_argument("--profile", metavar="KIND", help="slice profile: gaussian (default) or rect")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from medsr.data.degrade import degrade_file, parse_degradation
 
+    if args.slice_thickness is not None or args.slice_gap is not None or args.profile is not None:
+        return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
                                     args.noise_snr, args.seed)
     before, after = degrade_file(args.input, args.output, degradation, axis=args.axis)
     print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}")
+    return 0
+
+
+def _thick(args: argparse.Namespace) -> int:
+    from medsr.data.thick import parse_thick_slices, thick_slice_file
+    from medsr.errors import require
+
+    require(args.slice_thickness is not None, "--slice-thickness", "is required with --slice-gap and --profile")
+    for flag in ("scale", "scale_y", "mask", "acceleration", "center_fraction", "noise_snr", "seed"):
+        require(getattr(args, flag) is None, f"--{flag.replace('_', '-')}",
+                "cannot be combined with --slice-thickness (run medsr degrade twice)")
+    spec = parse_thick_slices(args.slice_thickness, args.slice_gap, args.profile)
+    before, after = thick_slice_file(args.input, args.output, spec, axis=args.axis)
+    print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))} "
+          f"({spec.profile} slices {spec.thickness:g} mm thick, {spec.spacing:g} mm apart)")
     return 0
