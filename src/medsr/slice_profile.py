@@ -25,6 +25,7 @@ data.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -70,3 +71,17 @@ def thick_slices(volume: np.ndarray, axis: int, thickness: float, spacing: float
     dtype = np.result_type(volume.dtype, np.float32)
     out = np.tensordot(weights.astype(dtype), np.moveaxis(volume, axis, 0), axes=1)
     return np.ascontiguousarray(np.moveaxis(out, 0, axis))
+
+
+@dataclass(frozen=True)
+class SliceProfile:
+    """An acquisition's slices relative to their spacing: ``thickness`` = FWHM / spacing (1: contiguous slices,
+    below 1: a gap between them) and the profile ``kind``."""
+
+    thickness: float = 1.0
+    kind: str = "gaussian"
+
+    def coarsen(self, volume: np.ndarray, axis: int, factor: float) -> np.ndarray:
+        """The acquisition of ``volume`` with slices ``factor`` voxels apart along ``axis``, this profile's
+        thickness relative to that spacing."""
+        return thick_slices(volume, axis, factor * self.thickness, factor, self.kind)
