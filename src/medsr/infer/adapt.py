@@ -53,7 +53,7 @@ class AdaptOptions:
     steps: int = 5000
     batch_size: int = 4
     patch: int = 48
-    lr: float = 1e-4
+    lr: float = 3e-4
     seed: int = 0
     progress: bool = True
 

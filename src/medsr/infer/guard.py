@@ -82,8 +82,9 @@ class Guarded:
             self.save()
         if self.test_seconds is None:
             return []
-        return [f"self-test took {self.test_seconds:.1f} s, {100 * self.test_seconds / max(inference_seconds, 1e-9):.0f}% "
-                f"of the inference time ({inference_seconds:.1f} s)"]
+        share = 100 * self.test_seconds / max(inference_seconds, 1e-9)
+        return [f"self-test took {self.test_seconds:.1f} s, {share:.0f}% of the inference time "
+                f"({inference_seconds:.1f} s)"]
 
 
 def _profile(guards: Safeguards, voxel_z: float) -> SliceProfile:
