@@ -40,7 +40,7 @@ def inputs(size: int, scale: int, device: str | torch.device) -> tuple[torch.Ten
 
 
 def supports(model: torch.nn.Module, scale: int) -> bool:
-    fixed = getattr(model, "fixed_scales", None)
+    fixed = model.fixed_scales
     return fixed is None or scale in fixed
 
 

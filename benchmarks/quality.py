@@ -9,7 +9,7 @@ Protocol
   (``medsr train``).
 * Ablations: ``sakg`` without the semantic embedding, without slice attention, without the scale-conditioned
   decoder, and single-contrast (trained and tested with no reference).
-* Test: the test split's whole volumes (``medsr.engine.evaluation``) at 1.5, 2, 2.5, 3, 4 (in distribution)
+* Test: the test split's whole volumes (``medsr.evaluation.scores``) at 1.5, 2, 2.5, 3, 4 (in distribution)
   and 6, 8 (out of distribution), with an HR reference, an LR reference at the target's scale, and none.
 * Downstream: a UNet trained on HR T2 slices and labels (``configs/unet.yaml``), frozen, segments HR and each
   method's output (HR reference); Dice per tissue per volume against the labels.
@@ -90,10 +90,9 @@ def run_configs(data: Path, steps: int | None, unet_steps: int | None) -> dict[s
 
 def ref_modes(name: str, cfg: dict[str, Any]) -> list[str]:
     """Reference modes a method is tested with: all three for multi-contrast models, HR only for the ablations."""
-    import medsr.models  # noqa: F401
     from medsr.registry import MODELS
 
-    multi = cfg["data"]["ref"] is not None and getattr(MODELS.get(cfg["model"]["type"]), "uses_ref", False)
+    multi = cfg["data"]["ref"] is not None and MODELS.get(cfg["model"]["type"]).uses_ref
     return ["none"] if not multi else ["hr"] if name in ABLATIONS else ["hr", "lr", "none"]
 
 
@@ -108,12 +107,13 @@ def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float]
                 scales: tuple[float, ...]) -> list[dict[str, Any]]:
     """PSNR/SSIM rows (mean and std over test volumes) for every scale and reference mode."""
     from medsr.engine import evaluation
+    from medsr.evaluation.scores import evaluate_scale, moments, summarise
 
     rows = []
     for ref in modes:
         for scale in scales:
-            scores, _ = evaluation.evaluate_scale(model, dataset, scale, ref)
-            s = evaluation.summarise(evaluation.moments(scores))
+            scores, _ = evaluate_scale(model, dataset, scale, ref)
+            s = summarise(moments(scores))
             rows.append({"scale": scale, "ref": ref, "psnr": s.psnr, "psnr_std": s.psnr_std, "ssim": s.ssim,
                          "ssim_std": s.ssim_std, "n_volumes": s.n_volumes,
                          "ood": evaluation.is_ood(scale, trained)})
@@ -180,8 +180,8 @@ def downstream_dice(work: Path, data: Path, methods: list[str]) -> dict[str, Any
     import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import eval_specs
-    from medsr.engine.evaluation import predict_volumes
-    from medsr.engine.segmentation import dice_per_class, segment
+    from medsr.evaluation.scores import predict_volumes
+    from medsr.tasks.segmentation import dice_per_class, segment
     from medsr.registry import MODELS
 
     unet, _ = build_from_weights(work / "runs" / "unet" / "weights.pth")
@@ -220,7 +220,7 @@ def figure(work: Path, out: Path, data: Path, scale: float = 4.0) -> Path:
     import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import eval_specs
-    from medsr.engine.evaluation import collate
+    from medsr.evaluation.scores import collate
     from medsr.registry import MODELS
     from medsr.viz import comparison_figure
 
@@ -302,7 +302,7 @@ def checks(records: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def protocol(configs: dict[str, dict[str, Any]], data: Path) -> dict[str, Any]:
-    from medsr.engine.evaluation import PROTOCOL
+    from medsr.evaluation.scores import PROTOCOL
 
     base = configs["sakg"]
     return {

@@ -1,7 +1,7 @@
 """The shipped ``sakg`` weights on every contrast pair of the embedded MNI test split, against bicubic and
 zero-filling: each of T1/T2/PD as target, with each other contrast as HR reference, and with no reference.
 
-Protocol: ``medsr.engine.evaluation`` (whole test volumes, PSNR/SSIM per volume, data range of the HR volume).
+Protocol: ``medsr.evaluation.scores`` (whole test volumes, PSNR/SSIM per volume, data range of the HR volume).
 
     python benchmarks/shipped.py [--weights src/medsr/weights/sakg_mni.pth] [--data data/mni] [--scales 2,4]
                                  [--out benchmarks/results/shipped]
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import SRSliceDataset
     from medsr.data.embedded import ensure_mni
-    from medsr.engine import evaluation
+    from medsr.evaluation import scores as evaluation
     from medsr.io.atomic import atomic_path
     from medsr.metrics.report import protocol_header
     from medsr.registry import MODELS

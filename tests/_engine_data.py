@@ -23,14 +23,15 @@ def smooth_volume(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.n
     return vol
 
 
-def write_store(root: Path, shape: tuple[int, int, int] = (3, 24, 24), seed: int = 0) -> Path:
-    """Five subjects (three train, one val, one test) with contrasts T1 and T2 and labels."""
+def write_store(root: Path, shape: tuple[int, int, int] = (3, 24, 24), seed: int = 0, labels: bool = True) -> Path:
+    """Five subjects (three train, one val, one test) with contrasts T1 and T2 and (unless ``labels`` is False)
+    labels."""
     rng = np.random.default_rng(seed)
     writer = StoreWriter(root, ["T1", "T2"], {0: "background", 1: "tissue"})
     sids = [f"s{i}" for i in range(5)]
     for sid in sids:
         t2 = smooth_volume(rng, shape)
-        writer.add_subject(sid, {"T1": 1.5 - t2, "T2": t2}, labels=(t2 > 0.5).astype(np.uint8))
+        writer.add_subject(sid, {"T1": 1.5 - t2, "T2": t2}, labels=(t2 > 0.5).astype(np.uint8) if labels else None)
     writer.finish("tiny", {"train": sids[:3], "val": sids[3:4], "test": sids[4:]}, {})
     return root
 

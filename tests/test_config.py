@@ -58,8 +58,8 @@ def test_cli_reports_unknown_key_in_one_line(tmp_path, capsys):
 
 
 def test_config_hash_ignores_name_and_tracks_content(tmp_path):
-    a = load_config(_yaml(tmp_path, "seed: 1\n", "a.yaml"))
-    b = load_config(_yaml(tmp_path, "seed: 1\n", "b.yaml"))
+    a = load_config(_yaml(tmp_path, "seed: 1\nmodel: {type: liif}\n", "a.yaml"))
+    b = load_config(_yaml(tmp_path, "seed: 1\nmodel: {type: liif}\n", "b.yaml"))
     assert a.name != b.name and config_hash(a) == config_hash(b)
     assert config_hash(load_config(None, ["seed=2"])) != config_hash(a)
 

@@ -179,8 +179,7 @@ def test_parse_degradation_values():
 
 @pytest.mark.parametrize("flags,flag", [
     (["--scale", "0.5"], "--scale"), (["--scale", "20"], "--scale"), (["--scale", "abc"], "--scale"),
-    (["--scale", "2", "--scale-y", "1"], "--scale-y"), (["--mask", "random", "--acceleration", "0.5"],
-                                                       "--acceleration"),
+    (["--mask", "random", "--acceleration", "0.5"], "--acceleration"),
     (["--mask", "equispaced", "--acceleration", "4", "--center-fraction", "1.5"], "--center-fraction"),
     (["--scale", "2", "--axis", "3"], "--axis"), (["--scale", "2", "--axis", "x"], "--axis"),
     (["--seed", "1"], "--scale"),

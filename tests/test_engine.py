@@ -11,7 +11,7 @@ from _engine_data import write_config, write_store
 
 from medsr.checkpoint import build_from_weights, load_weights
 from medsr.cli import main
-from medsr.engine.module import EMA, freeze, lr_factor
+from medsr.tasks.base import EMA, freeze, lr_factor
 from medsr.registry import LOSSES
 
 
@@ -115,7 +115,7 @@ def test_gan_mode_counts_batches_not_optimizer_steps(store, tmp_path):
     run = tmp_path / "runs" / "gan"
     assert load_weights(run / "weights.pth")["meta"]["steps"] == 4
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert any(k.startswith("discriminator.") for k in ckpt["state_dict"])
+    assert any(k.startswith("adversary.discriminator.") for k in ckpt["state_dict"])
     assert len(ckpt["optimizer_states"]) == 2
     assert ckpt["optimizer_states"][1]["state"], "the discriminator was never updated"
 

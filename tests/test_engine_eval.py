@@ -16,6 +16,8 @@ from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.engine import evaluation
 from medsr.engine.demo import run_demo, verdict
+from medsr.engine.evaluation import BASELINES, TestSetup, run_test
+from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample
 
 
@@ -29,19 +31,21 @@ def trained(tmp_path_factory):
 
 
 def _scores(values):
-    return [evaluation.VolumeScore(f"s{i}", p, q, 1.0) for i, (p, q) in enumerate(values)]
+    return [volume_eval.VolumeScore(f"s{i}", p, q, 1.0) for i, (p, q) in enumerate(values)]
 
 
 def test_moments_reduce_exactly_across_shards():
     rng = np.random.default_rng(0)
     values = list(zip(rng.uniform(20, 40, 7), rng.uniform(0.5, 1, 7)))
-    shards = evaluation.moments(_scores(values[:3])) + evaluation.moments(_scores(values[3:]))
-    s = evaluation.summarise(shards)
+    shards = volume_eval.moments(_scores(values[:3])) + volume_eval.moments(_scores(values[3:]))
+    s = volume_eval.summarise(shards)
     p, q = np.array(values).T
     assert s.n_volumes == 7
-    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std())
-    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std())
-    assert math.isnan(evaluation.summarise(evaluation.moments([])).psnr)
+    assert s.psnr == pytest.approx(p.mean()) and s.psnr_std == pytest.approx(p.std(ddof=1))
+    assert s.ssim == pytest.approx(q.mean()) and s.ssim_std == pytest.approx(q.std(ddof=1))
+    assert math.isnan(volume_eval.summarise(volume_eval.moments([])).psnr)
+    one = volume_eval.summarise(volume_eval.moments(_scores(values[:1])))
+    assert one.psnr == pytest.approx(p[0]) and math.isnan(one.psnr_std)
 
 
 def test_volume_score_follows_the_protocol():
@@ -50,7 +54,7 @@ def test_volume_score_follows_the_protocol():
     rng = np.random.default_rng(1)
     hr = rng.uniform(0, 1.3, (3, 20, 20))
     sr = hr + rng.normal(0, 0.05, hr.shape)
-    score = evaluation.volume_score("x", torch.from_numpy(sr), torch.from_numpy(hr))
+    score = volume_eval.volume_score("x", torch.from_numpy(sr), torch.from_numpy(hr))
     rng_ = hr.max() - hr.min()
     assert score.data_range == pytest.approx(rng_)
     assert score.psnr == pytest.approx(10 * np.log10(rng_**2 / ((sr - hr) ** 2).mean()))
@@ -65,7 +69,7 @@ def test_evaluate_scale_matches_an_independent_bicubic_computation(trained):
 
     store, _ = trained
     dataset = SRSliceDataset(store, "test", "T2", use_labels=False)
-    scores, sample = evaluation.evaluate_scale(MODELS.build({"type": "bicubic"}), dataset, 2.5, "none",
+    scores, sample = volume_eval.evaluate_scale(MODELS.build({"type": "bicubic"}), dataset, 2.5, "none",
                                                batch_size=3)
     vol = SliceStore(store).volume("s4", "T2")
     lr = torch.from_numpy(downsample(vol, 2.5))[:, None]
@@ -155,11 +159,13 @@ def test_demo_trains_tests_and_reports(mni_store, tmp_path, capsys):
     }))
     out = tmp_path / "runs" / "demo"
     out.mkdir(parents=True)
+    (out / "config.yaml").write_text("name: demo\n")  # an earlier demo's run folder: replaced
     (out / "old.txt").write_text("from an earlier demo")
     report = run_demo(0.5, mni_store, out, config=cfg, scales=(1.5, 4.0))
     assert "replacing" in capsys.readouterr().out and not (out / "old.txt").exists()
     text = report.read_text()
     assert report == out / "report.md" and (out / "comparison.png").stat().st_size > 1000
     assert "| x1.5 | liif |" in text and "| x4 | zerofill |" in text and "data_range" in text
-    assert "liif beats" in text or "liif does not beat" in text
+    again, _ = run_test(TestSetup(out / "weights.pth", mni_store, (1.5, 4.0), "hr"))  # deterministic: same numbers
+    assert verdict(again["results"], "liif", BASELINES) in text.splitlines()
     assert (out / "weights.pth").is_file()

@@ -12,7 +12,8 @@ import medsr.models  # noqa: F401
 from medsr.checkpoint import save_weights
 from medsr.kspace import fft2c, ifft2c, pad_kspace
 from medsr.losses import WeightedSum
-from medsr.losses.gan import AdversarialLoss, PatchDiscriminator
+from medsr.losses.gan import AdversarialLoss
+from medsr.models.discriminator import PatchDiscriminator
 from medsr.registry import LOSSES, MODELS
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from medsr.kspace import downsample
 from medsr.models.base import SRModel, bicubic_upsample, make_cell, make_coord
+from medsr.errors import InputError
 from medsr.models.blocks import RDNEncoder, EDSREncoder, SineLayer, build_encoder, local_samples, query_features
 from medsr.registry import MODELS
 
@@ -108,8 +109,10 @@ def test_encoders_keep_resolution_and_declare_width(encoder):
 
 def test_build_encoder_rejects_unknown_type():
     assert isinstance(build_encoder({"type": "edsr", "n_feats": 4, "n_blocks": 1}), EDSREncoder)
-    with pytest.raises(ValueError, match="unknown encoder"):
+    with pytest.raises(InputError, match="unknown model 'encoder/swin'"):
         build_encoder({"type": "swin"})
+    with pytest.raises(InputError, match="encoder/edsr.*n_feets"):
+        build_encoder({"type": "edsr", "n_feets": 4})
 
 
 def test_sine_layer_siren_initialisation():

@@ -1,9 +1,9 @@
-"""World-coordinate resampling between grids (medsr.infer.resample)."""
+"""World-coordinate resampling between grids (medsr.resample)."""
 
 import numpy as np
 import pytest
 
-from medsr.infer.resample import overlap_fraction, resample_to_grid
+from medsr.resample import overlap_fraction, resample_to_grid
 
 
 def _smooth_volume(shape, affine):

@@ -54,7 +54,7 @@ def test_forward_backward_shapes(flags: dict, ref_size: tuple[int, int] | None) 
     model = activate(build(**flags)).train()
     lr = inputs().requires_grad_(True)
     ref = None if ref_size is None else torch.rand(2, 1, *ref_size)
-    out = model(lr, OUT_SIZE, ref)
+    out = model(lr, OUT_SIZE, ref).image
     assert out.shape == (2, 1, *OUT_SIZE)
     out.square().mean().backward()
     assert torch.isfinite(lr.grad).all() and lr.grad.abs().sum() > 0
@@ -115,37 +115,63 @@ def test_band_split_learns_the_band_only_at_lr_resolution() -> None:
         assert downsample(plain(lr, OUT_SIZE, ref) - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
 
 
+def test_without_in_band_correction_the_band_is_the_input_whatever_the_weights() -> None:
+    lr, ref = inputs(), torch.rand(2, 1, *OUT_SIZE)
+    model = activate(build(in_band_correction=False)).eval()
+    assert model.lr_correction is None
+    for p in model.parameters():  # any weights at all: the band still cannot move
+        torch.nn.init.normal_(p, std=0.3)
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+        base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+        assert (out - base).abs().max() > 1e-3
+        assert downsample(out - base, size=LR_SIZE, magnitude=False).abs().max() < 1e-4
+
+
 def test_semantic_aux_logits_and_loss() -> None:
+    """A training forward returns the semantic logits in its output (no state kept on the model); the loss reads
+    them from that output, and an eval forward returns the image alone."""
+    from medsr.losses import WeightedSum
+    from medsr.models.base import ModelOutput
+
     model = build().train()
     loss = LOSSES.build({"type": "sakg_semantic"})
-    loss.attach(model)
     hr = torch.rand(2, 1, *OUT_SIZE)
     label = torch.randint(0, 4, (2, *OUT_SIZE))
-    sr = model(inputs(), OUT_SIZE, None)
-    assert model.last_aux.shape == (2, 4, *LR_SIZE)
-    value = loss(sr, hr, {"label": label})
-    assert model.last_aux is None  # consumed
+    out = model(inputs(), OUT_SIZE, None)
+    assert isinstance(out, ModelOutput) and out.image.shape == (2, 1, *OUT_SIZE)
+    assert set(out.aux) == {"semantic"} and out.aux["semantic"].shape == (2, 4, *LR_SIZE)
+    assert not any(isinstance(v, torch.Tensor) and v.requires_grad for v in vars(model).values())
+    value = loss(out, hr, {"label": label})
     value.backward()
     assert model.semantic.head[0].weight.grad.abs().sum() > 0
     assert value.item() > 0
+    total, terms = WeightedSum([{"type": "l1"}, {"type": "sakg_semantic", "weight": 0.5}])(out, hr, {"label": label})
+    assert terms["sakg_semantic"].item() == pytest.approx(value.item())
+    assert total.item() == pytest.approx((out.image - hr).abs().mean().item() + 0.5 * value.item())
 
-    sr = model(inputs(), OUT_SIZE, None)
     with pytest.raises(ValueError, match="labels"):
-        loss(sr, hr, {})
+        loss(model(inputs(), OUT_SIZE, None), hr, {})
     model.eval()
     with torch.no_grad():
-        model(inputs(), OUT_SIZE, None)
-    assert model.last_aux is None
+        image = model(inputs(), OUT_SIZE, None)
+    assert isinstance(image, torch.Tensor) and image.shape == (2, 1, *OUT_SIZE)
+    with pytest.raises(ValueError, match="training forward"):
+        loss(image, hr, {"label": label})
 
 
 def test_semantic_loss_is_zero_without_semantic_component() -> None:
+    from medsr.losses import WeightedSum
+
     model = build(semantic=False).train()
     loss = LOSSES.build({"type": "sakg_semantic"})
-    loss.attach(model)
-    sr = model(inputs(), OUT_SIZE, None)
-    assert loss(sr, sr, {"label": torch.zeros(2, *OUT_SIZE, dtype=torch.long)}).item() == 0.0
+    out = model(inputs(), OUT_SIZE, None)
+    assert out.aux == {}
+    assert loss(out, out.image, {"label": torch.zeros(2, *OUT_SIZE, dtype=torch.long)}).item() == 0.0
+    terms = WeightedSum([{"type": "l1"}, {"type": "sakg_semantic"}])
+    terms.check(model)
     with pytest.raises(ValueError, match="semantic logits"):
-        loss.attach(MODELS.build({"type": "bicubic"}))
+        terms.check(MODELS.build({"type": "bicubic"}))
 
 
 def test_scale_conditioning_reads_the_reference_resolution() -> None:

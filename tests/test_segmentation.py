@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from _engine_data import write_store
 
 import medsr.losses  # noqa: F401  (registers the losses)
 import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
 from medsr.config import load_config
-from medsr.engine.segmentation import dice_per_class
+from medsr.tasks.segmentation import dice_per_class
 from medsr.errors import InputError
 from medsr.registry import LOSSES, MODELS
 
@@ -41,11 +43,12 @@ def test_segmentation_losses() -> None:
     perfect = 50.0 * torch.nn.functional.one_hot(label, 4).permute(0, 3, 1, 2).float()
     batch = {"label": label}
     dice, ce = LOSSES.build({"type": "dice"}), LOSSES.build({"type": "cross_entropy"})
-    assert dice(perfect, None, batch).item() < 1e-3 and ce(perfect, None, batch).item() < 1e-3
+    assert dice(perfect, label, batch).item() < 1e-3 and ce(perfect, label, batch).item() < 1e-3
     wrong = perfect.roll(1, dims=1)
-    assert dice(wrong, None, batch).item() > 0.9 and ce(wrong, None, batch).item() > 10
-    with pytest.raises(ValueError, match="labels"):
-        dice(perfect, None, {})
+    assert dice(wrong, label, batch).item() > 0.9 and ce(wrong, label, batch).item() > 10
+    for loss in (dice, ce):
+        with pytest.raises(ValueError, match="labels"):
+            loss(perfect, None, batch)
 
 
 def test_seg_perceptual_layers_and_type_check(unet_weights: Path, tmp_path: Path) -> None:
@@ -64,7 +67,7 @@ def test_seg_perceptual_layers_and_type_check(unet_weights: Path, tmp_path: Path
 
 
 def test_frozen_unet_stays_frozen(unet_weights: Path, tmp_path: Path) -> None:
-    from medsr.engine.module import SRModule
+    from medsr.tasks.sr import SRTask
 
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -72,11 +75,11 @@ def test_frozen_unet_stays_frozen(unet_weights: Path, tmp_path: Path) -> None:
         f"loss: [{{type: l1}}, {{type: seg_perceptual, weight: 10, weights: '{unet_weights}'}}]\n"
     )
     cfg = load_config(config)
-    module = SRModule(cfg)
+    module = SRTask(cfg)
     unet = module.criterion.terms[1].net
     frozen = {k: v.clone() for k, v in unet.state_dict().items()}
     assert not any(p.requires_grad for p in unet.parameters())
-    optimizer = module.configure_optimizers()["optimizer"]
+    optimizer = module.configure_optimizers()[0][0]
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert not in_optimizer & {id(p) for p in unet.parameters()}
     assert not any(k.startswith("criterion") for k in module.state_dict())
@@ -107,8 +110,33 @@ def test_train_segmentation_task(mni_store: Path, tmp_path: Path, capsys: pytest
     assert "dice_GM" in log and "dice_WM" in log
 
 
-def test_segmentation_task_needs_labels(mni_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    status = main(["train", str(CONFIGS / "unet.yaml"), f"data.root={mni_store}", f"logging.runs_dir={tmp_path}",
-                   "data.use_labels=false", "--name", "nolabels"])
-    assert status == 2
-    assert "data.use_labels" in capsys.readouterr().err
+def test_segmentation_task_needs_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = write_store(tmp_path / "nolabels_store", labels=False)
+    status = main(["train", str(CONFIGS / "unet.yaml"), f"data.root={store}", f"logging.runs_dir={tmp_path}",
+                   "data.embedded=null", "--name", "nolabels"])
+    err = capsys.readouterr().err
+    assert status == 2 and "has no labels" in err and str(store) in err and "Traceback" not in err
+    assert not (tmp_path / "nolabels").exists(), "a data error must leave no run directory"
+
+
+def test_segmentation_items_are_images_and_labels_without_degradation(mni_store: Path) -> None:
+    """Items are the stored slice and its labels, cropped at a seeded position and flipped alike: no k-space."""
+    from medsr.data.datasets import ItemSpec
+    from medsr.data.labelled import LabelledSliceDataset
+
+    whole = LabelledSliceDataset(mni_store, "train", "T2")
+    sid, z = whole.items[5]
+    item = whole[ItemSpec(5, seed=0)]
+    assert set(item) == {"image", "label", "norm", "key"} and item["key"] == f"{sid}:{z}"
+    assert torch.equal(item["image"][0], torch.from_numpy(whole.store.slices(sid, "T2", z)))
+    assert torch.equal(item["label"], torch.from_numpy(whole.store.slices(sid, "label", z)).long())
+    patches = LabelledSliceDataset(mni_store, "train", "T2", patch_size=16, augment=True)
+    a, b = patches[ItemSpec(5, seed=3)], patches[ItemSpec(5, seed=3)]
+    assert a["image"].shape == (1, 16, 16) and a["label"].shape == (16, 16)
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    image, label = item["image"][0].numpy(), item["label"].numpy()
+    found = [(y, x) for y in range(image.shape[0] - 15) for x in range(image.shape[1] - 15)
+             if any(np.array_equal(np.rot90(f(image[y:y + 16, x:x + 16]), k), a["image"][0].numpy())
+                    and np.array_equal(np.rot90(f(label[y:y + 16, x:x + 16]), k), a["label"].numpy())
+                    for k in range(4) for f in (lambda m: m, np.fliplr, np.flipud, lambda m: m[::-1, ::-1]))]
+    assert found, "the patch is not a flipped/rotated crop of the stored slice"

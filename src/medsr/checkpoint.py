@@ -3,6 +3,7 @@ normalised), loadable with ``torch.load(weights_only=True)`` so a file alone reb
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,21 +45,64 @@ def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
         raise InputError(path, f"not a readable {kind} file ({type(err).__name__})") from None
 
 
+TASKS = ("sr", "segmentation")
+
+
 def load_weights(path: str | Path) -> dict[str, Any]:
-    """Read a medsr weights file safely; every failure names the file."""
+    """Read a medsr weights file safely and check its ``meta`` (:func:`check_meta`); every failure names it."""
     payload = read_torch_file(path)
-    if not isinstance(payload, dict) or not {"params", "meta"} <= payload.keys() or "model" not in payload["meta"]:
+    if (not isinstance(payload, dict) or not {"params", "meta"} <= payload.keys()
+            or not isinstance(payload["meta"], dict) or "model" not in payload["meta"]):
         raise InputError(path, "not a medsr weights file (needs params and meta.model)")
+    check_meta(path, payload["meta"])
     return payload
 
 
-def build_from_weights(path: str | Path, ema: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model a weights file describes, load its (EMA) parameters, return it in eval mode with meta."""
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
+    """The one check of a weights file's ``meta``: the model spec (a mapping whose ``type`` this medsr knows),
+    ``task``, ``n_adjacent`` (an integer >= 0), ``norm`` (a mapping with a percentile in (0, 100]) and
+    ``scales`` (``[low, high]`` with 1 <= low <= high)."""
     import medsr.models  # noqa: F401  (registers the architectures)
 
+    spec = meta["model"]
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
+        raise InputError(path, f"meta.model must be a spec with a 'type', got {spec!r}")
+    if spec["type"] not in MODELS:
+        raise InputError(path, f"meta.model: unknown model type {spec['type']!r} (written by a newer medsr? known: "
+                         f"{', '.join(MODELS.names())})")
+    if meta.get("task", "sr") not in TASKS:
+        raise InputError(path, f"meta.task: unknown task {meta.get('task')!r} (known: {', '.join(TASKS)})")
+    n_adjacent = meta.get("n_adjacent", 0)
+    if n_adjacent is not None and not (isinstance(n_adjacent, int) and not isinstance(n_adjacent, bool)
+                                       and n_adjacent >= 0):
+        raise InputError(path, f"meta.n_adjacent must be an integer >= 0, got {n_adjacent!r}")
+    norm = meta.get("norm")
+    if norm is not None and not (isinstance(norm, Mapping) and _number(norm.get("percentile", 100))
+                                 and 0 < norm.get("percentile", 100) <= 100):
+        raise InputError(path, f"meta.norm must be a mapping with a percentile in (0, 100], got {norm!r}")
+    scales = meta.get("scales")
+    if scales is not None and not (isinstance(scales, (list, tuple)) and len(scales) == 2
+                                   and all(_number(s) for s in scales) and 1 <= scales[0] <= scales[1]):
+        raise InputError(path, f"meta.scales must be [low, high] with 1 <= low <= high, got {scales!r}")
+
+
+def build_from_weights(path: str | Path, ema: bool = True, task: str | None = None
+                       ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model a weights file describes, load its (EMA) parameters, return it in eval mode with meta.
+    ``task`` (``"sr"``, ``"segmentation"``) refuses weights trained for another task."""
     payload = load_weights(path)
     meta = payload["meta"]
-    model = MODELS.build(meta["model"])
+    if task is not None and meta.get("task", "sr") != task:
+        raise InputError(path, f"holds {meta.get('task')} weights ({meta['model']['type']}); this command needs "
+                         f"{task} weights")
+    try:
+        model = MODELS.build(meta["model"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise InputError(path, f"meta.model {dict(meta['model'])}: cannot build it ({err})") from None
     state = payload.get("params_ema") if ema and payload.get("params_ema") else payload["params"]
     try:
         model.load_state_dict(state)

@@ -7,15 +7,23 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import medsr
 from medsr import commands
 from medsr.errors import InputError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line ``medsr: error: ...``, exit status 2, no usage block
+    (``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"medsr: error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medsr", description="Medical image restoration research toolkit.")
+    parser = Parser(prog="medsr", description="Medical image restoration research toolkit.")
     parser.add_argument("--version", action="version", version=f"medsr {medsr.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -25,7 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all("=" in e for e in extra):
+        args.overrides += extra  # KEY=VALUE overrides given after a flag (medsr train CFG --resume a.b=1)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -37,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         print(f"medsr: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("medsr: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"medsr: interrupted{f': {err}' if str(err) else ''}", file=sys.stderr)
         return 130
     return int(result or 0)

@@ -24,12 +24,38 @@ def _default_curriculum() -> list[dict[str, Any]]:
 
 
 @dataclass
+class SynthConfig:
+    """Domain-randomised training data (``data.dataset: synth``, :mod:`medsr.data.synth`). ``real_fraction``:
+    share of items taken from the real store instead; ``procedural_fraction``: share of synthetic items drawn
+    from procedural label maps (the rest from the store's train-split tissue labels); ``region``: side (HR
+    pixels) of the smallest generated field of view; ranges are ``[low, high]`` of uniform draws."""
+
+    real_fraction: float = 0.2
+    procedural_fraction: float = 0.3
+    region: int = 64
+    snr_db: List[float] = field(default_factory=lambda: [15.0, 40.0])
+    rotation_deg: float = 20.0
+    zoom: List[float] = field(default_factory=lambda: [0.75, 1.4])
+    shear: float = 0.08
+    elastic_px: float = 3.0
+    bias: float = 0.35
+    gamma_std: float = 0.3
+    texture: float = 0.15
+    pv_sigma: List[float] = field(default_factory=lambda: [0.3, 1.0])
+    head_layers: float = 0.6
+    zero_background: float = 0.3
+    hr_blur: float = 0.1
+
+
+@dataclass
 class DataConfig:
     """Slice store, contrasts and sampling. ``patch_size`` is the LR patch side (None: whole slices).
     ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing. ``pairs``
     (``["T2:T1", "T1:PD", ...]``, TARGET:REF) trains on all of them mixed (``medsr.data.mixture``); validation
-    keeps ``target``/``ref``."""
+    keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
+    store's (validation stays on the store)."""
 
+    dataset: str = "store"
     root: str = "data/mni"
     embedded: Optional[str] = None
     target: str = "T2"
@@ -44,6 +70,7 @@ class DataConfig:
     val_split: str = "val"
     curriculum: List[Dict[str, Any]] = field(default_factory=_default_curriculum)
     pairs: List[str] = field(default_factory=list)
+    synth: SynthConfig = field(default_factory=SynthConfig)
 
 
 @dataclass
@@ -71,7 +98,9 @@ class GanConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and the Lightning trainer. ``ema`` is the EMA decay (0 = off)."""
+    """Optimisation and the Lightning trainer. ``ema`` is the EMA decay (0 = off). ``max_minutes`` bounds the
+    training steps of one invocation (a resumed run gets a fresh budget); the final validation and the export
+    of ``weights.pth`` come after it and are not counted."""
 
     steps: int = 1000
     lr: float = 2e-4
@@ -136,6 +165,7 @@ CHOICES = {
     "train.gan.loss": ("lsgan", "vanilla", "hinge"),
     "val.ref": ("hr", "lr", "none"),
     "data.embedded": (None, "mni"),
+    "data.dataset": ("store", "synth"),
 }
 
 
@@ -157,9 +187,50 @@ def _validate(cfg: RunConfig, source: str | Path) -> None:
         raise InputError(source, f"train.ema: decay must be in [0, 1), got {cfg.train.ema}")
     if "type" not in cfg.model:
         raise InputError(source, "model: needs a 'type'")
+    _validate_numbers(cfg, source)
     for i, term in enumerate(cfg.loss):
         if "type" not in term:
             raise InputError(source, f"loss[{i}]: needs a 'type'")
+
+
+def _validate_numbers(cfg: RunConfig, source: str | Path) -> None:
+    """Learning rates, seed, time budget, validation scales and the model's numeric arguments."""
+    import math
+
+    from medsr.kspace import check_scale
+
+    for key in ("train.lr", "train.gan.d_lr"):
+        value = OmegaConf.select(cfg, key)
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(source, f"{key}: must be a positive number, got {value}")
+    if not 0 <= cfg.seed < 2**32:
+        raise InputError(source, f"seed: must be in [0, 2^32), got {cfg.seed}")
+    minutes = cfg.train.max_minutes
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise InputError(source, f"train.max_minutes: must be a positive number of minutes or null, got {minutes}")
+    if not cfg.val.scales:
+        raise InputError(source, "val.scales: needs at least one scale")
+    try:
+        for i, scale in enumerate(cfg.val.scales):
+            check_scale(scale, f"val.scales[{i}]")
+        if cfg.val.ref_scale is not None:
+            check_scale(cfg.val.ref_scale, "val.ref_scale")
+    except ValueError as err:
+        raise InputError(source, str(err)) from None
+    if cfg.data.n_adjacent < 0:
+        raise InputError(source, f"data.n_adjacent: must not be negative, got {cfg.data.n_adjacent}")
+    for key, value in _numbers(OmegaConf.to_container(cfg.model), "model"):
+        if value < 0 or not math.isfinite(value):
+            raise InputError(source, f"{key}: must be a non-negative finite number, got {value}")
+
+
+def _numbers(spec: Any, where: str) -> list[tuple[str, float]]:
+    """``(key, value)`` for every number inside a nested spec (booleans excluded)."""
+    if isinstance(spec, dict):
+        return [item for k, v in spec.items() for item in _numbers(v, f"{where}.{k}")]
+    if isinstance(spec, list):
+        return [item for i, v in enumerate(spec) for item in _numbers(v, f"{where}[{i}]")]
+    return [(where, float(spec))] if isinstance(spec, (int, float)) and not isinstance(spec, bool) else []
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -181,6 +252,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
             raise InputError(source, f"not a readable YAML mapping ({type(err).__name__}: {err})") from None
         if not isinstance(layers[-1], DictConfig):
             raise InputError(source, "must be a YAML mapping")
+
     try:
         cfg = OmegaConf.merge(schema, *layers)
     except OmegaConfBaseException as err:
@@ -193,6 +265,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
     except OmegaConfBaseException as err:
         raise _omegaconf_error("override", err) from None
     _validate(cfg, source)
+    if layers and "model" not in layers[-1] and not any(o.startswith("model") for o in overrides):
+        raise InputError(source, "sets no model (e.g. model: {type: edsr}); see configs/")
     return cfg
 
 

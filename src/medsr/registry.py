@@ -1,18 +1,25 @@
 """A tiny explicit registry: ``@MODELS.register("edsr")`` and ``MODELS.build({"type": "edsr", ...})``.
 
 Idea after LIIF's ``models.py``: a spec ``{type, **args}`` builds any object, and checkpoints store the spec.
+Each registry names the package whose modules register into it and imports that package the first time it is
+asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing ``medsr.models`` first.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any, Callable, Mapping
+
+from medsr.errors import InputError
 
 
 class Registry:
-    """Maps names to constructors for one kind of object."""
+    """Maps names to constructors for one kind of object; ``package`` (imported on first lookup) fills it."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
+        self.package = package
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -24,28 +31,44 @@ class Registry:
 
         return add
 
+    def _fill(self) -> None:
+        if self.package is not None:
+            importlib.import_module(self.package)
+
     def get(self, name: str) -> Callable[..., Any]:
+        """The constructor registered as ``name``; an unknown name is an :class:`InputError` listing the known."""
+        self._fill()
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} '{name}' (known: {known})")
+            raise InputError(self.kind, f"unknown {self.kind} '{name}' (known: {known})")
         return self._items[name]
 
     def build(self, spec: Mapping[str, Any], **extra: Any) -> Any:
-        """Build from ``{"type": name, **args}``; ``extra`` adds keyword arguments."""
-        args = dict(spec)
-        if "type" not in args:
-            raise KeyError(f"{self.kind} spec {dict(spec)!r} has no 'type'")
-        name = args.pop("type")
-        return self.get(name)(**args, **extra)
+        """Build from ``{"type": name, **args}``; ``extra`` adds keyword arguments.
+
+        A spec whose arguments do not fit the constructor's signature is an :class:`InputError`; an error raised
+        inside the constructor propagates unchanged, with its traceback.
+        """
+        if not isinstance(spec, Mapping) or "type" not in spec:
+            raise InputError(self.kind, f"spec {spec!r} has no 'type'")
+        args = {str(k): v for k, v in spec.items() if k != "type"}
+        name = spec["type"]
+        constructor = self.get(name)
+        try:
+            inspect.signature(constructor).bind(**args, **extra)
+        except TypeError as err:
+            raise InputError(self.kind, f"{name}: {err}") from None
+        return constructor(**args, **extra)
 
     def names(self) -> list[str]:
+        self._fill()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._fill()
         return name in self._items
 
 
-MODELS = Registry("model")
-LOSSES = Registry("loss")
-DATASETS = Registry("dataset")
-METRICS = Registry("metric")
+MODELS = Registry("model", "medsr.models")
+LOSSES = Registry("loss", "medsr.losses")
+TASKS = Registry("task", "medsr.tasks")

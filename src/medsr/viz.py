@@ -160,11 +160,16 @@ def comparison_figure(
     return save_figure(fig, out)
 
 
-def read_picture(path: str | Path) -> np.ndarray:
-    """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey)."""
-    from medsr.io.images import read_image
+MIN_SIDE = 8
 
-    data = np.asarray(read_image(path), dtype=np.float64)
+
+def read_picture(path: str | Path, reference: str | Path | None = None) -> np.ndarray:
+    """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey); a NIfTI file
+    is put on the grid of a NIfTI ``reference`` (:func:`medsr.io.nifti.on_grid_of`)."""
+    from medsr.io.images import read_image
+    from medsr.io.nifti import on_grid_of
+
+    data = np.asarray(on_grid_of(path, read_image(path), reference), dtype=np.float64)
     if data.ndim == 3 and data.shape[-1] in (3, 4) and Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
         data = data[..., :3].mean(axis=-1)
     if data.ndim not in (2, 3):
@@ -221,13 +226,20 @@ def compare_files(
     hr_data = read_picture(hr)
     depth = hr_data.shape[-1] if hr_data.ndim == 3 else None
     hr_image = take_slice(hr_data, slice_index)
+    if min(hr_image.shape) < MIN_SIDE:
+        raise InputError(hr, f"image {'x'.join(map(str, hr_image.shape))} is too small to compare (needs at least "
+                         f"{MIN_SIDE} pixels a side)")
     panels: dict[str, np.ndarray] = {}
     if lr is not None:
         panels["LR"] = take_slice(read_picture(lr), slice_index, depth)
         lr_tensor = torch.from_numpy(panels["LR"]).float()[None, None]
         panels["bicubic"] = bicubic_upsample(lr_tensor, hr_image.shape)[0, 0].double().numpy()
     for name, path in methods:
-        panels[name] = take_slice(read_picture(path), slice_index, depth)
+        data = read_picture(path, reference=hr)
+        if data.shape != hr_data.shape:
+            raise InputError(path, f"method {name}: shape {'x'.join(map(str, data.shape))} differs from the HR "
+                             f"image {hr} ({'x'.join(map(str, hr_data.shape))})")
+        panels[name] = take_slice(data, slice_index, depth)
     if not panels:
         raise InputError("--method", "give --lr and/or at least one --method NAME=FILE to compare with HR")
     title = None if depth is None else f"slice {depth // 2 if slice_index is None else slice_index} of {depth}"
@@ -299,7 +311,7 @@ def scale_plot(json_files: Sequence[str | Path], out: str | Path) -> Path:
     axes = fig.subplots(1, 2)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
         for label, points in series.items():
-            points = sorted(points, key=lambda r: r["x"])
+            points = sorted((p for p in points if p[metric] is not None), key=lambda r: r["x"])  # null: n/a
             std = [float(p.get(f"{metric}_std") or 0.0) for p in points]
             ax.errorbar([p["x"] for p in points], [float(p[metric]) for p in points], yerr=std, marker="o",
                         markersize=3, capsize=2, label=label)
@@ -331,12 +343,15 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     from medsr.data.store import robust_scale
     from medsr.infer.volume import model_slices
 
-    model, meta = build_from_weights(weights)
+    from medsr.models.base import sr_model
+
+    model, meta = build_from_weights(weights, task="sr")
+    model = sr_model(model, weights)
     modules = dict(model.named_modules())
     if layer_name not in modules or not layer_name:
         names = ", ".join(n for n in list(modules)[1:20]) or "none"
         raise InputError("--layer", f"model has no module '{layer_name}' (first names: {names})")
-    scale = int((getattr(model, "fixed_scales", None) or (2,))[0])
+    scale = int((model.fixed_scales or (2,))[0])
     image = _image_2d("--image", image)
     lr = torch.from_numpy(image / robust_scale(image)).float()
     lr = lr.expand(1, model_slices(model, meta), *lr.shape).contiguous()
@@ -370,3 +385,61 @@ def feature_maps(
         ax.set_axis_off()
     fig.suptitle(f"{layer_name}: {len(maps)} channels")
     return save_figure(fig, out)
+
+
+def samples_figure(items: Sequence[Mapping[str, Any]], out: str | Path, *, title: str | None = None) -> Path:
+    """Grid of training items, one per column: target (HR), reference, LR input (its centre slice, stretched
+    over the HR field of view) and labels; each image panel in grey from 0 to its own 99.5th percentile."""
+    figure_format(out)
+    if not items:
+        raise InputError("--n", "need at least one item")
+    rows = ("target", "reference", "LR input", "labels")
+    fig = new_figure(1.6 * len(items) + 0.4, 1.7 * len(rows))
+    axes = fig.subplots(len(rows), len(items), squeeze=False)
+    for col, item in enumerate(items):
+        hr = np.asarray(item["hr"], dtype=np.float64)[0]
+        lr = np.asarray(item["lr"], dtype=np.float64)
+        panels = {"target": hr, "LR input": lr[lr.shape[0] // 2]}
+        if "ref" in item:
+            panels["reference"] = np.asarray(item["ref"], dtype=np.float64)[0]
+        for row, name in enumerate(rows):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name == "labels" and "label" in item:
+                _show(ax, np.asarray(item["label"]), hr.shape, cmap="tab10", vmin=0, vmax=9)
+            elif name in panels:
+                image = panels[name]
+                _show(ax, image, hr.shape, cmap="gray", vmin=0.0, vmax=max(float(np.percentile(image, 99.5)), 1e-6))
+            else:
+                ax.set_frame_on(False)
+            if col == 0:
+                ax.set_ylabel(name)
+        sy, sx = (float(v) for v in item["scale"])
+        axes[0, col].set_title(f"{item['key']}\nx{sy:.2g}, {sx:.2g}", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, out)
+
+
+def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
+    """:func:`samples_figure` of ``n`` training items of a run config: the first item of the batches at ``n``
+    steps spread over the run (so every curriculum stage shows), exactly as the engine would make them."""
+    from medsr.config import load_config
+    from medsr.data.datasets import ScaleBatchSampler
+    from medsr.tasks.sr import SRTask
+
+    if n < 1:
+        raise InputError("--n", f"must be at least 1, got {n}")
+    figure_format(out)
+    cfg = load_config(config)
+    if cfg.data.embedded == "mni":
+        from medsr.data.embedded import ensure_mni
+
+        ensure_mni(cfg.data.root)
+    task = SRTask(cfg)
+    dataset = task.dataset(cfg.data.train_split, training=True)
+    sampler = ScaleBatchSampler(len(dataset), 1, task.curriculum, cfg.seed)
+    steps = np.linspace(0, cfg.train.steps - 1, n).round().astype(int)
+    items = [dataset[sampler.batch_at(int(step))[0]] for step in steps]
+    return samples_figure(items, out, title=f"{Path(config).name}: training items (data.dataset: {cfg.data.dataset})")

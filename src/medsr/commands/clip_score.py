@@ -28,8 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.commands.evaluate import check_reports
     from medsr.metrics.clip import clip_score
 
+    check_reports(args, [args.img_dir, args.txt_dir])
     result = clip_score(args.img_dir, args.txt_dir, args.model, args.device, args.batch_size, args.allow_missing)
     if result.truncated:
         print(f"medsr: warning: {result.truncated} prompt(s) longer than {result.context} tokens were truncated "

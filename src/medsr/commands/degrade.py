@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medsr.errors import InputError
+
 DESCRIPTION = """Make a low-resolution (and optionally undersampled and noisy) version of an image or volume in
 k-space. Volumes are degraded plane by plane: the planes perpendicular to --axis (default: the last axis), whose
 length is kept. --scale applies to both in-plane axes unless --scale-y sets the first in-plane axis (the rows of
@@ -32,13 +34,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "not with the k-space options)")
     parser.add_argument("--slice-gap", metavar="MM", help="gap between simulated slices (default: 0)")
     parser.add_argument("--profile", metavar="KIND", help="slice profile: gaussian (default) or rect")
+    ct = parser.add_argument_group("low-dose CT (projection-domain noise insertion; input in HU, NIfTI or a DICOM "
+                                   "series directory; output NIfTI)")
+    ct.add_argument("--dose", metavar="D", help="simulate a scan at this fraction of the dose, 0 < D <= 1")
+    ct.add_argument("--geometry", metavar="KIND", help="fan (default) or parallel")
+    ct.add_argument("--i0", metavar="N", help="incident photons per detector reading at full dose (default: 1e5)")
+    ct.add_argument("--electronic-noise", metavar="VAR", help="electronic noise variance in photons^2 (default: 10)")
+    ct.add_argument("--filter", metavar="NAME", help="FBP filter: hann (default), ram-lak or shepp-logan")
+    ct.add_argument("--calibrate-hu-noise", metavar="HU", help="set I0 so that the full-dose scan of a 30 cm "
+                    "water cylinder has this noise std in HU (central ROI)")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from medsr.data.degrade import degrade_file, parse_degradation
+CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise")
+KSPACE_FLAGS = ("scale", "scale_y", "mask", "acceleration", "center_fraction", "noise_snr", "axis")
+THICK_FLAGS = ("slice_thickness", "slice_gap", "profile")
 
-    if args.slice_thickness is not None or args.slice_gap is not None or args.profile is not None:
+def run_ct(args: argparse.Namespace) -> int:
+    from medsr.ct.files import degrade_file, parse_dose
+
+    given = [f"--{name.replace('_', '-')}" for name in KSPACE_FLAGS + THICK_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise InputError(given[0], "does not combine with --dose")
+    settings = parse_dose(args.dose, args.geometry, args.i0, args.electronic_noise, args.filter,
+                          args.calibrate_hu_noise, args.seed)
+    parameters = degrade_file(args.input, args.output, settings)
+    print(f"{args.output}: dose {parameters['dose']:g}, {parameters['geometry']} beam, I0 {parameters['i0']:.4g}, "
+          f"electronic noise {parameters['electronic_noise']:g}, {parameters['filter']} filter, seed "
+          f"{parameters['seed']}; 30 cm water noise {parameters['water_noise_hu_full_dose']:.3g} HU at full dose, "
+          f"{parameters['water_noise_hu_at_dose']:.3g} HU at this dose")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dose is not None:
+        return run_ct(args)
+    given = [f"--{name.replace('_', '-')}" for name in CT_FLAGS if getattr(args, name) is not None]
+    if given:
+        raise InputError(given[0], "needs --dose")
+    from medsr.data.degrade import degrade_file, parse_degradation
+    from medsr.io.atomic import check_output
+
+    check_output(args.output, [args.input])
+    if any(getattr(args, name) is not None for name in THICK_FLAGS):
         return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
                                     args.noise_snr, args.seed)
@@ -52,8 +90,8 @@ def _thick(args: argparse.Namespace) -> int:
     from medsr.errors import require
 
     require(args.slice_thickness is not None, "--slice-thickness", "is required with --slice-gap and --profile")
-    for flag in ("scale", "scale_y", "mask", "acceleration", "center_fraction", "noise_snr", "seed"):
-        require(getattr(args, flag) is None, f"--{flag.replace('_', '-')}",
+    for flag in KSPACE_FLAGS + ("seed",):
+        require(flag == "axis" or getattr(args, flag) is None, f"--{flag.replace('_', '-')}",
                 "cannot be combined with --slice-thickness (run medsr degrade twice)")
     spec = parse_thick_slices(args.slice_thickness, args.slice_gap, args.profile)
     before, after = thick_slice_file(args.input, args.output, spec, axis=args.axis)

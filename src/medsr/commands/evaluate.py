@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-slice", action="store_true", help="one row per slice of each volume")
     parser.add_argument("--gray", action="store_true", help="evaluate RGB images on BT.601 luma")
     parser.add_argument("--lpips-weights", type=Path, metavar="PATH", help="local LPIPS weights (.pth)")
+    parser.add_argument("--ct-window", metavar="C,W", help="CT images in HU: clip to the window of centre C and "
+                        "width W before the metrics; data range = W")
+    parser.add_argument("--ct-preset", metavar="NAME", help="a published CT window: redcnn, dugan, corediff, "
+                        "ldctbench-chest, ldctbench-abdomen or ldctbench-neuro")
     add_report_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -43,12 +47,23 @@ def add_report_arguments(parser: argparse.ArgumentParser, csv: bool = True) -> N
     parser.add_argument("--allow-missing", action="store_true", help="use the matched pairs even if some are not")
 
 
+def check_reports(args: argparse.Namespace, inputs: list[Path | None]) -> None:
+    """``--json``/``--csv`` must be writable files other than the inputs (checked before any work)."""
+    from medsr.io.atomic import check_output
+
+    for out in (args.json, getattr(args, "csv", None)):
+        if out is not None:
+            check_output(out, inputs)
+
+
 def run(args: argparse.Namespace) -> int:
+    from medsr.metrics.ct import parse_ct_window
     from medsr.metrics.evaluation import DEFAULT_METRICS, METRICS, EvalOptions, evaluate, parse_metrics
 
+    check_reports(args, [args.pred, args.gt, args.mask])
     options = EvalOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), args.data_range, args.ssim_preset,
                           args.mask, args.crop_border, args.per_slice, args.gray, args.lpips_weights,
-                          args.allow_missing)
+                          args.allow_missing, parse_ct_window(args.ct_window, args.ct_preset))
     result = evaluate(args.pred, args.gt, options)
     print(result.text())
     result.write(args.json, args.csv)

@@ -65,7 +65,9 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.data.prepare import parse_options, prepare
+    from medsr.io.atomic import check_output
 
+    check_output(args.out_dir, [getattr(args, name, None) for name in ("src", "csv", "pairs")], folder=True)
     progress = not args.no_progress
     if args.format == "mni":
         from medsr.data.embedded import prepare_mni

@@ -26,8 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.commands.evaluate import check_reports
+    from medsr.errors import InputError
     from medsr.metrics.evaluation import parse_metrics
     from medsr.metrics.seg_evaluation import DEFAULT_METRICS, METRICS, SegOptions, parse_classes, segment_evaluate
+
+    check_reports(args, [args.pred, args.gt])
+    if not 0.0 <= args.empty_score <= 1.0:
+        raise InputError("--empty-score", f"must be between 0 and 1, got {args.empty_score:g}")
 
     options = SegOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), parse_classes(args.classes),
                          args.threshold, args.empty_score, args.distance, args.allow_missing)

@@ -43,10 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from medsr.infer.files import super_resolve_file
     from medsr.infer.guard import parse_safeguards
+    from medsr.io.atomic import check_output
 
+    check_output(args.output, [args.input, args.ref, args.weights])
     guards = parse_safeguards(self_test=args.self_test, strict=args.strict, adapt=args.adapt,
                               adapt_minutes=args.adapt_minutes, save_adapted=args.save_adapted,
                               slice_thickness=args.slice_thickness, profile=args.profile)
+    if guards.save_adapted is not None:
+        check_output(guards.save_adapted, [args.input, args.ref, args.weights, args.output])
     report = super_resolve_file(
         args.input, args.output, scale=args.scale, voxel_size=args.voxel_size, ref=args.ref, weights=args.weights,
         device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta, guards=guards,

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from medsr.engine.evaluation import TestSetup, parse_scales, results_table, run_test
     from medsr.errors import InputError
+    from medsr.infer.files import resolve_device
     from medsr.kspace import check_scale
     from medsr.metrics.report import format_table, protocol_header, write_json
 
@@ -42,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
             check_scale(args.ref_scale, "--ref-scale")
         except ValueError as err:
             raise InputError("--ref-scale", str(err)) from None
+    if args.json:
+        from medsr.io.atomic import check_output
+
+        check_output(args.json, [args.weights, args.data])
     if args.batch_size < 1:
         raise InputError("--batch-size", "must be at least 1")
+    device = str(resolve_device(args.device))
     setup = TestSetup(Path(args.weights), Path(args.data), parse_scales(args.scales), args.ref, args.ref_scale,
-                      args.split, args.target, args.baselines, args.batch_size, args.device)
+                      args.split, args.target, args.baselines, args.batch_size, device)
     report, _ = run_test(setup)
     print(protocol_header(report["protocol"]))
     print()

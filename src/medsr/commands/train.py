@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr.engine.module import NonFiniteLossError
+    from medsr.tasks.base import NonFiniteLossError
     from medsr.engine.runs import is_primary_process, train
 
     try:

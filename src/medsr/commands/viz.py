@@ -1,4 +1,4 @@
-"""``medsr viz``: comparison grids, PSNR/SSIM-versus-scale plots and feature maps as PNG (or PDF)."""
+"""``medsr viz``: comparison grids, PSNR/SSIM-versus-scale plots, feature maps and training samples as PNG (or PDF)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features.add_argument("--out", required=True, help="output .png or .pdf")
     features.set_defaults(func=run_features)
 
+    samples = sub.add_parser("samples", help="a grid of a config's training items: target, reference, LR, labels")
+    samples.add_argument("config", help="run config (YAML)")
+    samples.add_argument("--n", type=int, default=8, help="number of items (default 8)")
+    samples.add_argument("--out", required=True, help="output .png or .pdf")
+    samples.set_defaults(func=run_samples)
+
+
+def _check_out(args: argparse.Namespace, *inputs: object) -> None:
+    from medsr.io.atomic import check_output
+
+    check_output(args.out, inputs)
+
 
 def _done(path: object) -> int:
     print(f"wrote {path}")
@@ -40,6 +52,7 @@ def _done(path: object) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from medsr.viz import compare_files, parse_method, parse_zoom
 
+    _check_out(args, args.hr, args.lr, *(text.partition("=")[2] for text in args.method))
     zoom = None if args.zoom is None else parse_zoom(args.zoom)
     methods = [parse_method(text) for text in args.method]
     return _done(compare_files(args.hr, args.out, lr=args.lr, methods=methods, zoom=zoom, slice_index=args.slice))
@@ -48,10 +61,18 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_scales(args: argparse.Namespace) -> int:
     from medsr.viz import scale_plot
 
+    _check_out(args, *args.json)
     return _done(scale_plot(args.json, args.out))
 
 
 def run_features(args: argparse.Namespace) -> int:
     from medsr.viz import feature_maps, read_picture, take_slice
 
+    _check_out(args, args.weights, args.image)
     return _done(feature_maps(args.weights, take_slice(read_picture(args.image)), args.layer, args.out))
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from medsr.viz import training_samples
+
+    return _done(training_samples(args.config, args.n, args.out))

@@ -132,66 +132,140 @@ class SRSliceDataset(torch.utils.data.Dataset):
             arrays["label"] = self.store.slices(sid, "label", z)
         return arrays
 
-    def _layout(self, shape: tuple[int, int], scale: Scale, rng: np.random.Generator) -> dict[str, Any]:
-        """HR cell size, tiling, region offset and chosen cell for one item (whole slice: one cell)."""
-        if self.patch_size is None:
-            return {"cell_hr": shape, "cell_lr": lr_shape(shape, scale),
-                    "cells": (1, 1), "offset": (0, 0), "cell": (0, 0)}
-        p = self.patch_size
-        cell_hr = (max(1, round(p * scale[0])), max(1, round(p * scale[1])))
-        if cell_hr[0] > shape[0] or cell_hr[1] > shape[1]:
-            raise InputError("patch_size", f"an HR patch of {cell_hr[0]}x{cell_hr[1]} (LR {p} at scale "
-                             f"{scale[0]:g}x{scale[1]:g}) does not fit a {shape[0]}x{shape[1]} slice")
-        cells = (shape[0] // cell_hr[0], shape[1] // cell_hr[1])
-        offset = tuple(int(rng.integers(n - m * c + 1)) for n, m, c in zip(shape, cells, cell_hr))
-        cell = (int(rng.integers(cells[0])), int(rng.integers(cells[1])))
-        return {"cell_hr": cell_hr, "cell_lr": (p, p), "cells": cells, "offset": offset, "cell": cell}
-
     def __getitem__(self, spec: SampleSpec) -> dict[str, Any]:
         sid, z = self.items[spec.index]
-        scale = _scale_pair(spec.scale, "scale")
+        scale = scale_pair(spec.scale, "scale")
         rng = np.random.default_rng(spec.seed)
         arrays = self._read(sid, z, spec)
         if self.augment:
             arrays = dict(zip(arrays, augment_arrays(list(arrays.values()), rng)))
-        shape = arrays["stack"].shape[-2:]
-        lay = self._layout(shape, scale, rng)
+        lay = patch_layout(arrays["stack"].shape[-2:], self.patch_size, scale, rng)
         (oy, ox), (cy, cx) = lay["offset"], lay["cells"]
         window = (slice(oy, oy + cy * lay["cell_hr"][0]), slice(ox, ox + cx * lay["cell_hr"][1]))
         region = {name: a[(..., *window)] for name, a in arrays.items()}
-
-        lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"])
-        hr = hr_cell(region["stack"][self.n_adjacent], lay["cell_hr"], lay["cell"])
-        item: dict[str, Any] = {
-            "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
-            "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
-            "scale": torch.tensor([hr.shape[0] / lr.shape[-2], hr.shape[1] / lr.shape[-1]], dtype=torch.float32),
-            "ref_scale": torch.zeros(2, dtype=torch.float32),
-            "norm": self.store.norm(sid, self.target),
-            "key": f"{sid}:{z}",
-        }
-        if spec.use_ref:
-            ref = hr_cell(region["ref"], lay["cell_hr"], lay["cell"])
-            if spec.ref_scale is not None:
-                ref_lr = lr_shape(lay["cell_hr"], _scale_pair(spec.ref_scale, "ref_scale"))
-                ref = degrade_cell(region["ref"], lay["cells"], ref_lr, lay["cell"])
-            item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
-            item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
-                                             dtype=torch.float32)
-        if "label" in region:
-            item["label"] = torch.from_numpy(hr_cell(region["label"], lay["cell_hr"], lay["cell"]).astype(np.int64))
-        return item
+        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}")
 
 
-class ScaleBatchSampler(torch.utils.data.Sampler):
-    """Yields one list of :class:`SampleSpec` per training step, a pure function of ``(seed, step)``.
+def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    """HR cell size, tiling, region offset and chosen cell of one item on an HR slice of ``shape`` (see
+    :class:`SRSliceDataset`; ``patch_size=None``: the whole slice is one cell)."""
+    if patch_size is None:
+        return {"cell_hr": tuple(shape), "cell_lr": lr_shape(shape, scale),
+                "cells": (1, 1), "offset": (0, 0), "cell": (0, 0)}
+    p = patch_size
+    cell_hr = (max(1, round(p * scale[0])), max(1, round(p * scale[1])))
+    if cell_hr[0] > shape[0] or cell_hr[1] > shape[1]:
+        raise InputError("patch_size", f"an HR patch of {cell_hr[0]}x{cell_hr[1]} (LR {p} at scale "
+                         f"{scale[0]:g}x{scale[1]:g}) does not fit a {shape[0]}x{shape[1]} slice")
+    cells = (shape[0] // cell_hr[0], shape[1] // cell_hr[1])
+    offset = tuple(int(rng.integers(n - m * c + 1)) for n, m, c in zip(shape, cells, cell_hr))
+    cell = (int(rng.integers(cells[0])), int(rng.integers(cells[1])))
+    return {"cell_hr": cell_hr, "cell_lr": (p, p), "cells": cells, "offset": offset, "cell": cell}
+
+
+def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSpec, norm: float,
+              key: str) -> dict[str, Any]:
+    """The item of the module docstring from the HR ``region`` arrays of a :func:`patch_layout`: ``stack``
+    ``[S, ., .]`` (the centre slice is the target), ``ref`` when ``spec.use_ref``, optional ``label``. The LR
+    input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell."""
+    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"])
+    hr = hr_cell(region["stack"][region["stack"].shape[0] // 2], lay["cell_hr"], lay["cell"])
+    item: dict[str, Any] = {
+        "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+        "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
+        "scale": torch.tensor([hr.shape[0] / lr.shape[-2], hr.shape[1] / lr.shape[-1]], dtype=torch.float32),
+        "ref_scale": torch.zeros(2, dtype=torch.float32),
+        "norm": norm,
+        "key": key,
+    }
+    if spec.use_ref:
+        ref = hr_cell(region["ref"], lay["cell_hr"], lay["cell"])
+        if spec.ref_scale is not None:
+            ref_lr = lr_shape(lay["cell_hr"], scale_pair(spec.ref_scale, "ref_scale"))
+            ref = degrade_cell(region["ref"], lay["cells"], ref_lr, lay["cell"])
+        item["ref"] = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))[None]
+        item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
+                                         dtype=torch.float32)
+    if "label" in region:
+        item["label"] = torch.from_numpy(hr_cell(region["label"], lay["cell_hr"], lay["cell"]).astype(np.int64))
+    return item
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """Address of one sample of a task without degradation (e.g. segmentation): item ``index`` and the ``seed``
+    of its augmentation and patch position."""
+
+    index: int
+    seed: int = 0
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields one list of specs per training step, a pure function of ``(seed, step)``: :class:`ItemSpec` here,
+    :class:`SampleSpec` in :class:`ScaleBatchSampler`.
 
     Items come from an endless stream of per-epoch permutations (``default_rng([seed, 0, epoch])``); step t
     takes positions ``[t G, (t + 1) G)`` of it, with ``G = batch_size * world_size``, and rank r keeps the
-    r-th of the ``world_size`` disjoint shards. Stage, scale, reference use, reference scale and per-item seeds
-    are drawn from ``default_rng([seed, 1, t])``. ``num_steps``: how many steps to yield from ``start_step``
-    (endless when ``None``).
+    r-th of the ``world_size`` disjoint shards. Per-item seeds are drawn from ``default_rng([seed, 1, t])``.
+    ``num_steps``: how many steps to yield from ``start_step`` (endless when ``None``).
     """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        num_steps: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if num_items < 1 or batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler sizes: num_items={num_items}, batch_size={batch_size}, "
+                             f"rank={rank}, world_size={world_size}")
+        if start_step < 0 or (num_steps is not None and num_steps < 0):
+            raise ValueError(f"bad step range: start_step={start_step}, num_steps={num_steps}")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.start_step, self.num_steps, self.rank, self.world_size = start_step, num_steps, rank, world_size
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, np.random.default_rng([self.seed, _PERMUTATION, epoch]).permutation(self.num_items))
+        return self._epoch[1]
+
+    def indices_at(self, step: int) -> list[int]:
+        """This rank's item indices of training step ``step``."""
+        first = (step * self.world_size + self.rank) * self.batch_size
+        return [int(self._permutation(p // self.num_items)[p % self.num_items])
+                for p in range(first, first + self.batch_size)]
+
+    def item_seeds(self, rng: np.random.Generator) -> list[int]:
+        """This rank's per-item seeds, drawn for the whole global batch from the step's ``rng``."""
+        seeds = rng.integers(2**63 - 1, size=self.batch_size * self.world_size)
+        return [int(s) for s in seeds[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]]
+
+    def batch_at(self, step: int) -> list[Any]:
+        """This rank's specs of training step ``step``."""
+        seeds = self.item_seeds(np.random.default_rng([self.seed, _STEP, step]))
+        return [ItemSpec(index=i, seed=s) for i, s in zip(self.indices_at(step), seeds)]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        step = self.start_step
+        while self.num_steps is None or step < self.start_step + self.num_steps:
+            yield self.batch_at(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.num_steps is None:
+            raise TypeError(f"an endless {type(self).__name__} has no length (give num_steps)")
+        return self.num_steps
+
+
+class ScaleBatchSampler(StepBatchSampler):
+    """:class:`StepBatchSampler` for super-resolution: each step's stage, scale, reference use and reference
+    scale (then the per-item seeds) are drawn from ``default_rng([seed, 1, t])``; specs are :class:`SampleSpec`."""
 
     def __init__(
         self,
@@ -204,19 +278,8 @@ class ScaleBatchSampler(torch.utils.data.Sampler):
         rank: int = 0,
         world_size: int = 1,
     ):
-        if num_items < 1 or batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad sampler sizes: num_items={num_items}, batch_size={batch_size}, "
-                             f"rank={rank}, world_size={world_size}")
-        if start_step < 0 or (num_steps is not None and num_steps < 0):
-            raise ValueError(f"bad step range: start_step={start_step}, num_steps={num_steps}")
-        self.num_items, self.batch_size, self.curriculum, self.seed = num_items, batch_size, curriculum, seed
-        self.start_step, self.num_steps, self.rank, self.world_size = start_step, num_steps, rank, world_size
-        self._epoch: tuple[int, np.ndarray] | None = None
-
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if self._epoch is None or self._epoch[0] != epoch:
-            self._epoch = (epoch, np.random.default_rng([self.seed, _PERMUTATION, epoch]).permutation(self.num_items))
-        return self._epoch[1]
+        super().__init__(num_items, batch_size, seed, start_step, num_steps, rank, world_size)
+        self.curriculum = curriculum
 
     def batch_at(self, step: int) -> list[SampleSpec]:
         """This rank's specs of training step ``step``."""
@@ -225,30 +288,12 @@ class ScaleBatchSampler(torch.utils.data.Sampler):
         scale = stage.scale.sample(rng)
         keep_ref = bool(rng.random() >= stage.ref_dropout)
         ref_scale = stage.ref_scale.sample(rng) if stage.ref_scale is not None else None
-        global_size = self.batch_size * self.world_size
-        seeds = rng.integers(2**63 - 1, size=global_size)
-        first = step * global_size + self.rank * self.batch_size
-        specs = []
-        for offset, position in enumerate(range(first, first + self.batch_size)):
-            index = int(self._permutation(position // self.num_items)[position % self.num_items])
-            specs.append(SampleSpec(index=index, scale=scale, ref_scale=ref_scale,
-                                    use_ref=stage.ref != "none" and keep_ref,
-                                    seed=int(seeds[self.rank * self.batch_size + offset])))
-        return specs
-
-    def __iter__(self) -> Iterator[list[SampleSpec]]:
-        step = self.start_step
-        while self.num_steps is None or step < self.start_step + self.num_steps:
-            yield self.batch_at(step)
-            step += 1
-
-    def __len__(self) -> int:
-        if self.num_steps is None:
-            raise TypeError("an endless ScaleBatchSampler has no length (give num_steps)")
-        return self.num_steps
+        use_ref = stage.ref != "none" and keep_ref
+        return [SampleSpec(index=i, scale=scale, ref_scale=ref_scale, use_ref=use_ref, seed=s)
+                for i, s in zip(self.indices_at(step), self.item_seeds(rng))]
 
 
-def _scale_pair(scale: float | Sequence[float], name: str) -> Scale:
+def scale_pair(scale: float | Sequence[float], name: str) -> Scale:
     values = scale if isinstance(scale, (list, tuple)) else (scale, scale)
     if len(values) != 2:
         raise ValueError(f"{name}: expected a number or (sy, sx), got {scale!r}")
@@ -266,8 +311,8 @@ def eval_specs(dataset: SRSliceDataset, scale: float | Sequence[float], ref_mode
         raise ValueError(f"ref_mode: expected one of {', '.join(REF_MODES)}, got {ref_mode!r}")
     if (ref_mode == "lr") != (ref_scale is not None):
         raise ValueError("ref_scale: required when ref_mode is 'lr', not allowed otherwise")
-    target = _scale_pair(scale, "scale")
-    ref = _scale_pair(ref_scale, "ref_scale") if ref_scale is not None else None
+    target = scale_pair(scale, "scale")
+    ref = scale_pair(ref_scale, "ref_scale") if ref_scale is not None else None
     return [SampleSpec(index=i, scale=target, ref_scale=ref, use_ref=ref_mode != "none", seed=i)
             for i in range(len(dataset))]
 

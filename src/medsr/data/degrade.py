@@ -62,7 +62,7 @@ def _scale(value: object, flag: str) -> float:
     if value is None:
         return 1.0
     s = as_number(value, flag)
-    require(1.0 < s <= kspace.MAX_SCALE, flag, f"must be greater than 1 and at most {kspace.MAX_SCALE:g}, got {value}")
+    require(1.0 <= s <= kspace.MAX_SCALE, flag, f"must be between 1 and {kspace.MAX_SCALE:g}, got {value}")
     return s
 
 
@@ -90,7 +90,7 @@ def parse_degradation(
     require(0 < cf <= 1, "--center-fraction", f"must be in (0, 1], got {center_fraction}")
     snr = as_number(noise_snr, "--noise-snr") if noise_snr is not None else None
     seed_value = as_integer(seed, "--seed") if seed is not None else None
-    require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be a non-negative integer, got {seed}")
+    require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be an integer in [0, 2^63), got {seed}")
     require((sy, sx) != (1.0, 1.0) or mask is not None or snr is not None, "--scale",
             "nothing to do: give a scale above 1, a --mask or a --noise-snr")
     return Degradation((sy, sx), mask, accel, cf, snr, seed_value)

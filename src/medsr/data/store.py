@@ -143,7 +143,11 @@ class SliceStore:
     @property
     def file(self) -> h5py.File:
         if self._file is None:
-            self._file = h5py.File(self.root / STORE_FILE, "r")
+            try:
+                self._file = h5py.File(self.root / STORE_FILE, "r")
+            except OSError as err:
+                raise InputError(self.root / STORE_FILE,
+                                 f"not a readable HDF5 store ({err}); prepare it again") from None
         return self._file
 
     def subjects(self, split: str | None = None) -> list[str]:
@@ -171,7 +175,11 @@ class SliceStore:
 
     def slices(self, sid: str, contrast: str, z: slice | int | list[int]) -> np.ndarray:
         """Normalised slices ``[..., H, W]`` of one contrast (``contrast='label'`` for the label map)."""
-        return self.file["subjects"][sid][contrast][z]
+        try:
+            return self.file["subjects"][sid][contrast][z]
+        except (OSError, KeyError) as err:
+            raise InputError(self.root / STORE_FILE, f"cannot read {sid}/{contrast} (truncated or incomplete store: "
+                             f"{str(err).splitlines()[0]}); prepare it again") from None
 
     def volume(self, sid: str, contrast: str) -> np.ndarray:
         return self.slices(sid, contrast, slice(None))

@@ -2,7 +2,7 @@
 check that all ranks end with the same weights.
 
 Validation runs here, not in Lightning's validation loop: the module's ``validation_metrics`` scores whole
-volumes exactly as ``medsr test`` does (:mod:`medsr.engine.evaluation`), with subjects sharded across ranks and
+volumes exactly as ``medsr test`` does (:mod:`medsr.evaluation.scores`), with subjects sharded across ranks and
 per-volume sums reduced, never means of means.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 log = logging.getLogger("medsr.engine")
 
@@ -52,6 +53,27 @@ def save_checkpoint(trainer: pl.Trainer, path: Path) -> None:
     trainer.strategy.barrier("medsr_checkpoint")
 
 
+def _zeroed(state: Any) -> Any:
+    """A loop-progress state dict with every counter set to 0 (same keys)."""
+    if isinstance(state, dict):
+        return {k: _zeroed(v) for k, v in state.items()}
+    return 0 if isinstance(state, int) and not isinstance(state, bool) else state
+
+
+class StepBar(TQDMProgressBar):
+    """Lightning's bar for one epoch of ``train.steps`` batches: no ``v_num`` (the logger's version folder) and
+    no "Epoch 0/0"."""
+
+    def get_metrics(self, trainer: pl.Trainer, module: Any) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)
+        return metrics
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description("steps")
+
+
 class Checkpointer(pl.Callback):
     """Every ``checkpoint_every`` steps: ``last.ckpt``; every ``val_every`` steps and at the end: validation,
     ``best.ckpt`` by the module's ``monitor`` metric (higher is better); at the end: ``last.ckpt`` and
@@ -70,6 +92,23 @@ class Checkpointer(pl.Callback):
             self.validate(trainer, module)
         if step % self.checkpoint_every == 0:
             save_checkpoint(trainer, self.dir / "last.ckpt")
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, module: Any, checkpoint: dict[str, Any]) -> None:
+        """Resuming continues to the current ``train.steps`` (the module's step is already restored): the fit
+        loop's progress is reset so a finished or time-limited epoch runs again over the remaining steps (the
+        sampler starts at the module's step), and ``train.max_minutes`` budgets this invocation afresh."""
+        checkpoint.get("callbacks", {}).pop("Timer", None)
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        if module.step < module.cfg.train.steps:
+            for key in ("epoch_progress", "epoch_loop.batch_progress"):
+                if key in fit_loop:
+                    fit_loop[key] = _zeroed(fit_loop[key])
+
+    def on_exception(self, trainer: pl.Trainer, module: Any, exception: BaseException) -> None:
+        """On Ctrl-C (SIGINT) save ``last.ckpt`` at the current step, so ``--resume`` loses nothing."""
+        if isinstance(exception, KeyboardInterrupt) and module.step > 0:
+            save_checkpoint(trainer, self.dir / "last.ckpt")
+            log.info("interrupted at step %d: saved %s", module.step, self.dir / "last.ckpt")
 
     def on_train_end(self, trainer: pl.Trainer, module: Any) -> None:
         if self.last_validated != module.step:
@@ -96,7 +135,7 @@ class Checkpointer(pl.Callback):
         model.train(was_training)
         self.last_validated = module.step
         if trainer.is_global_zero:
-            self._report(trainer, module, metrics, getattr(module, "val_sample", None) or {})
+            self._report(trainer, module, metrics, module.val_sample or {})
         if metrics[module.monitor] > module.best_score:
             module.best_score = metrics[module.monitor]
             save_checkpoint(trainer, self.dir / "best.ckpt")

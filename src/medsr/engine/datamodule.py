@@ -1,6 +1,6 @@
-"""Training data for the engine: :class:`SRSliceDataset` batched by :class:`ScaleBatchSampler`.
+"""Training data for the engine: the task's dataset batched by the task's step sampler.
 
-The whole run is one Lightning epoch of ``train.steps`` batches. The sampler starts at the module's step (so a
+The whole run is one Lightning epoch of ``train.steps`` batches. The sampler starts at the task's step (so a
 resumed run replays exactly the batches an uninterrupted one sees) and takes this rank's shard; Lightning's own
 distributed sampler replacement is turned off by the trainer (``use_distributed_sampler=False``).
 """
@@ -13,8 +13,8 @@ from typing import Any, Iterator
 import lightning.pytorch as pl
 import torch
 
-from medsr.config import RunConfig, to_dict
-from medsr.errors import InputError
+from medsr.config import RunConfig
+from medsr.data.datasets import worker_init_fn
 
 
 class ResumedSampler(torch.utils.data.Sampler):
@@ -34,73 +34,33 @@ class ResumedSampler(torch.utils.data.Sampler):
         return self.total
 
 
-class SRDataModule(pl.LightningDataModule):
-    """Builds the train and validation datasets of ``cfg.data``; ``train_dataloader`` needs an attached trainer."""
+class TaskDataModule(pl.LightningDataModule):
+    """The train and validation datasets of ``task`` (a :class:`~medsr.tasks.base.TrainingTask`), built once;
+    ``train_dataloader`` needs an attached trainer."""
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, task: Any):
         super().__init__()
-        self.cfg = cfg
-
-    def dataset(self, split: str, *, training: bool) -> Any:
-        from medsr.data.datasets import SRSliceDataset
-        from medsr.data.mixture import PairMixture, parse_pair
-
-        d = self.cfg.data
-        pairs = [parse_pair(p) for p in d.pairs] if training and d.pairs else [(d.target, d.ref)]
-        sets = [
-            SRSliceDataset(
-                d.root,
-                split,
-                target,
-                ref=ref,
-                n_adjacent=d.n_adjacent,
-                patch_size=d.patch_size if training else None,
-                augment=d.augment and training,
-                use_labels=d.use_labels,
-            )
-            for target, ref in pairs
-        ]
-        return sets[0] if len(sets) == 1 else PairMixture(sets)
+        self.cfg, self.task = cfg, task
 
     @functools.cached_property
     def train_dataset(self) -> Any:
-        return self.dataset(self.cfg.data.train_split, training=True)
+        return self.task.dataset(self.cfg.data.train_split, training=True)
 
     @functools.cached_property
     def val_dataset(self) -> Any:
-        return self.dataset(self.cfg.data.val_split, training=False)
-
-    @functools.cached_property
-    def curriculum(self) -> Any:
-        from medsr.data.scales import Curriculum
-
-        try:
-            return Curriculum.from_config(to_dict(self.cfg)["data"]["curriculum"])
-        except ValueError as err:
-            raise InputError("data.curriculum", str(err)) from None
+        return self.task.dataset(self.cfg.data.val_split, training=False)
 
     def check(self) -> None:
-        """Fail early, before any process starts training, on a bad curriculum or unreadable data."""
-        _ = self.curriculum
+        """Fail early, before any process starts training, on unreadable data."""
         _ = self.train_dataset, self.val_dataset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        from medsr.data.datasets import ScaleBatchSampler, worker_init_fn
-
         trainer = self.trainer
-        start = int(trainer.lightning_module.step)
+        start = int(self.task.step)
         total = self.cfg.train.steps
         dataset = self.train_dataset
-        sampler = ScaleBatchSampler(
-            len(dataset),
-            self.cfg.data.batch_size,
-            self.curriculum,
-            self.cfg.seed,
-            start_step=start,
-            num_steps=max(total - start, 0),
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-        )
+        sampler = self.task.batch_sampler(len(dataset), start_step=start, num_steps=max(total - start, 0),
+                                          rank=trainer.global_rank, world_size=trainer.world_size)
         workers = self.cfg.data.num_workers
         return torch.utils.data.DataLoader(
             dataset,

@@ -3,6 +3,7 @@ against bicubic and zero-filling (and the shipped weights when present), and wri
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -54,8 +55,10 @@ def run_demo(
 
     if not config.is_file():
         raise InputError(config, "demo config not found (run medsr demo from a medsr source checkout)")
-    if minutes <= 0:
-        raise InputError("--minutes", f"must be positive, got {minutes:g}")
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise InputError("--minutes", f"must be a positive finite number, got {minutes:g}")
+    if out.exists() and any(out.iterdir()) and not (out / "config.yaml").is_file():
+        raise InputError("--out", f"{out} exists and is not a medsr run folder (no config.yaml); it is not replaced")
     ensure_mni(data)
     if out.exists():
         print(f"medsr demo: replacing {out}")

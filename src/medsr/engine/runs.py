@@ -13,14 +13,15 @@ code; only the global rank 0 touches the run directory.
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,10 +29,10 @@ from medsr.config import RunConfig, config_hash, load_config, to_yaml
 from medsr.data.store import NORM_PERCENTILE
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
+from medsr.registry import TASKS
 
 log = logging.getLogger("medsr.engine")
 
-TASKS = {"sr": ("medsr.engine.module", "SRModule"), "segmentation": ("medsr.engine.segmentation", "SegmentationModule")}
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK")
 
 
@@ -70,6 +71,18 @@ def environment() -> dict[str, Any]:
         "cpu_threads": torch.get_num_threads(),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def run_directory(runs_dir: str | Path, name: str) -> Path:
+    """``runs_dir / name`` for a plain run name (letters, digits, ``._-+=``, not starting with a dot); anything
+    else (``..``, ``.``, ``a/b``, an absolute path) is refused, so a run name never reaches outside the runs
+    folder and ``--overwrite`` deletes only a run."""
+    text = str(name)
+    plain = bool(text) and not text.startswith(".") and all(c.isalnum() or c in "._-+=" for c in text)
+    if not plain:
+        raise InputError("--name", f"run name {text!r} must be a plain name (letters, digits, . _ - + =, not "
+                         "starting with a dot); it is created inside logging.runs_dir")
+    return Path(runs_dir) / text
 
 
 def write_text(path: Path, text: str) -> None:
@@ -117,19 +130,17 @@ def detach_log(handler: logging.Handler) -> None:
 
 
 def build_module(cfg: RunConfig) -> Any:
-    """The LightningModule of ``cfg.task``."""
-    module_name, class_name = TASKS[cfg.task]
-    return getattr(importlib.import_module(module_name), class_name)(cfg)
+    """The training task (a LightningModule) that ``cfg.task`` names in ``TASKS``."""
+    return TASKS.get(cfg.task)(cfg)
 
 
 def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any] = ()) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from medsr.engine.callbacks import Checkpointer
+    from medsr.engine.callbacks import Checkpointer, StepBar
 
     t = cfg.train
-    clip = t.grad_clip if t.grad_clip > 0 and module.automatic_optimization else None
     return pl.Trainer(
         max_epochs=1,
         max_steps=-1,
@@ -138,11 +149,11 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
         strategy=t.strategy,
         num_nodes=t.num_nodes,
         precision=t.precision,
-        gradient_clip_val=clip,
         deterministic=t.deterministic,
         max_time=datetime.timedelta(minutes=t.max_minutes) if t.max_minutes else None,
         logger=TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
-        callbacks=[Checkpointer(run_dir, t.checkpoint_every, cfg.val.every, cfg.logging.image_every), *callbacks],
+        callbacks=[Checkpointer(run_dir, t.checkpoint_every, cfg.val.every, cfg.logging.image_every), StepBar(),
+                   *callbacks],
         enable_checkpointing=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -152,14 +163,39 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
     )
 
 
-def weights_meta(cfg: RunConfig, module: Any, datamodule: Any) -> dict[str, Any]:
-    lo, hi = datamodule.curriculum.scale_range()
+def checked_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any]) -> Any:
+    """:func:`build_trainer`, with Lightning's rejection of ``train.accelerator``/``strategy``/``devices``/
+    ``precision`` as an :class:`InputError` (it writes nothing, so it runs before the run directory exists)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return build_trainer(cfg, run_dir, module, callbacks)
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        raise InputError("train", str(err).splitlines()[0]) from None
+
+
+def fit(trainer: Any, module: Any, datamodule: Any, ckpt: Path | None) -> None:
+    """``trainer.fit``; Ctrl-C (after :class:`~medsr.engine.callbacks.Checkpointer` saved ``last.ckpt``) comes
+    back as :class:`KeyboardInterrupt` instead of Lightning's ``sys.exit(1)``, with the SIGINT handler restored."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt(f"interrupted at step {module.step}; checkpoints/last.ckpt saved, continue with "
+                                "--resume") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+
+
+def weights_meta(cfg: RunConfig, module: Any) -> dict[str, Any]:
+    """What ``weights.pth`` records: the run's identity and normalisation, then the task's ``export_meta``."""
     return {
         "task": cfg.task,
         "norm": {"method": "percentile", "percentile": NORM_PERCENTILE},
-        "scales": [lo, hi],
-        "contrasts": {"target": cfg.data.target, "ref": cfg.data.ref, "pairs": list(cfg.data.pairs)},
-        "n_adjacent": cfg.data.n_adjacent,
+        **module.export_meta(),
         "config_hash": config_hash(cfg),
         "steps": int(module.step),
         "run": cfg.name,
@@ -181,12 +217,12 @@ def train(
     import lightning.pytorch as pl
 
     from medsr.checkpoint import save_weights
-    from medsr.engine.datamodule import SRDataModule
+    from medsr.engine.datamodule import TaskDataModule
 
     cfg = load_config(config, overrides)
-    if name:
+    if name is not None:
         cfg.name = name
-    run_dir = Path(cfg.logging.runs_dir) / cfg.name
+    run_dir = run_directory(cfg.logging.runs_dir, cfg.name)
     primary = is_primary_process()
     if primary and cfg.data.embedded == "mni":
         from medsr.data.embedded import ensure_mni
@@ -194,25 +230,27 @@ def train(
         ensure_mni(cfg.data.root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
-    datamodule = SRDataModule(cfg)
+    datamodule = TaskDataModule(cfg, module)
+    trainable = any(True for _ in module.model.parameters())
+    # Everything that can reject the config runs before the run directory is touched.
+    trainer = checked_trainer(cfg, run_dir, module, callbacks) if trainable else None
     if primary:
         datamodule.check()
         prepare_run_dir(run_dir, cfg, argv if argv is not None else sys.argv, resume=resume, overwrite=overwrite)
     handler = attach_log(run_dir) if primary else None
     try:
         exporter = primary
-        if any(True for _ in module.model.parameters()):
-            trainer = build_trainer(cfg, run_dir, module, callbacks)
+        if trainer is not None:
             ckpt = run_dir / "checkpoints" / "last.ckpt" if resume else None
             log.info("run %s: %s", cfg.name, "resuming from " + str(ckpt) if ckpt else "starting")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+            fit(trainer, module, datamodule, ckpt)
             exporter = trainer.is_global_zero
         else:
             log.info("run %s: model %s has no parameters; nothing to train", cfg.name, module.model_spec["type"])
         if exporter:
             params, params_ema = module.state_for_export()
             save_weights(run_dir / "weights.pth", module.model_spec, params, params_ema,
-                         weights_meta(cfg, module, datamodule))
+                         weights_meta(cfg, module))
             log.info("run %s finished at step %d: %s", cfg.name, module.step, run_dir / "weights.pth")
     finally:
         if handler is not None:

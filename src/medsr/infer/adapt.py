@@ -37,6 +37,7 @@ from tqdm import tqdm
 from medsr import kspace
 from medsr.errors import InputError, require
 from medsr.infer.volume import neighbour_indices
+from medsr.models.base import as_image
 from medsr.slice_profile import SliceProfile
 
 MAX_DENOMINATOR = 8
@@ -177,7 +178,7 @@ class AdaptReport:
 
 def _loss(model: torch.nn.Module, batch: tuple, device: torch.device) -> torch.Tensor:
     lr, hr, ref = (None if t is None else t.to(device) for t in batch)
-    return (model(lr, tuple(hr.shape[-2:]), ref) - hr).abs().mean()
+    return (as_image(model(lr, tuple(hr.shape[-2:]), ref)) - hr).abs().mean()
 
 
 def _eval_loss(model: torch.nn.Module, batches: list[tuple], device: torch.device) -> float:

@@ -36,14 +36,31 @@ def _read_images(directory: Path) -> list:
     return images
 
 
-def _check_one_volume(directory: Path, images: list) -> None:
+GEOMETRY_TAGS = {"PixelSpacing": 2, "ImageOrientationPatient": 6, "ImagePositionPatient": 3}
+
+
+def _check_geometry_tags(path: Path, ds: object) -> None:
+    """Each geometry tag holds its number of finite values (and the pixel spacing is positive)."""
+    for tag, count in GEOMETRY_TAGS.items():
+        try:
+            values = np.asarray(getattr(ds, tag), dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise InputError(path, f"{tag} is not numeric") from None
+        if values.size != count or not np.isfinite(values).all():
+            raise InputError(path, f"{tag} must hold {count} finite numbers, got {values.tolist()}")
+        if tag == "PixelSpacing" and (values <= 0).any():
+            raise InputError(path, f"PixelSpacing must be positive, got {values.tolist()}")
+
+
+def _check_one_volume(directory: Path, images: list, required: tuple[str, ...] = ()) -> None:
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in images}
     if len(series) > 1:
         raise InputError(directory, f"holds {len(series)} DICOM series; give a directory with one series")
     for ds in images:
-        missing = [tag for tag in _REQUIRED if tag not in ds]
+        missing = [tag for tag in (*_REQUIRED, *required) if tag not in ds]
         if missing:
             raise InputError(directory, f"{Path(ds.filename).name} lacks {', '.join(missing)}")
+        _check_geometry_tags(Path(ds.filename), ds)
         if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
             raise InputError(directory, "multi-frame DICOM files are not supported; export single-frame slices")
     first = images[0]
@@ -76,11 +93,21 @@ def _slice_step(directory: Path, positions: np.ndarray, normal: np.ndarray, fall
     return step
 
 
-def read_dicom_series(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine."""
+def _pixels(ds: object) -> np.ndarray:
+    """One slice's pixels (rescale slope/intercept applied); a truncated or undecodable file is named."""
+    try:
+        return (ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
+                + float(getattr(ds, "RescaleIntercept", 0) or 0))
+    except Exception as err:  # pydicom raises many types for truncated data and unsupported transfer syntaxes
+        raise InputError(ds.filename, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
+
+
+def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine;
+    ``required`` names tags that every slice must have besides the geometry and pixel data."""
     directory = Path(directory)
     images = _read_images(directory)
-    _check_one_volume(directory, images)
+    _check_one_volume(directory, images, required)
     orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
     row_dir, col_dir = orientation[:3], orientation[3:]
     if np.abs(np.linalg.norm(orientation.reshape(2, 3), axis=1) - 1).max() > 1e-3 or abs(row_dir @ col_dir) > 1e-3:
@@ -92,14 +119,7 @@ def read_dicom_series(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     positions = positions[order]
     thickness = float(getattr(images[0], "SpacingBetweenSlices", 0) or getattr(images[0], "SliceThickness", 0) or 1)
     step = _slice_step(directory, positions, normal, thickness)
-    try:
-        slices = [
-            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
-            + float(getattr(ds, "RescaleIntercept", 0) or 0)
-            for ds in images
-        ]
-    except Exception as err:  # pydicom raises many types for unsupported transfer syntaxes
-        raise InputError(directory, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
+    slices = [_pixels(ds) for ds in images]
     volume = np.stack([s.T for s in slices], axis=2)
     row_spacing, col_spacing = (float(v) for v in images[0].PixelSpacing)
     lps = np.eye(4)

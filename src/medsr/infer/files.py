@@ -22,6 +22,7 @@ from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
+from medsr.models.base import sr_model
 
 if TYPE_CHECKING:
     from medsr.infer.guard import Safeguards
@@ -151,7 +152,7 @@ def reference_resampler(
 
     Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
     """
-    from medsr.infer.resample import overlap_fraction, resample_to_grid
+    from medsr.resample import overlap_fraction, resample_to_grid
 
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
@@ -212,20 +213,24 @@ def super_resolve_file(
     in_voxel = tuple(float(v) for v in voxel_sizes(image.affine))
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
-    model, meta = build_from_weights(weights if weights is not None else default_weights())
-    model.to(torch_device)
+    path = weights if weights is not None else default_weights()
+    model, meta = build_from_weights(path, task="sr")
+    model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
     notes = _scale_notes(meta, volume.shape, out_shape)
     ref_on_grid = None
     if ref is not None:
-        if getattr(model, "uses_ref", True):
+        if model.uses_ref:
             ref_on_grid = reference_resampler(ref, volume.shape, image.affine, out_shape, percentile, notes)
         else:
             notes.append(f"model {meta['model'].get('type')} does not read a reference; --ref ignored")
-    norm = robust_scale(volume, percentile)
+    low = min(float(volume.min()), 0.0)  # data with negative values is shifted to start at 0, as in training
+    if low < 0:
+        notes.append(f"input has negative values: shifted by {-low:g} before normalisation and back after")
+    norm = robust_scale(volume - low, percentile)
     options = InferenceOptions(batch_size=batch_size, tile=tile, tta=tta, device=torch_device,
                                progress=progress)
-    normalised = volume / norm
+    normalised = (volume - low) / norm
     guarded = guard_model(normalised, out_shape, model, meta, n_slices=model_slices(model, meta),
                           ref_on_grid=ref_on_grid, options=options, guards=guards or Safeguards(),
                           voxel_z=in_voxel[2], source=input_path)
@@ -237,7 +242,11 @@ def super_resolve_file(
     except ValueError as err:
         flag = "--scale" if scale is not None else "--voxel-size"
         raise InputError(flag, f"the model cannot do this: {err}") from None
-    result *= norm
+    result = result * norm + low
+    bad = int(np.count_nonzero(~np.isfinite(result)))
+    if bad:
+        raise InputError(weights or input_path, f"the model produced {bad} non-finite voxels (NaN or Inf weights, "
+                         "or input values too large); nothing written")
     out_affine = resampled_affine(image.affine, volume.shape, out_shape)
     write_volume(output, result, image, affine=out_affine)
     notes += guarded.finish(time.perf_counter() - started)

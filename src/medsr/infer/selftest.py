@@ -91,7 +91,7 @@ class SelfTestResult:
 
     @property
     def loses(self) -> bool:
-        return self.margin < -TOLERANCE_DB
+        return not self.margin >= -TOLERANCE_DB  # a NaN margin (a model producing NaN) loses too
 
     def line(self) -> str:
         return (f"self-test: model {self.model_db:.1f} dB vs {self.baseline} {self.baseline_db:.1f} dB on this "

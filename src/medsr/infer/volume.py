@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from medsr.infer.tiles import Span, spans, window
+from medsr.models.base import SRModel, as_image
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
@@ -41,12 +42,12 @@ class InferenceOptions:
         return self.overlap if self.overlap is not None else max(8, (self.tile or 0) // 4)
 
 
-def model_slices(model: torch.nn.Module, meta: Mapping[str, Any] | None = None) -> int:
+def model_slices(model: SRModel, meta: Mapping[str, Any] | None = None) -> int:
     """Number ``S = 2k + 1`` of adjacent slices the model reads: ``2 * meta["n_adjacent"] + 1`` as training
-    records it, else the model's ``n_slices`` attribute, else 1."""
+    records it, else the model's declared ``n_slices``."""
     if meta and meta.get("n_adjacent") is not None:
         return 2 * int(meta["n_adjacent"]) + 1
-    return int(getattr(model, "n_slices", 1))
+    return int(model.n_slices)
 
 
 def neighbour_indices(n: int, index: Sequence[int], n_slices: int) -> np.ndarray:
@@ -65,7 +66,7 @@ def predict(
     """``model(lr, out_size, ref)``, averaged over the four flips of both images when ``tta``."""
     total = None
     for dims in FLIPS if tta else ((),):
-        pred = _flip(model(_flip(lr, dims), out_size, _flip(ref, dims)), dims)
+        pred = _flip(as_image(model(_flip(lr, dims), out_size, _flip(ref, dims))), dims)
         total = pred if total is None else total + pred
     return total / len(FLIPS) if tta else total
 

@@ -1,4 +1,9 @@
-"""Write to a temporary name beside the target, then rename: nothing partial is ever left behind."""
+"""Write to a temporary name beside the target, then rename: nothing partial is ever left behind.
+
+Every writer goes through :func:`atomic_path` / :func:`atomic_dir`, which apply the one output rule
+(:func:`check_output`: never one of the inputs, the parent must be a folder) and turn operating-system errors
+(read-only file system, no space, permission) into an :class:`InputError` naming the output.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+from medsr.errors import InputError
 
 
 def _suffixes(path: Path) -> str:
@@ -25,33 +32,74 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(target: str | Path, inputs: Iterable[str | Path | None] = (), *, folder: bool = False) -> Path:
+    """The one output rule: ``target`` is none of ``inputs``, it is not an existing folder (unless ``folder``),
+    and its nearest existing parent is a writable folder. Commands call it before the work starts (with their
+    inputs); the writers call it again just before writing. Returns ``target`` as a Path."""
+    target = Path(target)
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        if _same_file(target, source):
+            raise InputError(target, f"output is the input {source}; choose another output path")
+    if not folder and target.is_dir():
+        raise InputError(target, "is a directory, expected an output file path")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise InputError(target, f"cannot write here: {parent} is a file, not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(target, f"cannot write here: {parent} is not writable")
+    return target
+
+
+@contextlib.contextmanager
+def _os_errors(target: Path) -> Iterator[None]:
+    """Operating-system errors while writing ``target`` as one :class:`InputError` naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise InputError(target, f"cannot write ({err.strerror or type(err).__name__})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path (same extension, same folder); rename it onto ``target`` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{_suffixes(target)}", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _default_mode())
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    target = check_output(target)
+    with _os_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{_suffixes(target)}", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, _default_mode())
+            os.replace(tmp_path, target)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; it replaces ``target`` (which must not exist) on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, _default_mode() | 0o111)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    target = check_output(target, folder=True)
+    with _os_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, _default_mode() | 0o111)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)

@@ -74,7 +74,7 @@ def read_image(path: str | Path, *, check_finite: bool = True) -> np.ndarray:
     if not path.exists():
         raise InputError(path, "no such file")
     if is_nifti(path):
-        return read_volume(path, ndim=len(_nifti_shape(path)))[0]
+        return _stored_dtype(*read_volume(path, ndim=len(_nifti_shape(path))))
     readers = {".npy": np.load, ".mat": _read_mat, ".h5": _read_h5, ".hdf5": _read_h5, ".tif": _read_tiff,
                ".tiff": _read_tiff}
     try:
@@ -87,6 +87,16 @@ def read_image(path: str | Path, *, check_finite: bool = True) -> np.ndarray:
         raise InputError(path, "holds no numeric image data")
     if check_finite and np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise InputError(path, f"{int((~np.isfinite(data)).sum())} non-finite values (NaN or Inf)")
+    return data
+
+
+def _stored_dtype(data: np.ndarray, img: object) -> np.ndarray:
+    """NIfTI voxels in their stored integer dtype when the header does not rescale them (so the data-range rules
+    are the same as for a PNG or .npy of that dtype); float32 otherwise."""
+    stored = img.get_data_dtype()
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    if stored.kind in "iub" and slope in (1, None) and inter in (0, None):
+        return np.asarray(img.dataobj).reshape(data.shape).astype(stored, copy=False)
     return data
 
 

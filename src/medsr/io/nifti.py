@@ -34,6 +34,17 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
     return img
 
 
+def check_header(path: str | Path, img: nib.Nifti1Image) -> None:
+    """Refuse what medsr would silently get wrong: complex voxels (medsr reads real images; save the magnitude)
+    and an affine (sform/qform) that is non-finite or singular (no geometry to write or compare)."""
+    if img.get_data_dtype().kind == "c":
+        raise InputError(path, f"complex-valued voxels ({img.get_data_dtype()}): medsr reads real images; save "
+                         "the magnitude (abs) instead")
+    affine = img.affine
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(path, "the header's affine (sform/qform) is singular or non-finite; fix the header")
+
+
 def read_volume(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Read a 3-D volume as float32 (trailing singleton axes dropped); checks dimensionality and finiteness."""
     img = load_nifti(path)
@@ -42,6 +53,7 @@ def read_volume(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1
         shape = shape[:-1]
     if len(shape) != ndim:
         raise InputError(path, f"expected a {ndim}-D volume, got shape {tuple(img.shape)}")
+    check_header(path, img)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except Exception as err:
@@ -85,3 +97,30 @@ def write_volume(
     out.header.set_xyzt_units(*like.header.get_xyzt_units())
     with atomic_path(path) as tmp:
         nib.save(out, str(tmp))
+
+
+def _grid(img: nib.Nifti1Image) -> tuple[int, int, int]:
+    return tuple((list(img.shape[:3]) + [1, 1])[:3])  # type: ignore[return-value]
+
+
+def on_grid_of(path: str | Path, data: np.ndarray, reference: str | Path | None, atol: float = 1e-3) -> np.ndarray:
+    """``data`` (read from NIfTI ``path``) on the voxel grid of the NIfTI ``reference``, so that two volumes are
+    compared in world space: unchanged when the grids (shape and affine, to ``atol`` mm) agree, reoriented when
+    they agree up to axis order and flips, else an :class:`InputError` (resample first; medsr never scores
+    misaligned volumes). Non-NIfTI files carry no geometry and are returned as they are."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    if reference is None or not (is_nifti(path) and is_nifti(reference)):
+        return data
+    img, ref = load_nifti(path), load_nifti(reference)
+    shape, ref_shape = _grid(img), _grid(ref)
+    if shape == ref_shape and np.allclose(img.affine, ref.affine, atol=atol):
+        return data
+    volume = data.reshape(shape) if data.ndim < 3 else data  # a 2-D image is one slice of its grid
+    transform = ornt_transform(io_orientation(img.affine), io_orientation(ref.affine))
+    moved = apply_orientation(volume, transform)
+    affine = img.affine @ inv_ornt_aff(transform, shape)
+    if tuple(moved.shape[:3]) != ref_shape or not np.allclose(affine, ref.affine, atol=atol):
+        raise InputError(path, f"voxel grid (shape {'x'.join(map(str, shape))}, affine) differs from the reference "
+                         f"{reference} beyond axis order and flips: resample it onto the reference grid first")
+    return moved.reshape(data.shape) if data.ndim < 3 else np.ascontiguousarray(moved)

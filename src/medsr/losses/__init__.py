@@ -1,7 +1,9 @@
-"""Losses, registered in ``medsr.registry.LOSSES`` with the signature ``loss(sr, hr, batch) -> scalar``.
+"""Losses, registered in ``medsr.registry.LOSSES`` with the signature ``loss(pred, target, batch) -> scalar``.
 
-Importing this package imports every module in it, so each registers its losses. A run's loss is the weighted
-sum of a config list ``[{type, weight, **args}]`` (:class:`WeightedSum`).
+``pred`` is the model's image (or logits); a term that reads auxiliary outputs sets ``needs_aux`` (the key of
+``ModelOutput.aux`` it reads) and receives the whole :class:`~medsr.models.base.ModelOutput` instead. Nothing is
+read from hidden state. Importing this package imports every module in it, so each registers its losses. A run's
+loss is the weighted sum of a config list ``[{type, weight, **args}]`` (:class:`WeightedSum`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from medsr.models.base import Output, as_image
 from medsr.registry import LOSSES
 
 for _info in pkgutil.iter_modules(__path__):
@@ -20,11 +23,7 @@ for _info in pkgutil.iter_modules(__path__):
 
 
 class WeightedSum(nn.Module):
-    """``sum_i weight_i * loss_i(sr, hr, batch)``; ``forward`` also returns each term (unweighted) by name.
-
-    A term that needs the trainee (e.g. to read an auxiliary output) defines ``attach(model)``; the training
-    module calls it once with the model it trains.
-    """
+    """``sum_i weight_i * loss_i(pred, target, batch)``; ``forward`` also returns each term (unweighted) by name."""
 
     def __init__(self, specs: Sequence[Mapping[str, Any]]):
         super().__init__()
@@ -41,14 +40,19 @@ class WeightedSum(nn.Module):
             terms.append(LOSSES.build(args))
         self.terms = nn.ModuleList(terms)
 
-    def attach(self, model: nn.Module) -> None:
-        for term in self.terms:
-            if hasattr(term, "attach"):
-                term.attach(model)
+    def check(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` when a term reads an auxiliary output that ``model`` does not declare."""
+        declared = getattr(model, "aux_outputs", ())
+        for name, term in zip(self.names, self.terms):
+            needs = getattr(term, "needs_aux", None)
+            if needs is not None and needs not in declared:
+                raise ValueError(f"{name} needs a model with {needs} logits, not {type(model).__name__}")
 
     def forward(
-        self, sr: torch.Tensor, hr: torch.Tensor, batch: Mapping[str, Any]
+        self, output: Output, target: torch.Tensor | None, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        values = {name: term(sr, hr, batch) for name, term in zip(self.names, self.terms)}
+        image = as_image(output)
+        values = {name: term(output if getattr(term, "needs_aux", None) else image, target, batch)
+                  for name, term in zip(self.names, self.terms)}
         total = sum(w * v for w, v in zip(self.weights, values.values()))
         return total, values

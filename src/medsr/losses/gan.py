@@ -1,6 +1,5 @@
-"""Adversarial training pieces: a PatchGAN discriminator and the LSGAN / vanilla / hinge objectives.
+"""Adversarial objectives: LSGAN / vanilla / hinge (the discriminator is ``medsr.models.discriminator``).
 
-PatchGAN after Isola et al., "Image-to-Image Translation with Conditional Adversarial Networks", CVPR 2017;
 LSGAN after Mao et al., ICCV 2017; hinge after Lim & Ye 2017 / Miyato et al., ICLR 2018.
 """
 
@@ -8,30 +7,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from medsr.registry import MODELS
 
 GAN_LOSSES = ("lsgan", "vanilla", "hinge")
-
-
-@MODELS.register("patch_discriminator")
-class PatchDiscriminator(nn.Module):
-    """Strided 4x4 convolutions with LeakyReLU, one logit per overlapping patch: ``[B, C, H, W] -> [B, 1, h, w]``."""
-
-    def __init__(self, in_channels: int = 1, n_feats: int = 64, n_layers: int = 3):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, n_feats, 4, 2, 1), nn.LeakyReLU(0.2)]
-        width = n_feats
-        for i in range(1, n_layers):
-            nxt = n_feats * min(2**i, 8)
-            layers += [nn.Conv2d(width, nxt, 4, 2, 1), nn.GroupNorm(1, nxt), nn.LeakyReLU(0.2)]
-            width = nxt
-        layers.append(nn.Conv2d(width, 1, 3, 1, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 class AdversarialLoss:

@@ -1,7 +1,7 @@
 """Segmentation losses for ``task: segmentation`` (the tissue UNet behind the seg-guided perceptual loss).
 
-Same signature as every loss, ``loss(pred, hr, batch)``: here ``pred`` is the logits ``[B, C, H, W]`` and the
-target is ``batch["label"]`` ``[B, H, W]``.
+Same signature as every loss, ``loss(pred, target, batch)``: here ``pred`` is the logits ``[B, C, H, W]`` and
+``target`` the label map ``[B, H, W]``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from torch import nn
 from medsr.registry import LOSSES
 
 
-def labels_of(batch: Mapping[str, Any]) -> torch.Tensor:
-    if "label" not in batch:
-        raise ValueError("segmentation losses need tissue labels in the batch (data.use_labels: true)")
-    return batch["label"].long()
+def labels_of(target: torch.Tensor | None) -> torch.Tensor:
+    if target is None:
+        raise ValueError("segmentation losses need tissue labels as the target")
+    return target.long()
 
 
 @LOSSES.register("cross_entropy")
 class CrossEntropyLoss(nn.Module):
-    """Pixel-wise cross-entropy of logits against ``batch["label"]``."""
+    """Pixel-wise cross-entropy of logits against the label map."""
 
-    def forward(self, logits: torch.Tensor, hr: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels_of(batch))
+    def forward(self, logits: torch.Tensor, target: torch.Tensor | None, batch: Mapping[str, Any]) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels_of(target))
 
 
 @LOSSES.register("dice")
@@ -38,9 +38,9 @@ class SoftDiceLoss(nn.Module):
         super().__init__()
         self.include_background, self.eps = include_background, float(eps)
 
-    def forward(self, logits: torch.Tensor, hr: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor | None, batch: Mapping[str, Any]) -> torch.Tensor:
         prob = logits.float().softmax(dim=1)
-        onehot = F.one_hot(labels_of(batch), prob.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+        onehot = F.one_hot(labels_of(target), prob.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
         first = 0 if self.include_background else 1
         prob, onehot = prob[:, first:], onehot[:, first:]
         inter = (prob * onehot).sum(dim=(0, 2, 3))

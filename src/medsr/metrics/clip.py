@@ -165,6 +165,8 @@ def _read_image(path: Path) -> Any:
 
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I;16"):  # 16-bit grey: to 8 bits by the dtype's range, as medsr evaluate does
+                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().astype(np.uint8))
             return im.convert("RGB")
     except Exception as err:
         raise InputError(path, f"cannot read image ({_first_line(err)})") from None

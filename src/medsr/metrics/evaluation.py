@@ -14,6 +14,7 @@ import torch
 
 from medsr.errors import InputError, require
 from medsr.metrics import image
+from medsr.metrics.ct import CTWindow
 from medsr.metrics.pairing import Loaded, MaskSource, load_pair, match_files
 from medsr.metrics.report import render, report_dict, write_csv, write_json
 
@@ -46,6 +47,7 @@ class EvalOptions:
     gray: bool = False
     lpips_weights: Path | None = None
     allow_missing: bool = False
+    ct_window: CTWindow | None = None
 
 
 @dataclass
@@ -107,7 +109,7 @@ def _data_floor(rule: str, gt: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     if rule == "gt-range":
         return gt.flatten(1).amin(1)
     if rule == "dtype":
-        return torch.full((gt.shape[0],), float(np.iinfo(dtype).min), dtype=gt.dtype)
+        return torch.full((gt.shape[0],), image.dtype_bounds(dtype)[0], dtype=gt.dtype)
     return torch.zeros(gt.shape[0], dtype=gt.dtype)
 
 
@@ -140,15 +142,19 @@ def _lpips_note(ctx: _Context, spatial: tuple[int, ...]) -> str:
 def _evaluate_pair(key: str, pred: Loaded, gt: Loaded, mask: np.ndarray | None, ctx: _Context
                    ) -> list[dict[str, Any]]:
     opts = ctx.options
-    rule = opts.data_range or ctx.preset.data_range_rule or image.default_data_range_rule(gt.dtype)
+    window = opts.ct_window
+    rule = (f"{window.width:g}" if window else
+            opts.data_range or ctx.preset.data_range_rule or image.default_data_range_rule(gt.dtype))
     ctx.rules.add(rule)
     x, y = torch.from_numpy(np.array(pred.data, np.float64))[None], torch.from_numpy(np.array(gt.data))[None]
+    if window:
+        x, y = x.clamp(window.low, window.high), y.to(torch.float64).clamp(window.low, window.high)
     x, y = image.crop_border(x, opts.crop_border), image.crop_border(y, opts.crop_border)
     require(min(y.shape[-2:]) > 0, "--crop-border", f"{opts.crop_border} leaves nothing of {key} "
                                                     f"({'x'.join(map(str, gt.data.shape[-2:]))})")
     y = y.to(torch.float64)
     peak = image.resolve_data_range(rule, y, gt.dtype)
-    floor = _data_floor(rule, y, gt.dtype)
+    floor = torch.full_like(peak, window.low) if window else _data_floor(rule, y, gt.dtype)
     m = None if mask is None else image.crop_border(torch.from_numpy(mask)[None, None], opts.crop_border)
     keys = [{"file": key}]
     if gt.volume and opts.per_slice:
@@ -206,7 +212,9 @@ def _protocol(pred: Path, gt: Path, n_pairs: int, ctx: _Context) -> dict[str, An
     opts = ctx.options
     given = opts.data_range is not None
     rule_text = ", ".join(sorted(ctx.rules))
-    if not given:
+    if opts.ct_window:
+        rule_text += " (the CT window width)"
+    elif not given:
         rule_text += (f" (the {ctx.preset.name} preset's rule)" if ctx.preset.data_range_rule
                       else " (default: dtype range for integer images, gt-range for float images)")
     protocol: dict[str, Any] = {
@@ -216,6 +224,8 @@ def _protocol(pred: Path, gt: Path, n_pairs: int, ctx: _Context) -> dict[str, An
         "data range": rule_text,
         "data range values": _range_text(ctx.ranges),
     }
+    if opts.ct_window:
+        protocol["ct window"] = opts.ct_window.describe()
     if "ssim" in opts.metrics:
         protocol["ssim"] = _preset_text(ctx.preset)
     if ctx.volumes:
@@ -238,6 +248,8 @@ def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
         raise InputError("--ssim-preset", f"unknown preset '{options.ssim_preset}' "
                                           f"(known: {', '.join(image.SSIM_PRESETS)})")
     require(options.crop_border >= 0, "--crop-border", f"must be >= 0, got {options.crop_border}")
+    require(options.ct_window is None or options.data_range is None, "--data-range",
+            "does not combine with a CT window (its width is the data range)")
     if options.data_range is not None:  # a malformed rule fails here, before any file is read
         image.resolve_data_range(options.data_range, torch.zeros(1, 1), np.uint8)
     matching = match_files(Path(pred), Path(gt), options.allow_missing)

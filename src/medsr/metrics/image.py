@@ -223,9 +223,18 @@ def default_data_range_rule(dtype: np.dtype | torch.dtype) -> str:
 
 
 def _is_integer(dtype: np.dtype | torch.dtype) -> bool:
+    """Integer storage, booleans (1-bit images) included."""
     if isinstance(dtype, torch.dtype):
-        return not (dtype.is_floating_point or dtype.is_complex) and dtype != torch.bool
-    return bool(np.issubdtype(np.dtype(dtype), np.integer))
+        return not (dtype.is_floating_point or dtype.is_complex)
+    return bool(np.issubdtype(np.dtype(dtype), np.integer)) or np.dtype(dtype) == np.bool_
+
+
+def dtype_bounds(dtype: np.dtype | torch.dtype) -> tuple[float, float]:
+    """``(min, max)`` of an integer storage type; a boolean (1-bit) image spans [0, 1]."""
+    if dtype == torch.bool or (not isinstance(dtype, torch.dtype) and np.dtype(dtype) == np.bool_):
+        return 0.0, 1.0
+    info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(np.dtype(dtype))
+    return float(info.min), float(info.max)
 
 
 def resolve_data_range(rule: str, gt: torch.Tensor, dtype: np.dtype | torch.dtype) -> torch.Tensor:
@@ -243,8 +252,8 @@ def resolve_data_range(rule: str, gt: torch.Tensor, dtype: np.dtype | torch.dtyp
     if rule == "dtype":
         if not _is_integer(dtype):
             raise InputError("--data-range", f"rule 'dtype' needs integer images, the images are {dtype}")
-        info = torch.iinfo(dtype) if isinstance(dtype, torch.dtype) else np.iinfo(np.dtype(dtype))
-        return torch.full((gt.shape[0],), float(info.max) - float(info.min), dtype=out_dtype, device=gt.device)
+        low, high = dtype_bounds(dtype)
+        return torch.full((gt.shape[0],), high - low, dtype=out_dtype, device=gt.device)
     try:
         value = float(rule)
     except ValueError:

@@ -15,6 +15,7 @@ import numpy as np
 
 from medsr.errors import InputError, require
 from medsr.io.images import IMAGE_SUFFIXES, read_image, stem
+from medsr.io.nifti import on_grid_of
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # ITU-R BT.601 luma weights, used by --gray.
@@ -108,12 +109,13 @@ def _is_picture(path: Path) -> bool:
     return _has_suffix(path, PICTURE_SUFFIXES)
 
 
-def load(path: Path, gray: bool = False) -> Loaded:
-    """Read ``path`` into the common layout; ``gray`` turns RGB into BT.601 luma."""
-    data = read_image(path)
+def load(path: Path, gray: bool = False, reference: Path | None = None) -> Loaded:
+    """Read ``path`` into the common layout; ``gray`` turns RGB into BT.601 luma. With a NIfTI ``reference``, a
+    NIfTI ``path`` is put on its voxel grid first (:func:`medsr.io.nifti.on_grid_of`)."""
+    data = on_grid_of(path, read_image(path), reference)
     require(data.dtype.kind in "uifb", path, f"cannot evaluate data of type {data.dtype}")
-    dtype = data.dtype if data.dtype.kind != "b" else np.dtype(np.uint8)
-    data = data.astype(dtype, copy=False)
+    dtype = data.dtype  # a boolean (1-bit) image keeps its dtype: data range 1
+    data = data.astype(np.uint8 if dtype.kind == "b" else dtype, copy=False)
     if data.ndim == 2:
         return Loaded(data[None], dtype, False)
     require(data.ndim == 3, path, f"expected a 2-D image or a 3-D volume, got shape {data.shape}")
@@ -131,7 +133,7 @@ def load(path: Path, gray: bool = False) -> Loaded:
 
 def load_pair(pred_path: Path, gt_path: Path, gray: bool = False) -> tuple[Loaded, Loaded]:
     """Load a prediction and its reference; differing shapes are an error naming both files."""
-    pred, gt = load(pred_path, gray), load(gt_path, gray)
+    pred, gt = load(pred_path, gray, reference=gt_path), load(gt_path, gray)
     require(pred.data.shape == gt.data.shape, pred_path,
             f"shape {_shape(pred)} differs from the reference {gt_path} ({_shape(gt)})")
     return pred, gt

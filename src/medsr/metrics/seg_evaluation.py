@@ -55,9 +55,9 @@ class _Pair:
     gt: np.ndarray
 
 
-def _label_map(path: Path) -> tuple[np.ndarray, bool]:
-    """The map of ``path`` (channel axis removed) and whether it holds probabilities rather than labels."""
-    item = load(path)
+def _label_map(path: Path, reference: Path | None = None) -> tuple[np.ndarray, bool]:
+    """The map of ``path`` (channel axis removed, on ``reference``'s grid) and whether it holds probabilities."""
+    item = load(path, reference=reference)
     require(item.data.shape[0] == 1, path, f"expected a single-channel map, got {item.data.shape[0]} channels")
     data = item.data[0]
     probability = data.dtype.kind == "f" and not np.array_equal(data, np.round(data))
@@ -65,7 +65,7 @@ def _label_map(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def _read_pair(key: str, pred_path: Path, gt_path: Path) -> _Pair:
-    pred, probability = _label_map(pred_path)
+    pred, probability = _label_map(pred_path, gt_path)
     gt, gt_probability = _label_map(gt_path)
     require(not gt_probability, gt_path, "the reference must be a label map (integer values)")
     require(pred.shape == gt.shape, pred_path, f"shape {'x'.join(map(str, pred.shape))} differs from the reference "

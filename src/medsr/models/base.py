@@ -2,6 +2,8 @@
 
 Interface (docs/architecture.md): ``forward(lr [B, S, h, w], out_size (H, W), ref [B, 1, hr, wr] | None)
 -> [B, 1, H, W]``; the centre slice ``S // 2`` is the target, the scale per axis is ``out_size / lr size``.
+A training forward may instead return a :class:`ModelOutput` carrying auxiliary outputs (e.g. SAKG's semantic
+logits) for the losses; inference callers take the image with :func:`as_image`.
 
 Geometry: pixel ``i`` of an axis of ``N`` pixels has the normalised coordinate ``(2 i + 1) / N - 1``, the
 pixel-centre convention of ``F.interpolate(..., align_corners=False)`` and ``grid_sample(...,
@@ -10,11 +12,31 @@ align_corners=False)``, and the grid on which ``medsr.kspace.downsample`` sample
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medsr.errors import InputError
+
+
+@dataclass
+class ModelOutput:
+    """What a training forward may return: the image ``[B, 1, H, W]`` and named auxiliary tensors (no hidden
+    state on the model, so a second forward, checkpointing or ``torch.compile`` cannot mix them up)."""
+
+    image: torch.Tensor
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+Output = Union[torch.Tensor, ModelOutput]
+
+
+def as_image(output: Output) -> torch.Tensor:
+    """The image of a model's output, whether a tensor or a :class:`ModelOutput`."""
+    return output.image if isinstance(output, ModelOutput) else output
 
 
 def make_coord(
@@ -44,12 +66,17 @@ def bicubic_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 class SRModel(nn.Module):
     """Base class of medsr super-resolution networks.
 
-    ``fixed_scales`` (ints) restricts a model to integer scales equal on both axes (None = arbitrary scale);
-    ``uses_ref`` says whether the model reads the reference contrast.
+    Capabilities, declared here so callers read them directly: ``fixed_scales`` (ints) restricts a model to
+    integer scales equal on both axes (None = arbitrary scale); ``uses_ref`` says whether the model reads the
+    reference contrast; ``n_slices`` is the input depth ``S`` used when a weights file does not record the
+    training's ``n_adjacent``; ``aux_outputs`` names the auxiliary outputs a training forward may return in
+    :attr:`ModelOutput.aux`.
     """
 
     fixed_scales: tuple[int, ...] | None = None
     uses_ref: bool = False
+    n_slices: int = 1
+    aux_outputs: tuple[str, ...] = ()
 
     @staticmethod
     def centre_slice(lr: torch.Tensor) -> torch.Tensor:
@@ -76,3 +103,11 @@ class SRModel(nn.Module):
         """Raise ``ValueError`` unless ``ref`` is None or a ``[B, 1, hr, wr]`` batch matching ``lr``'s."""
         if ref is not None and (ref.dim() != 4 or ref.shape[1] != 1 or ref.shape[0] != lr.shape[0]):
             raise ValueError(f"expected ref of shape [{lr.shape[0]}, 1, hr, wr], got {tuple(ref.shape)}")
+
+
+def sr_model(model: nn.Module, source: object) -> SRModel:
+    """``model`` itself when it is a super-resolution network (so its capabilities are declared), else an
+    :class:`InputError` naming ``source`` (e.g. a segmentation UNet's weights given to ``medsr test``)."""
+    if not isinstance(model, SRModel):
+        raise InputError(source, f"{type(model).__name__} is not a super-resolution model")
+    return model

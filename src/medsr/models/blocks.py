@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.models.base import make_cell, make_coord
+from medsr.registry import MODELS
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int = 3, bias: bool = True) -> nn.Conv2d:
@@ -36,6 +37,7 @@ class ResBlock(nn.Module):
         return x + self.res_scale * self.body(x)
 
 
+@MODELS.register("encoder/edsr")
 class EDSREncoder(nn.Module):
     """EDSR trunk without upsampler: head conv, ``n_blocks`` residual blocks, conv, long skip.
 
@@ -74,6 +76,7 @@ class RDB(nn.Module):
         return x + self.fuse(torch.cat(feats, dim=1))
 
 
+@MODELS.register("encoder/rdn")
 class RDNEncoder(nn.Module):
     """RDN without its upsampler (Zhang et al. CVPR 2018): shallow features, ``n_blocks`` RDBs, global feature
     fusion (1x1 + 3x3 over all RDB outputs) and global residual learning.
@@ -101,16 +104,12 @@ class RDNEncoder(nn.Module):
         return f_minus1 + self.gff(torch.cat(outs, dim=1))
 
 
-ENCODERS: dict[str, Callable[..., nn.Module]] = {"edsr": EDSREncoder, "rdn": RDNEncoder}
-
-
 def build_encoder(spec: dict | None, default: str = "rdn", in_channels: int = 1) -> nn.Module:
-    """Encoder from a JSON-able spec ``{"type": "edsr" | "rdn", **args}`` (None: the paper-sized ``default``)."""
+    """Encoder from a JSON-able spec ``{"type": "edsr" | "rdn", **args}`` (None: the paper-sized ``default``),
+    built as the model ``encoder/<type>``."""
     args = dict(spec or {"type": default})
     name = args.pop("type", default)
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder '{name}' (known: {', '.join(sorted(ENCODERS))})")
-    return ENCODERS[name](in_channels=in_channels, **args)
+    return MODELS.build({"type": f"encoder/{name}", **args}, in_channels=in_channels)
 
 
 class MLP(nn.Module):

@@ -7,7 +7,7 @@ three switchable components (constructor flags, for ablation):
     reference context); a condition network turns them into per-pixel scale and shift that modulate the image
     features (spatial feature transform, Wang et al., "Recovering Realistic Texture in Image Super-resolution by
     Deep Spatial Feature Transform", CVPR 2018). Labels are used only in training, by the ``sakg_semantic`` loss
-    (cross-entropy on :attr:`SAKG.last_aux`); at test time the priors come from the model itself.
+    (cross-entropy on the logits a training forward returns in ``ModelOutput.aux["semantic"]``); at test time the priors come from the model itself.
 (b) ``slice_attention``: convolutional attention over the 2k+1 adjacent slices: per pixel and channel, a softmax
     over slices of scores computed from each slice's features, the centre's, and both semantic priors.
 (c) ``scale_conditioning``: the implicit decoder (LIIF's local ensemble, Chen et al. CVPR 2021) is conditioned
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.kspace import downsample, zero_fill_upsample
-from medsr.models.base import SRModel
+from medsr.models.base import ModelOutput, Output, SRModel
 from medsr.models.blocks import Query, ResBlock, build_encoder, conv, decode_grid
 from medsr.registry import MODELS
 
@@ -133,11 +133,14 @@ class SAKG(SRModel):
     the semantic head (4 = background, CSF, GM, WM); ``sem_width``: width of the semantic head and condition
     network; ``n_fuse``: residual blocks after fusing slices and reference; ``hidden``: decoder width Hd;
     ``band_split``: learn the in-band and out-of-band parts of k-space separately (module docstring);
+    ``in_band_correction``: with ``band_split``, also learn the in-band correction (False: the output's band is
+    the input's exactly, so the model can only add what lies outside it);
     ``chunk``: decoder rows per call (memory only). The defaults cost about 65 GMACs at x2 on 256x256 with an
     HR reference and 3 slices (``benchmarks/flops.py``).
     """
 
     uses_ref = True
+    aux_outputs = ("semantic",)
 
     def __init__(
         self,
@@ -151,6 +154,7 @@ class SAKG(SRModel):
         slice_attention: bool = True,
         scale_conditioning: bool = True,
         band_split: bool = True,
+        in_band_correction: bool = True,
         chunk: int = 1 << 16,
     ):
         super().__init__()
@@ -171,14 +175,9 @@ class SAKG(SRModel):
         self.head = nn.Sequential(
             nn.ReLU(inplace=True), conv(hidden, hidden, 1), nn.ReLU(inplace=True), zero_init(conv(hidden, 1, 1))
         )
-        self.lr_correction = zero_init(conv(C, 1)) if band_split else None
+        self.lr_correction = zero_init(conv(C, 1)) if band_split and in_band_correction else None
+        self.band_split = band_split
         self.chunk = chunk
-        self.last_aux: torch.Tensor | None = None
-
-    def pop_aux(self) -> torch.Tensor | None:
-        """The centre slice's semantic logits ``[B, n_classes, h, w]`` of the last training forward (then cleared)."""
-        aux, self.last_aux = self.last_aux, None
-        return aux
 
     def _decode_query(self, q: Query) -> torch.Tensor:
         h = q.feat + self.rel(q.rel)
@@ -186,22 +185,24 @@ class SAKG(SRModel):
             h = h + self.cell(q.cell)
         return F.relu(self.local(F.relu(h)))
 
-    def _features(self, lr: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """Per-slice encoding, semantic modulation and slice attention, fused with the reference context."""
+    def _features(self, lr: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-slice encoding, semantic modulation and slice attention, fused with the reference context; and the
+        centre slice's semantic logits ``[B, n_classes, h, w]`` (``{"semantic": ...}``, empty without them)."""
         B, S, h, w = lr.shape
         if self.attention is None:
             lr, S = self.centre_slice(lr), 1
         feats = self.encoder(lr.reshape(B * S, 1, h, w))
         priors = feats.new_zeros(B * S, 0, h, w)
+        aux = {}
         if self.semantic is not None:
             feats, logits, priors = self.semantic(feats, ctx.repeat_interleave(S, dim=0))
-            if self.training:
-                self.last_aux = logits.view(B, S, *logits.shape[1:])[:, S // 2]
+            aux["semantic"] = logits.view(B, S, *logits.shape[1:])[:, S // 2]
         feats = feats.view(B, S, -1, h, w)
         fused = feats[:, 0] if self.attention is None else self.attention(feats, priors.view(B, S, -1, h, w))
-        return fused + self.fuse(torch.cat([fused, ctx], dim=1))
+        return fused + self.fuse(torch.cat([fused, ctx], dim=1)), aux
 
-    def forward(self, lr: torch.Tensor, out_size: Sequence[int], ref: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, lr: torch.Tensor, out_size: Sequence[int], ref: torch.Tensor | None = None) -> Output:
+        """The image ``[B, 1, H, W]``; in training mode a :class:`ModelOutput` with the semantic logits too."""
         self.check_scale(lr, out_size)
         self.check_ref(lr, ref)
         B, _, h, w = lr.shape
@@ -215,7 +216,7 @@ class SAKG(SRModel):
             ctx = resize(ref_ctx, (h, w))
             ref_term = resize(ref_local, (H, W)) + resize(self.ref_code(ref_ctx), (H, W))
             ref_res = lr.new_tensor([ref.shape[-2] / H, ref.shape[-1] / W]).expand(B, 2)
-        feats = self._features(lr, ctx)
+        feats, aux = self._features(lr, ctx)
         code = self.code(feats)
         blended = decode_grid(code, (H, W), self._decode_query, ensemble=True, chunk=self.chunk)
         z = self.blend(blended) + ref_term
@@ -223,8 +224,10 @@ class SAKG(SRModel):
             z = z + self.ref_scale(ref_res)[:, :, None, None]
         residual = self.head(z)
         centre = self.centre_slice(lr)
-        if self.lr_correction is not None:
+        if self.band_split:
             residual = residual - band_projection(residual, (h, w))
+        if self.lr_correction is not None:
             centre = centre + self.lr_correction(feats)
         base = zero_fill_upsample(centre.float(), (H, W), magnitude=False).real
-        return base.to(residual.dtype) + residual
+        image = base.to(residual.dtype) + residual
+        return ModelOutput(image, aux) if self.training else image

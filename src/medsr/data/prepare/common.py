@@ -6,7 +6,7 @@ A preparer lists its subjects (a target volume, a reference volume, optionally a
 :class:`medsr.data.store.StoreWriter`:
 
 1. the reference (and the labels) are resampled onto the target's voxel grid through the two affines when the grids
-   differ (:mod:`medsr.infer.resample`; trilinear for images, nearest for labels); a reference that covers less than
+   differ (:mod:`medsr.resample`; trilinear for images, nearest for labels); a reference that covers less than
    :data:`MIN_OVERLAP` of the target is an error naming both files;
 2. slices are taken along the slice axis (``--axis``; default: the axis with the coarsest spacing, or, when the
    spacing is isotropic, the axis closest to the world's inferior-superior direction, i.e. axial slices); the store
@@ -40,9 +40,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from medsr.data.heldout import refuse_heldout
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha256_file
 from medsr.errors import InputError, as_integer, as_number, require
-from medsr.infer.resample import overlap_fraction, resample_to_grid
+from medsr.resample import overlap_fraction, resample_to_grid
 from medsr.io.nifti import read_volume
 
 MIN_OVERLAP = 0.5
@@ -50,6 +51,7 @@ GRID_TOLERANCE_MM = 1e-3
 ANISOTROPY = 1.01
 DEFAULT_MIN_SIGNAL = 0.1
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+MAX_MULTIPLE = 1024
 RESUME_PARAMETERS = ("format", "target", "reference", "min_signal", "multiple", "axis", "split", "seed")
 
 
@@ -85,7 +87,7 @@ def parse_options(
     signal = as_number(min_signal, "--min-signal") if min_signal is not None else DEFAULT_MIN_SIGNAL
     require(signal >= 0, "--min-signal", f"must be >= 0, got {min_signal}")
     mult = as_integer(multiple, "--multiple") if multiple is not None else 1
-    require(mult >= 1, "--multiple", f"must be at least 1, got {multiple}")
+    require(1 <= mult <= MAX_MULTIPLE, "--multiple", f"must be between 1 and {MAX_MULTIPLE}, got {multiple}")
     fractions = _parse_split(split) if split is not None else DEFAULT_SPLIT
     seed_value = as_integer(seed, "--seed") if seed is not None else 0
     require(seed_value >= 0, "--seed", f"must be a non-negative integer, got {seed}")
@@ -447,6 +449,7 @@ def prepare_store(dataset: Dataset, out_dir: str | Path, options: Options) -> di
     out = Path(out_dir)
     require(not out.exists() or out.is_dir(), out, "exists and is not a directory")
     require(bool(dataset.subjects), dataset.source, "no subjects found")
+    refuse_heldout(f for s in dataset.subjects for f in (s.target, s.reference, s.labels))
     parameters = {
         "format": dataset.name, "source": str(dataset.source.resolve()), "target": dataset.target,
         "reference": dataset.reference, "min_signal": options.min_signal, "multiple": options.multiple,

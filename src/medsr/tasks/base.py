@@ -1,8 +1,21 @@
-"""The super-resolution LightningModule: model, weighted losses, EMA shadow, optimiser and schedule, optional GAN.
+"""The base training task: a LightningModule owning the model, its EMA shadow, the weighted losses, optimisers and
+schedule, RNG state, export and the one step counter. Tasks (``sr``, ``segmentation``) are siblings on it.
 
-Steps are counted by the module itself (``self.step``, one per training batch, saved in checkpoints), because
-Lightning's ``global_step`` counts optimiser steps and a GAN makes two per batch. Automatic optimisation is used
-unless the GAN mode needs two optimisers (then manual).
+Contract of a task (docs/architecture.md, "Tasks"):
+
+* ``dataset(split, training=...)``: the items of a split; ``batch_sampler(num_items, ...)``: the specs of each
+  training step, a pure function of ``(seed, step)`` (default: :class:`~medsr.data.datasets.StepBatchSampler`);
+* ``compute_loss(batch) -> (loss, terms, prediction)``: the weighted loss, its unweighted terms by name and the
+  model's output;
+* ``validation_metrics(trainer, dataset, subjects) -> {name: value}``: scores of :attr:`eval_model` on this rank's
+  validation subjects (reduced over ranks); ``monitor`` names the one (higher is better) that selects
+  ``best.ckpt``;
+* ``export_meta() -> dict``: what the weights file records beyond the model spec;
+* ``adversarial_target``: the batch key of real images when the task supports ``train.gan`` (else None).
+
+Steps are counted here (``self.step``, one per training batch, saved in checkpoints) because Lightning's
+``global_step`` counts optimiser steps and adversarial training makes two per batch. Optimisation is manual, one
+code path for every task: generator (and, with ``train.gan``, discriminator) update, then :meth:`_finish_step`.
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ import copy
 import fnmatch
 import math
 import random
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -19,8 +32,12 @@ import torch
 from torch import nn
 
 from medsr.config import RunConfig, to_dict
+from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
+from medsr.losses import WeightedSum
+from medsr.models.base import Output, as_image
 from medsr.registry import MODELS
+from medsr.tasks.adversarial import Adversary
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,13 +70,13 @@ class EMA(nn.Module):
             s.copy_(b)
 
 
-def build(kind: str, build_fn: Any, spec: Any) -> Any:
-    """Build a configured object; unknown names and bad arguments become an :class:`InputError` naming ``kind``."""
+def build(kind: str, build_fn: Callable[[Any], Any], spec: Any) -> Any:
+    """Build a configured object; a ``ValueError`` (how constructors reject a bad value) becomes an
+    :class:`InputError` naming ``kind``. Other exceptions keep their traceback."""
     try:
         return build_fn(spec)
-    except (KeyError, TypeError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        raise InputError(kind, str(message)) from None
+    except ValueError as err:
+        raise InputError(kind, str(err)) from None
 
 
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
@@ -104,21 +121,14 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class SRModule(pl.LightningModule):
-    """Trains ``cfg.model`` on batches ``{lr, hr, ref?}`` with the weighted loss list ``cfg.loss``.
+class TrainingTask(pl.LightningModule):
+    """Base of every task (see the module docstring for the contract subclasses fill in)."""
 
-    Validation (run by :class:`medsr.engine.callbacks.Checkpointer`) calls :meth:`validation_metrics`; the
-    metric named ``monitor`` (higher is better) selects ``best.ckpt``.
-    """
-
-    monitor = "val/psnr"
+    monitor: str = ""
+    adversarial_target: str | None = None
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
-        import medsr.models  # noqa: F401  (registers the architectures)
-        from medsr.losses import WeightedSum
-        from medsr.losses.gan import AdversarialLoss
-
         self.cfg = cfg
         plain = to_dict(cfg)
         self.model_spec = plain["model"]
@@ -126,44 +136,62 @@ class SRModule(pl.LightningModule):
         self.frozen = freeze(self.model, list(cfg.train.freeze))
         self.ema = EMA(self.model, cfg.train.ema) if cfg.train.ema > 0 else None
         self.criterion = build("loss", WeightedSum, plain["loss"])
-        self.criterion.attach(self.model)
-        gan = cfg.train.gan
-        d_spec = plain["train"]["gan"]["discriminator"]
-        self.discriminator = build("train.gan.discriminator", MODELS.build, d_spec) if gan.enabled else None
-        self.adversarial = AdversarialLoss(gan.loss) if gan.enabled else None
-        self.automatic_optimization = not gan.enabled
+        build("loss", self.criterion.check, self.model)
+        self.adversary: Adversary | None = None
+        if cfg.train.gan.enabled:
+            if self.adversarial_target is None:
+                raise InputError("train.gan.enabled", f"no adversarial mode for task: {cfg.task}")
+            gan = cfg.train.gan
+            self.adversary = build("train.gan", lambda spec: Adversary(spec, gan.loss, gan.weight,
+                                                                       gan.g_steps_per_d_step), plain["train"]["gan"]["discriminator"])
+        self.automatic_optimization = False
         self.step = 0
         self.best_score = -math.inf
         self.val_sample: dict[str, Any] | None = None
+
+    # --- the contract -------------------------------------------------------------------------------------------
+
+    def dataset(self, split: str, *, training: bool) -> torch.utils.data.Dataset:
+        raise NotImplementedError
+
+    def batch_sampler(self, num_items: int, **position: Any) -> StepBatchSampler:
+        """The training batches from ``position`` (``start_step``, ``num_steps``, ``rank``, ``world_size``)."""
+        return StepBatchSampler(num_items, self.cfg.data.batch_size, self.cfg.seed, **position)
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Output]:
+        raise NotImplementedError
+
+    def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def export_meta(self) -> dict[str, Any]:
+        return {}
+
+    # --- shared machinery ---------------------------------------------------------------------------------------
 
     @property
     def eval_model(self) -> nn.Module:
         """The network used for validation and exported as ``params_ema``."""
         return self.ema.shadow if self.ema is not None else self.model
 
-    def forward(self, lr: torch.Tensor, out_size: tuple[int, int], ref: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(lr, out_size, ref)
-
     def _optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         t = self.cfg.train
         kind = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         return kind(params, lr=lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
 
-    def _scheduler(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
         spec = to_dict(self.cfg)["train"]["scheduler"]
         total = self.cfg.train.steps
-        lam = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spec))
-        return {"scheduler": lam, "interval": "step"}
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spec))
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("no trainable parameters (model has none, or train.freeze matches them all)")
-        opt_g = self._optimizer(params, self.cfg.train.lr)
-        if self.discriminator is None:
-            return {"optimizer": opt_g, "lr_scheduler": self._scheduler(opt_g)}
-        opt_d = self._optimizer(list(self.discriminator.parameters()), self.cfg.train.gan.d_lr)
-        return [opt_g, opt_d], [self._scheduler(opt_g), self._scheduler(opt_d)]
+        optimizers = [self._optimizer(params, self.cfg.train.lr)]
+        if self.adversary is not None:
+            optimizers.append(self._optimizer(list(self.adversary.parameters()), self.cfg.train.gan.d_lr))
+        return optimizers, [self._scheduler(opt) for opt in optimizers]
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         finite = torch.isfinite(loss.detach()).float()
@@ -172,59 +200,44 @@ class SRModule(pl.LightningModule):
         if float(finite) < 1:
             raise NonFiniteLossError(self.step, float(loss.detach()))
 
-    def _generator_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        hr = batch["hr"]
-        sr = self.model(batch["lr"], tuple(hr.shape[-2:]), batch.get("ref"))
-        loss, terms = self.criterion(sr, hr, batch)
-        return sr, loss, terms
-
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if self.discriminator is not None:
-            return self._gan_step(batch)
-        _, loss, terms = self._generator_loss(batch)
+    def _update(self, optimizer: Any, scheduler: Any, loss: torch.Tensor) -> None:
+        """One optimiser and schedule step on ``loss`` (gradient clipping: :meth:`on_before_optimizer_step`)."""
         self._check_finite(loss)
-        self._log_terms(loss, terms)
-        return loss
-
-    def _gan_step(self, batch: Mapping[str, Any]) -> None:
-        opt_g, opt_d = self.optimizers()
-        sched_g, sched_d = self.lr_schedulers()
-        gan = self.cfg.train.gan
-        self.toggle_optimizer(opt_g)
-        sr, loss, terms = self._generator_loss(batch)
-        adv = self.adversarial.generator(self.discriminator(sr))
-        loss = loss + gan.weight * adv
-        self._check_finite(loss)
-        opt_g.zero_grad()
+        self.toggle_optimizer(optimizer)
+        optimizer.zero_grad()
         self.manual_backward(loss)
-        if self.cfg.train.grad_clip > 0:
-            self.clip_gradients(opt_g, gradient_clip_val=self.cfg.train.grad_clip, gradient_clip_algorithm="norm")
-        opt_g.step()
-        sched_g.step()
-        self.untoggle_optimizer(opt_g)
-        terms = {**terms, "gan_g": adv.detach()}
-        if (self.step + 1) % gan.g_steps_per_d_step == 0:
-            self.toggle_optimizer(opt_d)
-            d_loss = self.adversarial.discriminator(self.discriminator(batch["hr"]), self.discriminator(sr.detach()))
-            self._check_finite(d_loss)
-            opt_d.zero_grad()
-            self.manual_backward(d_loss)
-            opt_d.step()
-            sched_d.step()
-            self.untoggle_optimizer(opt_d)
-            terms["gan_d"] = d_loss.detach()
-        self._log_terms(loss, terms)
+        optimizer.step()
+        scheduler.step()
+        self.untoggle_optimizer(optimizer)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the generator's gradients (after AMP unscaling, which Lightning does before this hook)."""
+        if self.cfg.train.grad_clip > 0 and optimizer is self.trainer.optimizers[0]:
+            self.clip_gradients(optimizer, gradient_clip_val=self.cfg.train.grad_clip, gradient_clip_algorithm="norm")
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        optimizers, schedulers = self.optimizers(), self.lr_schedulers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        lr = optimizers[0].param_groups[0]["lr"]
+        loss, terms, prediction = self.compute_loss(batch)
+        if self.adversary is not None:
+            fake = as_image(prediction)
+            adv = self.adversary.generator_loss(fake)
+            loss, terms = loss + self.adversary.weight * adv, {**terms, "gan_g": adv}
+        self._update(optimizers[0], schedulers[0], loss)
+        if self.adversary is not None and self.adversary.due(self.step):
+            d_loss = self.adversary.discriminator_loss(batch[self.adversarial_target], fake.detach())
+            self._update(optimizers[1], schedulers[1], d_loss)
+            terms["gan_d"] = d_loss
+        self._log_terms(loss, terms, lr)
         self._finish_step()
 
-    def _log_terms(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
+    def _log_terms(self, loss: torch.Tensor, terms: Mapping[str, torch.Tensor], lr: float) -> None:
         batch_size = self.cfg.data.batch_size
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=batch_size)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        self._finish_step()
+        self.log("train/lr", lr, batch_size=batch_size)
 
     def _finish_step(self) -> None:
         """After the generator's optimiser step: update the EMA shadow and count the step (callbacks see it)."""
@@ -241,29 +254,6 @@ class SRModule(pl.LightningModule):
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         set_rng_states(state["rng"])
-
-    def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
-        """PSNR/SSIM per validation scale over the volumes of this rank's ``subjects`` (per-volume sums reduced
-        over ranks), and ``val/psnr``, their mean over scales. Keeps a sample slice in ``val_sample``."""
-        from medsr.engine import evaluation
-
-        cfg = self.cfg
-        metrics: dict[str, float] = {}
-        self.val_sample = None
-        for scale in cfg.val.scales:
-            scores, sample = evaluation.evaluate_scale(
-                self.eval_model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=self.device,
-                batch_size=cfg.val.batch_size, subjects=subjects,
-            )
-            if sample and self.val_sample is None:
-                self.val_sample = {**sample, "scale": scale}
-            totals = trainer.strategy.reduce(evaluation.moments(scores).to(self.device), reduce_op="sum").cpu()
-            summary = evaluation.summarise(totals)
-            metrics[f"val/psnr_x{scale:g}"] = summary.psnr
-            metrics[f"val/ssim_x{scale:g}"] = summary.ssim
-        psnrs = [v for k, v in metrics.items() if k.startswith("val/psnr_")]
-        metrics["val/psnr"] = sum(psnrs) / len(psnrs)
-        return metrics
 
     def state_for_export(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``(params, params_ema)`` state dicts of the trained network."""

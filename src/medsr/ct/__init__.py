@@ -1,0 +1,5 @@
+"""Computed tomography: a differentiable 2-D projector and FBP, projection-domain low-dose simulation.
+
+Bottom layer (``geometry``, ``projector``, ``fbp``, ``phantom``, ``dose``, ``units``): torch and numpy only.
+``files`` reads and writes CT volumes for ``medsr degrade --dose``.
+"""

@@ -1,0 +1,1 @@
+"""Evaluation: the protocol, per-volume scores and their summary (:mod:`medsr.evaluation.scores`)."""

@@ -1,0 +1,52 @@
+"""Registries: filled on first use, specs checked against constructor signatures, constructor errors kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from medsr.errors import InputError
+from medsr.registry import LOSSES, MODELS, TASKS, Registry
+
+
+def test_registries_fill_themselves_in_a_fresh_interpreter():
+    code = ("from medsr.registry import LOSSES, MODELS, TASKS; "
+            "net = MODELS.build({'type': 'liif', 'encoder': {'type': 'edsr', 'n_feats': 4, 'n_blocks': 1}}); "
+            "print(type(net).__name__, type(LOSSES.build({'type': 'l1'})).__name__, TASKS.get('sr').__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["LIIF", "L1Loss", "SRTask"]
+
+
+def test_encoders_and_discriminator_live_in_models_without_colliding():
+    names = MODELS.names()
+    assert {"encoder/edsr", "encoder/rdn", "edsr", "patch_discriminator", "unet"} <= set(names)
+    assert MODELS.get("encoder/edsr") is not MODELS.get("edsr")
+    assert set(TASKS.names()) == {"sr", "segmentation"}
+    assert "sakg_semantic" in LOSSES
+
+
+def test_build_checks_the_spec_against_the_signature():
+    with pytest.raises(InputError, match="unknown model 'nosuchnet'.*liif"):
+        MODELS.build({"type": "nosuchnet"})
+    with pytest.raises(InputError, match="liif.*hiden"):
+        MODELS.build({"type": "liif", "hiden": [8]})
+    with pytest.raises(InputError, match="no 'type'"):
+        LOSSES.build({"weight": 1.0})
+
+
+def test_a_constructor_bug_keeps_its_type_and_traceback():
+    registry = Registry("thing")
+
+    @registry.register("buggy")
+    class Buggy:
+        def __init__(self, width: int = 2):
+            self.size = len(width)  # a bug: TypeError raised inside the constructor
+
+    with pytest.raises(TypeError, match="len") as info:
+        registry.build({"type": "buggy", "width": 3})
+    assert info.traceback[-1].name == "__init__"
+    with pytest.raises(KeyError, match="twice"):
+        registry.register("buggy")(Buggy)
