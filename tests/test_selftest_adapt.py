@@ -256,3 +256,16 @@ def test_adapt_needs_three_slices(tmp_path, weights, capsys, scale):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least 3 slices along Z" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("direction", ["in-plane", "through-plane"])
+def test_reference_patches_follow_the_target_patches(direction):
+    """A reference equal to the volume gives reference patches equal to the targets (same crop, flips, turns)."""
+    volume = phantom((16, 16, 4))
+    if direction == "in-plane":
+        pairs = [inplane_pairs(volume, (2.0, 2.0), range(4), 3, volume, 8)]
+    else:
+        pairs = through_pairs(volume, 2.0, SliceProfile(), range(4), 3, volume, 8)
+    for source in pairs:
+        lr, hr, ref = source.batch(np.random.default_rng(0), 6)
+        assert ref is not None and torch.equal(ref, hr)
