@@ -110,7 +110,7 @@ def _psnr(pred: Sequence[np.ndarray], truth: Sequence[np.ndarray], peak: float) 
 
 
 def _scale(factors: Sequence[float]) -> str:
-    return "x" + ",".join(f"{f:.3g}" for f in factors)
+    return "x" + ",".join(f"{f:.3g}" for f in (factors[:1] if len(set(factors)) == 1 else factors))
 
 
 def _inplane(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Module, slices: np.ndarray,
