@@ -17,7 +17,10 @@ crop (medsr's behaviour before the option existed), which leaves the output less
 says. The effective acceleration on the output grid is printed. --mask t2net draws T2Net's column statistics
 (20 centre + 18 random of 128 columns, 15 + 13 of 64); --mask-file reads a column or 2-D mask (.npy, .mat, .png,
 k-space centre at index N // 2). NIfTI outputs get the affine of the new grid (same field of view, centred) and a
-header description of the mask."""
+header description of the mask.
+--slice-thickness instead simulates a thick-slice acquisition of a NIfTI volume along --axis: each new slice
+integrates the volume over a slice profile (gaussian with FWHM = thickness, or rect of width = thickness), and the
+slices are thickness + gap apart (mm, the voxel size from the header)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "low-resolution image / noise std per real and imaginary part) = DB")
     parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")
     parser.add_argument("--axis", metavar="AXIS", help="slice axis of 3-D inputs (default: last)")
+    parser.add_argument("--slice-thickness", metavar="MM", help="simulate slices MM thick along --axis (NIfTI only; "
+                        "not with the k-space options)")
+    parser.add_argument("--slice-gap", metavar="MM", help="gap between simulated slices (default: 0)")
+    parser.add_argument("--profile", metavar="KIND", help="slice profile: gaussian (default) or rect")
     ct = parser.add_argument_group("low-dose CT (projection-domain noise insertion; input in HU, NIfTI or a DICOM "
                                    "series directory; output NIfTI)")
     ct.add_argument("--dose", metavar="D", help="simulate a scan at this fraction of the dose, 0 < D <= 1")
@@ -51,12 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise")
 KSPACE_FLAGS = ("scale", "scale_y", "mask", "mask_file", "mask_grid", "acceleration", "center_fraction", "noise_snr",
                 "axis")
-
+THICK_FLAGS = ("slice_thickness", "slice_gap", "profile")
 
 def run_ct(args: argparse.Namespace) -> int:
     from medsr.ct.files import degrade_file, parse_dose
 
-    given = [f"--{name.replace('_', '-')}" for name in KSPACE_FLAGS if getattr(args, name) is not None]
+    given = [f"--{name.replace('_', '-')}" for name in KSPACE_FLAGS + THICK_FLAGS if getattr(args, name) is not None]
     if given:
         raise InputError(given[0], "does not combine with --dose")
     settings = parse_dose(args.dose, args.geometry, args.i0, args.electronic_noise, args.filter,
@@ -79,10 +86,27 @@ def run(args: argparse.Namespace) -> int:
     from medsr.io.atomic import check_output
 
     check_output(args.output, [args.input])
+    if any(getattr(args, name) is not None for name in THICK_FLAGS):
+        return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
                                     args.noise_snr, args.seed, args.mask_grid, args.mask_file)
     before, after, mask_line = degrade_file(args.input, args.output, degradation, axis=args.axis)
     print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}")
     if mask_line is not None:
         print(mask_line)
+    return 0
+
+
+def _thick(args: argparse.Namespace) -> int:
+    from medsr.data.thick import parse_thick_slices, thick_slice_file
+    from medsr.errors import require
+
+    require(args.slice_thickness is not None, "--slice-thickness", "is required with --slice-gap and --profile")
+    for flag in KSPACE_FLAGS + ("seed",):
+        require(flag == "axis" or getattr(args, flag) is None, f"--{flag.replace('_', '-')}",
+                "cannot be combined with --slice-thickness (run medsr degrade twice)")
+    spec = parse_thick_slices(args.slice_thickness, args.slice_gap, args.profile)
+    before, after = thick_slice_file(args.input, args.output, spec, axis=args.axis)
+    print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))} "
+          f"({spec.profile} slices {spec.thickness:g} mm thick, {spec.spacing:g} mm apart)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,20 +25,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile", type=int, default=None, help="tile planes larger than N input pixels (overlapping, "
                         "blended); default: whole planes")
     parser.add_argument("--tta", action="store_true", help="average over four flips (test-time augmentation)")
+    parser.add_argument("--no-self-test", dest="self_test", action="store_false",
+                        help="skip the self-test (by default the input is degraded once more by the requested "
+                        "factor, super-resolved back and compared with zero-filling or cubic interpolation)")
+    parser.add_argument("--strict", action="store_true", help="exit 2 without writing when the model loses the "
+                        "self-test")
+    parser.add_argument("--adapt", action="store_true", help="fine-tune a copy of the weights on this volume first "
+                        "(in-plane: zero-shot SR pairs; through-plane: SMORE pairs)")
+    parser.add_argument("--adapt-minutes", metavar="M", help="time limit of --adapt (default: 2)")
+    parser.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights to FILE")
+    parser.add_argument("--slice-thickness", metavar="MM", help="slice thickness of the input for through-plane "
+                        "self-test and adaptation (default: the Z spacing, no gap)")
+    parser.add_argument("--profile", metavar="KIND", help="slice profile of the input: gaussian (default) or rect")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from medsr.infer.files import super_resolve_file
+    from medsr.infer.guard import parse_safeguards
     from medsr.io.atomic import check_output
 
     check_output(args.output, [args.input, args.ref, args.weights])
+    guards = parse_safeguards(self_test=args.self_test, strict=args.strict, adapt=args.adapt,
+                              adapt_minutes=args.adapt_minutes, save_adapted=args.save_adapted,
+                              slice_thickness=args.slice_thickness, profile=args.profile)
+    if guards.save_adapted is not None:
+        check_output(guards.save_adapted, [args.input, args.ref, args.weights, args.output])
     report = super_resolve_file(
         args.input, args.output, scale=args.scale, voxel_size=args.voxel_size, ref=args.ref, weights=args.weights,
-        device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta,
+        device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta, guards=guards,
     )
     for note in report.notes:
         print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"medsr: warning: {warning}", file=sys.stderr)
     shape = "x".join(map(str, report.out_shape))
     voxel = "x".join(f"{v:.4g}" for v in report.out_voxel)
     print(f"wrote {report.output}: {shape} voxels of {voxel} mm (input {'x'.join(map(str, report.in_shape))})")

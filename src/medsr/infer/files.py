@@ -9,9 +9,10 @@ A reference volume is resampled through both affines onto each pass's output gri
 from __future__ import annotations
 
 import importlib.resources
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -22,6 +23,9 @@ from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import sr_model
+
+if TYPE_CHECKING:
+    from medsr.infer.guard import Safeguards
 
 MAX_VOXELS = 2**31
 SHIPPED_WEIGHTS = "sakg_mni.pth"
@@ -37,6 +41,7 @@ class SRReport:
     in_voxel: tuple[float, ...]
     out_voxel: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def default_weights() -> Path:
@@ -191,9 +196,11 @@ def super_resolve_file(
     tile: int | None = None,
     tta: bool = False,
     progress: bool = True,
+    guards: Safeguards | None = None,
 ) -> SRReport:
     """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module."""
     from medsr.checkpoint import build_from_weights
+    from medsr.infer.guard import Safeguards, guard_model
     from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
 
     if not is_nifti(output):
@@ -223,8 +230,14 @@ def super_resolve_file(
     norm = robust_scale(volume - low, percentile)
     options = InferenceOptions(batch_size=batch_size, tile=tile, tta=tta, device=torch_device,
                                progress=progress)
+    normalised = (volume - low) / norm
+    guarded = guard_model(normalised, out_shape, model, meta, n_slices=model_slices(model, meta),
+                          ref_on_grid=ref_on_grid, options=options, guards=guards or Safeguards(),
+                          voxel_z=in_voxel[2], source=input_path)
+    notes += guarded.notes
+    started = time.perf_counter()
     try:
-        result = super_resolve((volume - low) / norm, out_shape, model, n_slices=model_slices(model, meta),
+        result = super_resolve(normalised, out_shape, guarded.model, n_slices=model_slices(model, meta),
                                ref_on_grid=ref_on_grid, options=options)
     except ValueError as err:
         flag = "--scale" if scale is not None else "--voxel-size"
@@ -236,5 +249,6 @@ def super_resolve_file(
                          "or input values too large); nothing written")
     out_affine = resampled_affine(image.affine, volume.shape, out_shape)
     write_volume(output, result, image, affine=out_affine)
+    notes += guarded.finish(time.perf_counter() - started)
     return SRReport(Path(output), volume.shape, out_shape, in_voxel,
-                    tuple(float(v) for v in voxel_sizes(out_affine)), notes)
+                    tuple(float(v) for v in voxel_sizes(out_affine)), notes, guarded.warnings)

@@ -91,8 +91,10 @@ def super_resolve_planes(
     n_slices: int = 1,
     options: InferenceOptions = InferenceOptions(),
     bar: tqdm | None = None,
+    planes: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Super-resolve every plane of ``stack [N, h, w]`` to ``out_size``; returns float32 ``[N, H, W]``.
+    """Super-resolve the ``planes`` (default: all) of ``stack [N, h, w]`` to ``out_size``; returns float32
+    ``[len(planes), H, W]``.
 
     Plane ``i`` is predicted from planes ``i - k .. i + k`` (``n_slices = 2k + 1``) and ``ref[i]`` (``[H, W]``,
     on the output grid) when given. Planes go in batches, in blended overlapping tiles when ``options.tile`` is
@@ -105,9 +107,10 @@ def super_resolve_planes(
     ys = spans(h, H, options.tile, overlap)
     xs = spans(w, W, options.tile, overlap)
     windows, total = _tile_weights(ys, xs, (H / h, W / w), overlap, device)
-    out = np.empty((n, H, W), dtype=np.float32)
-    for start in range(0, n, options.batch_size):
-        index = np.arange(start, min(start + options.batch_size, n))
+    todo = np.arange(n) if planes is None else np.asarray(planes, dtype=np.int64)
+    out = np.empty((len(todo), H, W), dtype=np.float32)
+    for start in range(0, len(todo), options.batch_size):
+        index = todo[start : start + options.batch_size]
         lr = torch.from_numpy(np.ascontiguousarray(stack[neighbour_indices(n, index, n_slices)], dtype=np.float32))
         lr = lr.to(device)
         ref_batch = None if ref is None else torch.from_numpy(np.ascontiguousarray(ref[index], dtype=np.float32))
@@ -120,7 +123,7 @@ def super_resolve_planes(
                 pred = predict(model, lr[..., y.lo : y.hi, x.lo : x.hi], size, tile_ref, options.tta)[:, 0].float()
                 weight = 1.0 if windows is None else windows[(y, x)]
                 acc[:, y.out_lo : y.out_hi, x.out_lo : x.out_hi] += pred * weight
-        out[index] = (acc if total is None else acc / total).cpu().numpy()
+        out[start : start + len(index)] = (acc if total is None else acc / total).cpu().numpy()
         if bar is not None:
             bar.update(len(index))
     return out
