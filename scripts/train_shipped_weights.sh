@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The exact commands that produced src/medsr/weights/sakg_mni.pth (issue 5, item 5): sakg trained on the
-# embedded MNI data over every ordered pair of T1/T2/PD (and no reference, by reference dropout), on one CPU
-# thread (no GPU was lent to this task), then exported as the run's weights file (params + EMA params + meta).
+# The exact commands that produce the shipped weights src/medsr/weights/sakg_synth.pth (issue 10): sakg trained on
+# domain-randomised images mixed with the embedded MNI data (configs/sakg_synth.yaml), on 2 CPU cores (the main
+# process on one thread, the data generator in one worker process), then exported as the run's weights file
+# (params + EMA params + meta). No held-out transfer scan is read (tests/test_heldout.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 .venv/bin/medsr train configs/sakg_mni.yaml --overwrite --name sakg_mni
-.venv/bin/medsr test runs/sakg_mni/weights.pth --data data/mni --scales 1.5,2,2.5,3,4,6,8 --ref hr \
-    --json runs/sakg_mni/test_hr.json
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/medsr train configs/sakg_synth.yaml --overwrite --name sakg_synth
 mkdir -p src/medsr/weights
-cp runs/sakg_mni/weights.pth src/medsr/weights/sakg_mni.pth
-ls -l src/medsr/weights/sakg_mni.pth
+cp runs/sakg_synth/weights.pth src/medsr/weights/sakg_synth.pth
+ls -l src/medsr/weights/sakg_synth.pth
