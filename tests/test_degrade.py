@@ -11,6 +11,7 @@ from medsr.cli import main
 from medsr.data.degrade import Degradation, degrade_stack, parse_degradation
 from medsr.data.masks import MaskSpec
 from medsr.errors import InputError
+from _nifti_files import centre, save_nifti
 
 
 def _smooth(shape, rng):
@@ -20,18 +21,7 @@ def _smooth(shape, rng):
 
 
 def _nifti(path, data, zooms=(0.9, 1.1, 3.0)):
-    affine = np.diag(list(zooms) + [1.0])
-    affine[:3, 3] = [-20.0, 15.0, 4.0]
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=2)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, str(path))
-    return img
-
-
-def _centre(affine, shape):
-    return affine[:3, :3] @ ((np.asarray(shape[:3]) - 1) / 2) + affine[:3, 3]
+    return save_nifti(path, data, zooms, [-20.0, 15.0, 4.0])
 
 
 def _fail(capsys, argv, *absent):
@@ -57,7 +47,7 @@ def test_nifti_default_axis_degrades_planes_and_rescales_affine(tmp_path, capsys
     for z in range(5):
         np.testing.assert_allclose(lr[:, :, z], kspace.downsample(data[:, :, z].astype(np.float64), 2), atol=1e-4)
     np.testing.assert_allclose(img.header.get_zooms()[:3], (1.8, 2.2, 3.0), rtol=1e-6)
-    np.testing.assert_allclose(_centre(img.affine, lr.shape), _centre(src.affine, data.shape), atol=1e-5)
+    np.testing.assert_allclose(centre(img.affine, lr.shape), centre(src.affine, data.shape), atol=1e-5)
     assert int(img.header["qform_code"]) == 1 and int(img.header["sform_code"]) == 2
     assert img.header.get_xyzt_units() == ("mm", "sec")
 
@@ -74,7 +64,7 @@ def test_nifti_axis_and_asymmetric_scale(tmp_path):
     assert lr.shape == (6, 16, 6)
     np.testing.assert_allclose(lr[2], kspace.downsample(data[2].astype(np.float64), (1.5, 3.0)), atol=1e-4)
     np.testing.assert_allclose(img.header.get_zooms()[:3], (0.9, 1.1 * 24 / 16, 3.0 * 3), rtol=1e-6)
-    np.testing.assert_allclose(_centre(img.affine, lr.shape), _centre(src.affine, data.shape), atol=1e-5)
+    np.testing.assert_allclose(centre(img.affine, lr.shape), centre(src.affine, data.shape), atol=1e-5)
 
 
 def test_same_mask_for_every_slice_seeded_by_file_name(tmp_path):

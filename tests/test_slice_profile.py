@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from medsr.cli import main
 from medsr.slice_profile import SIGMA_PER_FWHM, profile_weights, thick_slices
+from _nifti_files import centre, save_nifti
 
 FINE = 1000  # sub-samples per voxel in the reference
 
@@ -65,18 +66,7 @@ def test_weights_rows_are_normalised_and_centred():
 
 
 def _nifti(path, data, zooms=(1.0, 1.2, 0.8)):
-    affine = np.diag(list(zooms) + [1.0])
-    affine[:3, 3] = [-10.0, 5.0, 3.0]
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=2)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, str(path))
-    return img
-
-
-def _centre(affine, shape):
-    return affine[:3, :3] @ ((np.asarray(shape[:3]) - 1) / 2) + affine[:3, 3]
+    return save_nifti(path, data, zooms, [-10.0, 5.0, 3.0])
 
 
 def test_degrade_slice_thickness_header_affine_and_values(tmp_path, capsys):
@@ -93,7 +83,7 @@ def test_degrade_slice_thickness_header_affine_and_values(tmp_path, capsys):
     np.testing.assert_allclose(got, thick_slices(data, 1, 3 / 1.2, 3.9 / 1.2, "rect"), rtol=1e-5)
     np.testing.assert_allclose(voxel_sizes(img.affine), (1.0, 1.2 * 24 / 7, 0.8), rtol=1e-6)
     np.testing.assert_allclose(img.header.get_zooms()[:3], voxel_sizes(img.affine), rtol=1e-6)
-    np.testing.assert_allclose(_centre(img.affine, got.shape), _centre(src.affine, data.shape), atol=1e-5)
+    np.testing.assert_allclose(centre(img.affine, got.shape), centre(src.affine, data.shape), atol=1e-5)
     assert int(img.header["qform_code"]) == 1 and int(img.header["sform_code"]) == 2
     assert main(["degrade", str(tmp_path / "vol.nii.gz"), str(tmp_path / "z.nii"), "--slice-thickness", "2.4"]) == 0
     assert nib.load(str(tmp_path / "z.nii")).shape == (6, 24, 7)

@@ -189,7 +189,7 @@ def test_output_must_be_nifti_and_missing_default_weights_say_how_to_get_them(tm
     files = _bad_inputs(tmp_path)
     assert main(["sr", str(files["good"]), str(tmp_path / "out.png"), "--scale", "2"]) == 2
     assert "NIfTI" in capsys.readouterr().err
-    monkeypatch.setattr("medsr.infer.files.SHIPPED_WEIGHTS", "not_shipped.pth")
+    monkeypatch.setattr("medsr.checkpoint.SHIPPED_WEIGHTS", "not_shipped.pth")
     assert main(["sr", str(files["good"]), str(tmp_path / "out.nii.gz"), "--scale", "2"]) == 2
     err = capsys.readouterr().err
     assert "medsr train" in err and "--weights" in err

@@ -4,6 +4,7 @@ normalised), loadable with ``torch.load(weights_only=True)`` so a file alone reb
 from __future__ import annotations
 
 import math
+import importlib.resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,6 +15,15 @@ from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
 from medsr.registry import MODELS
 
+
+
+SHIPPED_WEIGHTS = "sakg_synth.pth"  # package data medsr/weights/: the default of medsr sr and the demo's comparison
+
+
+def shipped_weights() -> Path | None:
+    """Path of the shipped weights file when it is installed, else None."""
+    resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_WEIGHTS)
+    return Path(str(resource)) if resource.is_file() else None
 
 def save_weights(
     path: str | Path,

@@ -12,7 +12,6 @@ from medsr.errors import InputError
 
 REPO = Path(medsr.__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
-SHIPPED = Path(medsr.__file__).resolve().parent / "weights" / "sakg_mni.pth"
 DEMO_SCALES = (1.5, 2.0, 3.0, 4.0)
 
 
@@ -46,6 +45,7 @@ def run_demo(
     minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG, scales: Sequence[float] = DEMO_SCALES
 ) -> Path:
     """Train, test and report; return the path of ``report.md``."""
+    from medsr.checkpoint import shipped_weights
     from medsr.data.embedded import ensure_mni
     from medsr.engine.evaluation import BASELINES, TestSetup, results_table, run_test
     from medsr.engine.runs import train
@@ -64,7 +64,8 @@ def run_demo(
         print(f"medsr demo: replacing {out}")
     overrides = [f"data.root={data}", f"train.max_minutes={minutes}", f"logging.runs_dir={out.parent}"]
     run_dir = train(config, overrides, overwrite=True, name=out.name, argv=["medsr", "demo", *overrides])
-    extra = (SHIPPED,) if SHIPPED.is_file() else ()
+    shipped = shipped_weights()
+    extra = (shipped,) if shipped is not None else ()
     report, samples = run_test(TestSetup(run_dir / "weights.pth", data, tuple(scales), "hr", extra=extra))
     model = report["results"][0]["method"]
     methods = [r["method"] for r in report["results"] if r["scale"] == scales[0]]

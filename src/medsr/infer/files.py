@@ -8,7 +8,6 @@ A reference volume is resampled through both affines onto each pass's output gri
 
 from __future__ import annotations
 
-import importlib.resources
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
 
+from medsr.checkpoint import SHIPPED_WEIGHTS, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.errors import InputError
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from medsr.infer.guard import Safeguards
 
 MAX_VOXELS = 2**31
-SHIPPED_WEIGHTS = "sakg_mni.pth"
 
 
 @dataclass
@@ -45,10 +44,10 @@ class SRReport:
 
 
 def default_weights() -> Path:
-    """The shipped ``sakg`` weights (package data ``medsr/weights/sakg_mni.pth``), or a clear error."""
-    resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_WEIGHTS)
-    if resource.is_file():
-        return Path(str(resource))
+    """The shipped ``sakg`` weights (:func:`medsr.checkpoint.shipped_weights`), or a clear error."""
+    shipped = shipped_weights()
+    if shipped is not None:
+        return shipped
     raise InputError(
         "--weights",
         f"no weights given and the shipped {SHIPPED_WEIGHTS} is not installed; train a model with "
