@@ -3,7 +3,7 @@ zero-filling: each of T1/T2/PD as target, with each other contrast as HR referen
 
 Protocol: ``medsr.evaluation.scores`` (whole test volumes, PSNR/SSIM per volume, data range of the HR volume).
 
-    python benchmarks/shipped.py [--weights src/medsr/weights/sakg_mni.pth] [--data data/mni] [--scales 2,4]
+    python benchmarks/shipped.py [--weights src/medsr/weights/sakg_synth.pth] [--data data/mni] [--scales 2,4]
                                  [--out benchmarks/results/shipped]
 """
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=Path("src/medsr/weights/sakg_mni.pth"))
+    parser.add_argument("--weights", type=Path, default=Path("src/medsr/weights/sakg_synth.pth"))
     parser.add_argument("--data", type=Path, default=Path("data/mni"))
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shipped"))

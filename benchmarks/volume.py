@@ -44,7 +44,7 @@ def load_model() -> tuple[Any, int, str]:
         from medsr.checkpoint import build_from_weights
 
         model, meta = build_from_weights(default_weights())
-        return model, model_slices(model, meta), "shipped sakg_mni.pth"
+        return model, model_slices(model, meta), "shipped sakg_synth.pth"
     except InputError:
         import medsr.models  # noqa: F401
         from medsr.registry import MODELS
