@@ -374,3 +374,15 @@ def test_d26_argparse_errors_are_one_line_and_scale_one_is_allowed(tmp_path, cap
     assert main(["degrade", str(vol), str(out), "--scale", "1", "--scale-y", "2"]) == 0
     assert nib.load(str(out)).shape == (8, 16, 4)
     refused(capsys, ["degrade", vol, out, "--scale", "2", "--seed", "1" * 20], "--seed", "2^63")
+
+
+def test_truncated_nifti_whose_library_message_spans_lines_is_one_line(tmp_path, capsys):
+    good = tmp_path / "good.nii"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 4), dtype=np.float32), np.eye(4)), str(good))
+    broken = tmp_path / "broken.nii"
+    broken.write_bytes(good.read_bytes()[:1000])  # nibabel's message for this has a line break
+    capsys.readouterr()
+    assert main(["sr", str(broken), str(tmp_path / "out.nii.gz"), "--scale", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.nii" in err and "Traceback" not in err
+    assert not (tmp_path / "out.nii.gz").exists()

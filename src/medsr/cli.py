@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except InputError as err:
-        print(f"medsr: error: {err}", file=sys.stderr)
+        print("medsr: error: " + " ".join(str(err).split()), file=sys.stderr)  # always one line
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
         print(f"medsr: error: {err.filename}: {err.strerror}", file=sys.stderr)
