@@ -386,3 +386,17 @@ def test_truncated_nifti_whose_library_message_spans_lines_is_one_line(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "broken.nii" in err and "Traceback" not in err
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_d27_sr_takes_a_run_folder_as_test_does(tmp_path, capsys, vol):
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    weights(run / "weights.pth")
+    out = tmp_path / "out.nii.gz"
+    assert main(["sr", str(vol), str(out), "--scale", "2,2,1", "--weights", str(run), "--no-self-test"]) == 0
+    assert nib.load(str(out)).shape == (32, 32, 4)
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir()
+    capsys.readouterr()
+    assert main(["sr", str(vol), str(tmp_path / "o2.nii.gz"), "--scale", "2", "--weights", str(empty)]) == 2
+    assert "weights.pth" in capsys.readouterr().err

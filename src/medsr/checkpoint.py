@@ -58,8 +58,16 @@ def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
 TASKS = ("sr", "segmentation")
 
 
+def weights_path(path: str | Path) -> Path:
+    """``path`` itself, or ``path/weights.pth`` for a run directory."""
+    path = Path(path)
+    return path / "weights.pth" if path.is_dir() else path
+
+
 def load_weights(path: str | Path) -> dict[str, Any]:
-    """Read a medsr weights file safely and check its ``meta`` (:func:`check_meta`); every failure names it."""
+    """Read a medsr weights file (or a run directory's ``weights.pth``) safely and check its ``meta``
+    (:func:`check_meta`); every failure names it."""
+    path = weights_path(path)
     payload = read_torch_file(path)
     if (not isinstance(payload, dict) or not {"params", "meta"} <= payload.keys()
             or not isinstance(payload["meta"], dict) or "model" not in payload["meta"]):

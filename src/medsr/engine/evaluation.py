@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from medsr.checkpoint import weights_path
 from medsr.errors import InputError
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
 from medsr.metrics.report import format_value
@@ -42,12 +43,6 @@ class TestSetup:
     batch_size: int = 8
     device: str = "cpu"
     extra: tuple[Path, ...] = ()
-
-
-def weights_path(path: str | Path) -> Path:
-    """``path`` itself, or ``path/weights.pth`` for a run directory."""
-    path = Path(path)
-    return path / "weights.pth" if path.is_dir() else path
 
 
 def parse_scales(text: str, flag: str = "--scales") -> tuple[float, ...]:
