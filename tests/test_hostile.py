@@ -400,3 +400,15 @@ def test_d27_sr_takes_a_run_folder_as_test_does(tmp_path, capsys, vol):
     capsys.readouterr()
     assert main(["sr", str(vol), str(tmp_path / "o2.nii.gz"), "--scale", "2", "--weights", str(empty)]) == 2
     assert "weights.pth" in capsys.readouterr().err
+
+
+def test_d27_a_header_declaring_more_voxels_than_memory_names_the_size(tmp_path, capsys):
+    header = nib.Nifti1Header()
+    header.set_data_shape((4096, 4096, 4096))
+    header.set_data_dtype(np.float32)
+    huge = tmp_path / "huge.nii"
+    huge.write_bytes(header.binaryblock + b"\0" * 1004)
+    capsys.readouterr()
+    assert main(["evaluate", str(huge), str(huge)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "huge.nii" in err and "4096x4096x4096" in err and "GiB" in err

@@ -56,6 +56,10 @@ def read_volume(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1
     check_header(path, img)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except MemoryError:
+        gib = np.prod(shape, dtype=np.float64) * 4 / 2**30
+        raise InputError(path, f"declares {'x'.join(map(str, shape))} voxels ({gib:.3g} GiB as float32): "
+                               "not enough memory to read them (is the header damaged?)") from None
     except Exception as err:
         raise InputError(path, f"cannot read voxel data ({type(err).__name__}: {err})") from None
     if not np.isfinite(data).all():
