@@ -99,6 +99,10 @@ def test_scale_plot_from_test_json_with_shaded_ood_scales(tmp_path, capsys):
     b = _results(tmp_path / "b.json", "bicubic", [2, 4, 6], ood_from=6)
     rows = read_results([a, b])
     assert _ood_spans(rows) == [(5.0, 7.0), (7.0, 9.0)]  # halfway to the neighbouring scales
+    stated = json.loads(a.read_text())
+    stated["protocol"]["scales_trained"] = "1.5-4"
+    a.write_text(json.dumps(stated))
+    assert _ood_spans(read_results([a])) == [(4.0, 7.0), (7.0, 9.0)]  # shaded from the end of training (D27)
     (tmp_path / "c.json").write_text(json.dumps({"results": [{"method": "m", "scale": [2, 8], "psnr": 1, "ssim": 0}]}))
     assert read_results([tmp_path / "c.json"])[0]["x"] == pytest.approx(4.0)  # per-axis scales: geometric mean
     out = tmp_path / "scales.pdf"

@@ -268,7 +268,8 @@ def read_results(json_files: Sequence[str | Path]) -> list[dict[str, Any]]:
         for row in results:
             if not isinstance(row, dict) or not {"method", "scale", "psnr", "ssim"} <= row.keys():
                 raise InputError(path, "each result needs method, scale, psnr and ssim")
-            rows.append({**row, "file": path.name.removesuffix(".json"), "x": _scale_value(row["scale"], path)})
+            rows.append({**row, "file": path.name.removesuffix(".json"), "x": _scale_value(row["scale"], path),
+                         "trained": _trained_range(content.get("protocol"))})
     if not rows:
         raise InputError(json_files[0] if json_files else "JSON", "no results to plot")
     return rows
@@ -281,15 +282,33 @@ def _series_label(row: Mapping[str, Any], with_file: bool) -> str:
     return f"{label} [{row['file']}]" if with_file else label
 
 
+def _trained_range(protocol: Any) -> tuple[float, float] | None:
+    """``(low, high)`` from a protocol's ``scales_trained`` (``"1.5-4"``), or None when it is absent or unknown."""
+    text = protocol.get("scales_trained") if isinstance(protocol, dict) else None
+    try:
+        low, high = (float(v) for v in str(text).split("-"))
+    except ValueError:
+        return None
+    return low, high
+
+
 def _ood_spans(rows: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
-    """Intervals around out-of-distribution scales, reaching halfway to the neighbouring scales."""
+    """Intervals around out-of-distribution scales, reaching halfway to the neighbouring scales, or to the end of
+    the training range when the results file states it (so a run trained up to x4 is shaded from x4 on)."""
     xs = sorted({row["x"] for row in rows})
     ood = {row["x"] for row in rows if row.get("ood")}
+    ranges = [row["trained"] for row in rows if row.get("ood") and row.get("trained")]
+    low = min((r[0] for r in ranges), default=None)
+    high = max((r[1] for r in ranges), default=None)
     spans = []
     for i, x in enumerate(xs):
         if x in ood:
             left = (xs[i - 1] + x) / 2 if i > 0 else x - (xs[1] - x) / 2 if len(xs) > 1 else x - 0.25
             right = (xs[i + 1] + x) / 2 if i + 1 < len(xs) else x + (x - xs[i - 1]) / 2 if i > 0 else x + 0.25
+            if high is not None and x > high and (i == 0 or xs[i - 1] <= high):
+                left = high
+            if low is not None and x < low and (i + 1 == len(xs) or xs[i + 1] >= low):
+                right = low
             spans.append((left, right))
     return spans
 
