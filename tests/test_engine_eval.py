@@ -128,8 +128,9 @@ def test_fixed_scale_model_rows_are_na_where_it_cannot_run(trained, tmp_path, ca
     out = tmp_path / "edsr.json"
     assert main(["test", str(path), "--data", str(store), "--scales", "2,2.5,5", "--ref", "none", "--no-baselines",
                  "--json", str(out)]) == 0
-    assert "n/a" in capsys.readouterr().out
+    assert "n/a: fixed scales x2, x3 only" in capsys.readouterr().out  # the reason, not a bare n/a (D27)
     rows = {r["scale"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows[2.5]["note"] == "n/a: fixed scales x2, x3 only" and rows[2.0]["note"] is None
     assert rows[2.0]["n_volumes"] == 1 and rows[2.0]["psnr"] is not None
     assert rows[2.5]["n_volumes"] == 0 and rows[2.5]["psnr"] is None and rows[5.0]["n_volumes"] == 0
     assert main(["test", str(path), "--data", str(store), "--scales", "2"]) == 2

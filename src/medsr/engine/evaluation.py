@@ -89,16 +89,20 @@ def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
     return methods, main_meta
 
 
-def supports(net: Any, dataset: Any, scale: float) -> bool:
-    """False for a fixed-scale model at a scale it lacks, or where the store's slices are not a whole multiple of
-    their LR size (such rows are reported as n/a)."""
+def unsupported(net: Any, dataset: Any, scale: float) -> str | None:
+    """Why a fixed-scale model cannot be tested at ``scale`` (a scale it lacks, or slices that are not a whole
+    multiple of their LR size), or None when it can; such rows are reported as n/a with this reason."""
     from medsr.kspace import lr_length
 
     fixed = net.fixed_scales
     if fixed is None:
-        return True
+        return None
+    if scale not in fixed:
+        return f"n/a: fixed scales {', '.join(f'x{s:g}' for s in fixed)} only"
     shapes = {dataset.store.shape(sid)[-2:] for sid in {sid for sid, _ in dataset.items}}
-    return scale in fixed and all(lr_length(n, scale) * scale == n for shape in shapes for n in shape)
+    if not all(lr_length(n, scale) * scale == n for shape in shapes for n in shape):
+        return f"n/a: slices {sorted(shapes)} are not a multiple of x{scale:g}"
+    return None
 
 
 def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
@@ -126,14 +130,15 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
                                                         n_adjacent=m.n_adjacent, use_labels=False)
             dataset = datasets[m.n_adjacent]
             scores = []
-            if supports(m.net, dataset, scale):
+            reason = unsupported(m.net, dataset, scale)
+            if reason is None:
                 scores, samples[(m.name, scale)] = evaluate_scale(
                     m.net, dataset, scale, m.ref, ref_scale=setup.ref_scale if m.ref == "lr" else None,
                     device=setup.device, batch_size=setup.batch_size)
             s = summarise(moments(scores))
             results.append({"method": m.name, "scale": scale, "ref": m.ref, "psnr": s.psnr, "psnr_std": s.psnr_std,
                             "ssim": s.ssim, "ssim_std": s.ssim_std, "n_volumes": s.n_volumes,
-                            "ood": not m.baseline and is_ood(scale, m.trained)})
+                            "ood": not m.baseline and is_ood(scale, m.trained), "note": reason})
     trained = meta.get("scales")
     protocol = {
         **PROTOCOL,
@@ -159,5 +164,5 @@ def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]
         return f"{r[key]:.{digits}f} ± {format_value(r[key + '_std'], f'.{digits}f')}"
 
     rows = [[f"x{r['scale']:g}", r["method"], r["ref"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"],
-             "OOD" if r["ood"] else ""] for r in report["results"]]
+             r.get("note") or ("OOD" if r["ood"] else "")] for r in report["results"]]
     return columns, rows
