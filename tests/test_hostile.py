@@ -412,3 +412,14 @@ def test_d27_a_header_declaring_more_voxels_than_memory_names_the_size(tmp_path,
     assert main(["evaluate", str(huge), str(huge)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "huge.nii" in err and "4096x4096x4096" in err and "GiB" in err
+
+
+def test_d27_voxel_size_reads_the_header_unit(tmp_path, capsys):
+    image = nib.Nifti1Image(volume(), np.diag([1000.0, 1000.0, 2000.0, 1.0]))  # 1 x 1 x 2 mm, in microns
+    image.header.set_xyzt_units("micron")
+    path = tmp_path / "microns.nii.gz"
+    nib.save(image, str(path))
+    out = tmp_path / "out.nii.gz"
+    assert main(["sr", str(path), str(out), "--voxel-size", "0.5,0.5,2", "--weights",
+                 str(weights(tmp_path / "w.pth")), "--no-self-test"]) == 0
+    assert nib.load(str(out)).shape == (32, 32, 4)

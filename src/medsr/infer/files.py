@@ -95,6 +95,16 @@ def target_shape(
     return out  # type: ignore[return-value]
 
 
+MM_PER_UNIT = {"mm": 1.0, "meter": 1000.0, "micron": 0.001, "unknown": 1.0}
+
+
+def voxel_mm(image: nib.Nifti1Image) -> tuple[float, float, float]:
+    """Voxel size in millimetres: the affine's column norms in the header's spatial unit (NIfTI xyz units; an
+    unknown unit is taken as mm, the NIfTI convention)."""
+    unit = image.header.get_xyzt_units()[0]
+    return tuple(float(v) * MM_PER_UNIT.get(unit, 1.0) for v in voxel_sizes(image.affine)[:3])  # type: ignore
+
+
 def _fmt(values: Sequence[float]) -> str:
     return "x".join(f"{v:.4g}" for v in values)
 
@@ -209,7 +219,7 @@ def super_resolve_file(
     if tile is not None and tile < 16:
         raise InputError("--tile", f"must be at least 16 input pixels, got {tile}")
     volume, image = read_input(input_path)
-    in_voxel = tuple(float(v) for v in voxel_sizes(image.affine))
+    in_voxel = voxel_mm(image)
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
     path = weights if weights is not None else default_weights()
@@ -249,5 +259,5 @@ def super_resolve_file(
     out_affine = resampled_affine(image.affine, volume.shape, out_shape)
     write_volume(output, result, image, affine=out_affine)
     notes += guarded.finish(time.perf_counter() - started)
-    return SRReport(Path(output), volume.shape, out_shape, in_voxel,
-                    tuple(float(v) for v in voxel_sizes(out_affine)), notes, guarded.warnings)
+    out_voxel = tuple(v * o / n for v, o, n in zip(in_voxel, volume.shape, out_shape))
+    return SRReport(Path(output), volume.shape, out_shape, in_voxel, out_voxel, notes, guarded.warnings)
