@@ -423,3 +423,13 @@ def test_d27_voxel_size_reads_the_header_unit(tmp_path, capsys):
     assert main(["sr", str(path), str(out), "--voxel-size", "0.5,0.5,2", "--weights",
                  str(weights(tmp_path / "w.pth")), "--no-self-test"]) == 0
     assert nib.load(str(out)).shape == (32, 32, 4)
+
+
+def test_d27_evaluate_names_shapes_in_the_files_layout(tmp_path, capsys):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, volume((48, 48, 6)))
+    np.save(b, volume((48, 48, 5)))
+    capsys.readouterr()
+    assert main(["evaluate", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "48x48x6" in err and "48x48x5" in err and "1x6x48x48" not in err

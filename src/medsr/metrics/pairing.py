@@ -104,6 +104,12 @@ class Loaded:
     volume: bool
     note: str = ""
 
+    def file_shape(self) -> str:
+        """The shape in the file's own layout (``HxW``, ``HxWxC`` or ``HxWxD``), for messages."""
+        c, *rest = self.data.shape
+        shape = (*rest[1:], rest[0]) if self.volume else ((*rest, c) if c > 1 else tuple(rest))
+        return "x".join(map(str, shape))
+
 
 def _is_picture(path: Path) -> bool:
     return _has_suffix(path, PICTURE_SUFFIXES)
@@ -135,12 +141,8 @@ def load_pair(pred_path: Path, gt_path: Path, gray: bool = False) -> tuple[Loade
     """Load a prediction and its reference; differing shapes are an error naming both files."""
     pred, gt = load(pred_path, gray, reference=gt_path), load(gt_path, gray)
     require(pred.data.shape == gt.data.shape, pred_path,
-            f"shape {_shape(pred)} differs from the reference {gt_path} ({_shape(gt)})")
+            f"shape {pred.file_shape()} differs from the reference {gt_path} ({gt.file_shape()})")
     return pred, gt
-
-
-def _shape(item: Loaded) -> str:
-    return "x".join(map(str, item.data.shape))
 
 
 def load_mask(path: Path, spatial: tuple[int, ...]) -> np.ndarray:
