@@ -92,8 +92,8 @@ def test_medsr_test_table_and_json(trained, tmp_path, capsys):
     rows = {(r["method"], r["scale"]): r for r in report["results"]}
     assert set(rows) == {(m, s) for m in ("liif", "bicubic", "zerofill") for s in (2.0, 3.0)}
     assert rows[("liif", 3.0)]["ood"] and not rows[("liif", 2.0)]["ood"] and not rows[("bicubic", 3.0)]["ood"]
-    keys = {"method", "scale", "ref", "psnr", "psnr_std", "ssim", "ssim_std", "n_volumes", "ood"}
-    assert all(set(r) == keys and r["n_volumes"] == 1 for r in report["results"])
+    keys = {"method", "scale", "ref", "psnr", "psnr_std", "ssim", "ssim_std", "n_volumes", "ood", "note"}
+    assert all(set(r) == keys and r["n_volumes"] == 1 and r["note"] is None for r in report["results"])
     assert report["protocol"]["split"] == "test" and report["protocol"]["scales_trained"] == "1.5-2.5"
     assert main(["test", str(run), "--data", str(store), "--scales", "2", "--no-baselines", "--split", "val"]) == 0
     assert "bicubic" not in capsys.readouterr().out
