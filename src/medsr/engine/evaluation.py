@@ -109,7 +109,7 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
     """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale.
 
     Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "ssim",
-    "ssim_std", "n_volumes", "ood"}]}`` and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
+    "ssim_std", "n_volumes", "ood", "note"}]}`` (``note``: why a row is n/a, else None) and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
     """
     from medsr.data.datasets import SRSliceDataset
 
