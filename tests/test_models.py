@@ -59,12 +59,16 @@ def test_parameter_free_baselines_at_asymmetric_scale(name):
     assert out.shape == (2, 1, 31, 29) and torch.isfinite(out).all()
 
 
-def test_global_residual_untrained_output_stays_near_bicubic():
+def test_global_residual_is_bicubic_plus_the_decoder_output():
     model = MODELS.build(SR_SPECS["liif"])
     lr = lr_stack()
     bic = MODELS.build({"type": "bicubic"})(lr, (31, 29))
-    out = model(lr, (31, 29))
-    assert not torch.equal(out, bic) and (out - bic).abs().mean() < 1.0
+    assert not torch.equal(model(lr, (31, 29)), bic)
+    last = model.imnet.net[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(0.25)  # a constant decoder: the ensemble weights sum to one, so exactly bicubic + 0.25
+        torch.testing.assert_close(model(lr, (31, 29)), bic + 0.25, rtol=0, atol=1e-5)
 
 
 def test_dualarb_reference_at_other_resolution_matters_and_none_works():
