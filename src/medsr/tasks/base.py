@@ -20,6 +20,7 @@ code path for every task: generator (and, with ``train.gan``, discriminator) upd
 
 from __future__ import annotations
 
+import abc
 import copy
 import fnmatch
 import math
@@ -121,7 +122,7 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class TrainingTask(pl.LightningModule):
+class TrainingTask(pl.LightningModule, abc.ABC):
     """Base of every task (see the module docstring for the contract subclasses fill in)."""
 
     monitor: str = ""
@@ -151,18 +152,21 @@ class TrainingTask(pl.LightningModule):
 
     # --- the contract -------------------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def dataset(self, split: str, *, training: bool) -> torch.utils.data.Dataset:
-        raise NotImplementedError
+        """The dataset of ``split`` (training items when ``training``)."""
 
     def batch_sampler(self, num_items: int, **position: Any) -> StepBatchSampler:
         """The training batches from ``position`` (``start_step``, ``num_steps``, ``rank``, ``world_size``)."""
         return StepBatchSampler(num_items, self.cfg.data.batch_size, self.cfg.seed, **position)
 
+    @abc.abstractmethod
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Output]:
-        raise NotImplementedError
+        """``(loss, named terms, prediction)`` of one training batch."""
 
+    @abc.abstractmethod
     def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
-        raise NotImplementedError
+        """Metrics over this rank's validation ``subjects`` (sums reduced across ranks inside)."""
 
     def export_meta(self) -> dict[str, Any]:
         return {}
