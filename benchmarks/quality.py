@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "src" / "medsr" / "configs"
 SCALES = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 GOAL_SCALES = (2.0, 2.5, 3.0, 4.0)
 DICE_SCALES = (2.0, 4.0)
@@ -54,7 +55,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 def run_configs(data: Path, steps: int | None, unet_steps: int | None) -> dict[str, dict[str, Any]]:
     """The resolved config of every trained method: sakg's protocol, each method's model and losses."""
-    base = load_yaml(ROOT / "configs" / "sakg.yaml")
+    base = load_yaml(CONFIG_DIR / "sakg.yaml")
     base["data"]["root"] = str(data)
     if steps is not None:
         base["train"]["steps"] = steps
@@ -75,10 +76,10 @@ def run_configs(data: Path, steps: int | None, unet_steps: int | None) -> dict[s
     configs["sakg-single"] = single
     for name in BASELINES:
         cfg = copy.deepcopy(base)
-        cfg["model"] = load_yaml(ROOT / "configs" / f"{name}.yaml")["model"]
+        cfg["model"] = load_yaml(CONFIG_DIR / f"{name}.yaml")["model"]
         cfg["loss"] = [t for t in base["loss"] if t["type"] != "sakg_semantic"]
         configs[name] = cfg
-    unet = load_yaml(ROOT / "configs" / "unet.yaml")
+    unet = load_yaml(CONFIG_DIR / "unet.yaml")
     unet["data"]["root"] = str(data)
     if unet_steps is not None:
         unet["train"]["steps"] = unet_steps
@@ -99,7 +100,7 @@ def ref_modes(name: str, cfg: dict[str, Any]) -> list[str]:
 def test_dataset(data: Path, cfg: dict[str, Any] | None = None) -> Any:
     from medsr.data.datasets import SRSliceDataset
 
-    d = (cfg or load_yaml(ROOT / "configs" / "sakg.yaml"))["data"]
+    d = (cfg or load_yaml(CONFIG_DIR / "sakg.yaml"))["data"]
     return SRSliceDataset(data, "test", d["target"], ref=d["ref"] or "T1", n_adjacent=d["n_adjacent"], use_labels=True)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from medsr.config import load_config
+from medsr.config import CONFIG_DIR, load_config
 from medsr.data.embedded import ensure_mni
 from medsr.engine.runs import train
 
@@ -60,10 +60,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
-    names = [n for n in args.configs.split(",") if (ROOT / "configs" / f"{n}.yaml").is_file()]
+    names = [n for n in args.configs.split(",") if (CONFIG_DIR / f"{n}.yaml").is_file()]
     with tempfile.TemporaryDirectory() as tmp:
         data = ensure_mni(Path(tmp) / "mni")
-        speeds = {(n, d): measure(ROOT / "configs" / f"{n}.yaml", d, data, Path(tmp) / "runs", args.steps,
+        speeds = {(n, d): measure(CONFIG_DIR / f"{n}.yaml", d, data, Path(tmp) / "runs", args.steps,
                                   args.warmup) for n in names for d in devices}
     print(f"\ntraining speed, {args.steps - args.warmup} timed steps after {args.warmup} warm-up, "
           f"CPU threads {args.threads}" + (f", GPU {torch.cuda.get_device_name(0)}" if "gpu" in devices else ""))
@@ -72,7 +72,7 @@ def main() -> None:
         header += f" {d + ' steps/s':>14} {d + ' samples/s':>16} {'vs liif':>8}"
     print(header)
     for n in names:
-        cfg = load_config(ROOT / "configs" / f"{n}.yaml")
+        cfg = load_config(CONFIG_DIR / f"{n}.yaml")
         line = f"{n:<10} {cfg.data.batch_size:>5} {str(cfg.data.patch_size):>5}"
         for d in devices:
             s, ref = speeds[(n, d)], speeds.get(("liif", d))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medsr.cli import main
-from medsr.config import config_hash, load_config, to_yaml
+from medsr.config import CONFIG_DIR, config_hash, load_config, to_yaml
 from medsr.errors import InputError
 
 
@@ -71,7 +71,7 @@ def test_every_shipped_config_loads_and_builds():
     from medsr.config import to_dict
     from medsr.registry import MODELS
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    configs = sorted(CONFIG_DIR.glob("*.yaml"))
     names = {p.stem for p in configs}
     assert {"demo", "bicubic", "zerofill", "edsr", "rdn", "liif", "metasr", "dualarb"} <= names
     for path in configs:

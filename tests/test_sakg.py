@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import medsr.losses  # noqa: F401  (registers the losses)
 import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
+from medsr.config import CONFIG_DIR
 from medsr.errors import InputError
 from medsr.kspace import downsample, zero_fill_upsample
 from medsr.registry import LOSSES, MODELS
@@ -222,7 +223,7 @@ def test_mac_budget_at_x2_with_hr_reference() -> None:
 def test_shipped_configs_within_budget() -> None:
     from medsr.config import load_config, to_dict
 
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = CONFIG_DIR
     specs = [to_dict(load_config(p))["model"] for p in sorted(root.glob("sakg*.yaml"))]
     assert specs, "no configs/sakg*.yaml"
     for spec in specs:
@@ -251,7 +252,7 @@ def test_pair_mixture_addresses_every_pair(mni_store: Path) -> None:
 def test_train_sakg_on_contrast_pairs(mni_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from medsr.cli import main
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "sakg_mni.yaml"
+    config = CONFIG_DIR / "sakg_mni.yaml"
     tiny = [f"model.{k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items()]
     status = main(["train", str(config), f"data.root={mni_store}", f"logging.runs_dir={tmp_path}", "train.steps=3",
                    "val.every=0", "val.max_subjects=1", "val.scales=[2]", "data.batch_size=2", *tiny, "--name", "pairs"])

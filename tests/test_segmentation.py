@@ -13,13 +13,13 @@ import medsr.losses  # noqa: F401  (registers the losses)
 import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
-from medsr.config import load_config
+from medsr.config import CONFIG_DIR, load_config
 from medsr.tasks.segmentation import dice_per_class
 from medsr.errors import InputError
 from medsr.registry import LOSSES, MODELS
 
 UNET = {"type": "unet", "base": 4, "depth": 2}
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = CONFIG_DIR
 
 
 @pytest.fixture()

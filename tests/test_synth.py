@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medsr.cli import main
-from medsr.config import SynthConfig, load_config, to_yaml
+from medsr.config import CONFIG_DIR, SynthConfig, load_config, to_yaml
 from medsr.data.datasets import SampleSpec, SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.data.synth import SynthMixture, SynthSliceDataset
@@ -20,7 +20,7 @@ from medsr.errors import InputError
 from medsr.kspace import downsample
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "synth_demo.yaml"
+DEMO = CONFIG_DIR / "synth_demo.yaml"
 
 
 @pytest.fixture(scope="module")

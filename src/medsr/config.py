@@ -248,26 +248,83 @@ def _numbers(spec: Any, where: str) -> list[tuple[str, float]]:
     return [(where, float(spec))] if isinstance(spec, (int, float)) and not isinstance(spec, bool) else []
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Schema defaults, then the YAML file (if any), then ``key=value`` overrides; errors name the key.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The built-in configs (package data): ``medsr train sakg`` loads ``CONFIG_DIR / "sakg.yaml"``."""
 
-    The run name defaults to the YAML file's stem.
-    """
+# Keys naming files a run reads: relative values in a user's config file resolve against that file's folder.
+INPUT_PATHS = ("data.root", "data.mask.file")
+
+
+def builtin_configs() -> list[str]:
+    """Names of the built-in configs, sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def find_config(name_or_path: str | Path, base_dir: Path | None = None) -> Path:
+    """A config file from a path (relative to ``base_dir`` when given, else the working directory; ``.yaml`` may
+    be left off) or a built-in config's name (``sakg``, ``bases/mni_sr``); a file that exists wins over a
+    built-in of the same name."""
+    text = str(name_or_path)
+    yaml_name = text if text.endswith((".yaml", ".yml")) else f"{text}.yaml"
+    path = Path(text).expanduser()
+    folder = base_dir if base_dir is not None and not path.is_absolute() else Path()
+    for candidate in (folder / path, folder / Path(yaml_name).expanduser(), CONFIG_DIR / yaml_name):
+        if candidate.is_file():
+            return candidate
+    raise InputError(text, f"no such config file or built-in config (built-in: {', '.join(builtin_configs())})")
+
+
+def _read_layer(path: Path) -> DictConfig:
+    try:
+        layer = OmegaConf.load(path)
+    except Exception as err:
+        raise InputError(path, f"not a readable YAML mapping ({type(err).__name__}: {err})") from None
+    if not isinstance(layer, DictConfig):
+        raise InputError(path, "must be a YAML mapping")
+    return layer
+
+
+def _anchor_paths(layer: DictConfig, folder: Path) -> None:
+    """Make the layer's relative input paths (``INPUT_PATHS`` and every ``weights`` key of the model and loss
+    specs) absolute against ``folder``."""
+    keys = [k for k in INPUT_PATHS if isinstance(OmegaConf.select(layer, k), str)]
+    specs = [("model", layer.get("model"))] + [(f"loss[{i}]", t) for i, t in enumerate(layer.get("loss") or [])]
+    for where, spec in specs:
+        if isinstance(spec, DictConfig) and isinstance(spec.get("weights"), str):
+            keys.append(f"{where}.weights")
+    for key in keys:
+        value = Path(OmegaConf.select(layer, key)).expanduser()
+        if not value.is_absolute():
+            OmegaConf.update(layer, key, str(folder / value))
+
+
+def config_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[DictConfig]:
+    """The YAML layers of a config file, its ``base:`` chain first (a built-in name or a path relative to the
+    file). Relative input paths of a user's file resolve against its folder, a built-in config's against the
+    working directory (its data belong to the user's project, not to the installed package); both become
+    absolute, so a run folder's saved ``config.yaml`` reloads to the same values."""
+    path = path.resolve()
+    if path in seen:
+        raise InputError(path, "base: configs include each other in a cycle")
+    layer = _read_layer(path)
+    base = layer.pop("base", None)
+    _anchor_paths(layer, Path.cwd() if CONFIG_DIR in path.parents else path.parent)
+    if base is None:
+        return [layer]
+    if not isinstance(base, str):
+        raise InputError(path, f"base: must be a config name or path, got {base!r}")
+    return config_layers(find_config(base, path.parent), seen + (path,)) + [layer]
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Schema defaults, then the YAML file (a path or a built-in name; its ``base:`` chain first), then
+    ``key=value`` overrides; errors name the key. The run name defaults to the YAML file's stem."""
     schema = OmegaConf.structured(RunConfig)
     layers: list[Any] = []
     source: str | Path = "config"
     if path is not None:
-        source = Path(path)
-        if not source.is_file():
-            raise InputError(source, "no such config file")
-        try:
-            layers.append(OmegaConf.create({"name": source.stem}))
-            layers.append(OmegaConf.load(source))
-        except Exception as err:
-            raise InputError(source, f"not a readable YAML mapping ({type(err).__name__}: {err})") from None
-        if not isinstance(layers[-1], DictConfig):
-            raise InputError(source, "must be a YAML mapping")
-
+        source = find_config(path)
+        layers = [OmegaConf.create({"name": source.stem}), *config_layers(source)]
     try:
         cfg = OmegaConf.merge(schema, *layers)
     except OmegaConfBaseException as err:
@@ -280,8 +337,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
     except OmegaConfBaseException as err:
         raise _omegaconf_error("override", err) from None
     _validate(cfg, source)
-    if layers and "model" not in layers[-1] and not any(o.startswith("model") for o in overrides):
-        raise InputError(source, "sets no model (e.g. model: {type: edsr}); see configs/")
+    if layers and not any("model" in layer for layer in layers) and not any(o.startswith("model") for o in overrides):
+        raise InputError(source, f"sets no model (e.g. model: {{type: edsr}}); built-in configs: {CONFIG_DIR}")
     return cfg
 
 

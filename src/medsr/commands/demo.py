@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="train the demo model on the embedded MNI data, test it against bicubic and zero-filling, report",
-        description="Prepares the embedded MNI store if needed, trains configs/demo.yaml within --minutes, tests "
+        description="Prepares the embedded MNI store if needed, trains the built-in demo config within --minutes, tests "
         "it at x1.5, x2, x3, x4 against bicubic and zero-filling (and the shipped weights when present), and "
         "writes OUT/report.md and OUT/comparison.png. An existing OUT is replaced.",
     )

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a YAML config (dotlist overrides such as train.lr=2e-4 after it). The run goes "
         "to <logging.runs_dir>/<name>/; an existing run is an error unless --resume or --overwrite.",
     )
-    parser.add_argument("config", help="YAML config file (see configs/)")
+    parser.add_argument("config", help="a YAML config file, or a built-in config by name (sakg, liif, demo, ...; base: NAME inherits one)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")

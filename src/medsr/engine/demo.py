@@ -7,11 +7,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import medsr
+from medsr.config import CONFIG_DIR
 from medsr.errors import InputError
 
-REPO = Path(medsr.__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 DEMO_SCALES = (1.5, 2.0, 3.0, 4.0)
 
 

@@ -51,7 +51,7 @@ def default_weights() -> Path:
     raise InputError(
         "--weights",
         f"no weights given and the shipped {SHIPPED_WEIGHTS} is not installed; train a model with "
-        "`medsr train configs/demo.yaml` (or `medsr demo`) and pass its weights file with --weights FILE",
+        "`medsr train demo` (or `medsr demo`) and pass its weights file with --weights FILE",
     )
 
 
