@@ -70,13 +70,15 @@ class SRModel(nn.Module):
     integer scales equal on both axes (None = arbitrary scale); ``uses_ref`` says whether the model reads the
     reference contrast; ``n_slices`` is the input depth ``S`` used when a weights file does not record the
     training's ``n_adjacent``; ``aux_outputs`` names the auxiliary outputs a training forward may return in
-    :attr:`ModelOutput.aux`.
+    :attr:`ModelOutput.aux`; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
+    ``kspace`` of an undersampled input (:mod:`medsr.models.joint`).
     """
 
     fixed_scales: tuple[int, ...] | None = None
     uses_ref: bool = False
     n_slices: int = 1
     aux_outputs: tuple[str, ...] = ()
+    uses_kspace: bool = False
 
     @staticmethod
     def centre_slice(lr: torch.Tensor) -> torch.Tensor:
