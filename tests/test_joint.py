@@ -9,6 +9,7 @@ import yaml
 from _engine_data import write_config, write_store
 from medsr import kspace
 from medsr.checkpoint import load_weights
+from medsr.cli import main
 from medsr.data.datasets import SampleSpec
 from medsr.data.joint import JointSliceDataset, t2net_lr_gain
 from medsr.data.masks import MaskSpec
@@ -175,3 +176,7 @@ def test_tasks_train_end_to_end_and_record_the_degradation(tmp_path, capsys, tas
     meta = load_weights(run / "weights.pth")["meta"]
     assert meta["task"] == task and meta["degradation"]["mask"] == "random"
     assert meta["degradation"]["effective_acceleration"][f"x{scale}"] >= 1
+    assert main(["test", str(run), "--data", str(store), "--scales", str(scale)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(f"x{scale} ")]
+    branches = {"joint": {"recon", "sr"}, "reconstruction": {"recon"}}[task]
+    assert {(r[2], r[3]) for r in rows} == {(b, m) for b in branches for m in (model["type"], "zero-filling")}
