@@ -82,6 +82,30 @@ def test_chunked_relevance_equals_the_dense_matrix():
         np.testing.assert_allclose(net(lr, (16, 16)).numpy(), dense_net(lr, (16, 16)).numpy(), atol=1e-6)
 
 
+def test_windowed_transfer_searches_only_its_tile():
+    from medsr.models.t2net import TaskTransformer, from_tiles, to_tiles
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 8 * 12, generator=g)
+    tiles = to_tiles(x, (8, 12), 4)
+    assert tiles.shape == (12, 5, 16) and torch.equal(from_tiles(tiles, 2, (8, 12), 4), x)
+    torch.testing.assert_close(tiles[1], x[0].view(5, 8, 12)[:, :4, 4:8].reshape(5, 16))
+    whole, tiled, local = (TaskTransformer(4, window=w).eval() for w in (None, 8, 4))
+    tiled.load_state_dict(whole.state_dict())
+    local.load_state_dict(whole.state_dict())
+    sr, rec = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(tiled(sr, rec), whole(sr, rec))
+        rec_far = rec.clone()
+        rec_far[..., 6:, :] = torch.randn(1, 4, 2, 8, generator=g)
+        # Output rows 0-1 read (fuse 3x3, fold 3x3) picks of rows <= 3, the top tiles, whose keys (conv 3x3,
+        # unfold 3x3) and values read rec rows <= 5: far rows cannot reach them with a 4-pixel window.
+        top = (slice(None), slice(None), slice(0, 2))
+        torch.testing.assert_close(local(sr, rec_far)[top], local(sr, rec)[top])
+    with pytest.raises(ValueError, match="does not divide"):
+        TaskTransformer(4, window=3)(sr, rec)
+
+
 def test_t2net_parameter_count_follows_its_layers():
     C, G, B, s = 8, 2, 3, 4
     net = T2Net(scale=s, n_feats=C, n_groups=G, n_blocks=B)

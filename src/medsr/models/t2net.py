@@ -13,6 +13,8 @@ What changed from the paper's code: (1) the relevance matrix is never built whol
 ``(h w) x (h w)`` matrix (128^2 LR pixels: 2.7e8 entries, ~1 GB in float32 per image per module); here queries
 are processed in chunks of ``chunk`` rows (memory ``chunk x h w``), and only the row maximum and its index are
 kept, which is all the hard/soft attention uses, so the result is the dense one exactly (a test checks it);
+optionally (``window``) a query searches only its own ``window x window`` tile of the LR grid, which is not
+T2Net's global search but costs ``h w window^2`` instead of ``(h w)^2`` (CPU-sized benchmarks use it);
 (2) both outputs are residuals: the reconstruction adds to the zero-filled input and the SR output to the
 k-space zero-filling of the reconstruction, so training starts from the zero-filling floor; (3) widths and depths
 are arguments (defaults CPU-sized); the reconstruction may end with a data-consistency layer (``dc``: none, as
@@ -34,21 +36,30 @@ from medsr.registry import MODELS
 
 
 class TaskTransformer(nn.Module):
-    """Transfers reconstruction features into the SR branch (module docstring); ``chunk`` query patches at a time."""
+    """Transfers reconstruction features into the SR branch (module docstring); ``chunk`` query patches at a time;
+    ``window`` (pixels, or None: the whole image) restricts each query's search to its own ``window x window``
+    tile of the image."""
 
-    def __init__(self, n_feats: int, chunk: int = 4096):
+    def __init__(self, n_feats: int, chunk: int = 4096, window: int | None = None):
         super().__init__()
         self.query, self.key = conv(n_feats, n_feats), conv(n_feats, n_feats)
         self.fuse = conv(2 * n_feats, n_feats)
-        self.chunk = chunk
+        self.chunk, self.window = chunk, window
 
     def forward(self, sr: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
-        h, w = sr.shape[-2:]
+        B, _, h, w = sr.shape
         q = F.normalize(F.unfold(self.query(sr), 3, padding=1), dim=1)
         k = F.normalize(F.unfold(self.key(rec), 3, padding=1), dim=1)
-        soft, hard = relevance_max(q, k, self.chunk)
         values = F.unfold(rec, 3, padding=1)
-        picked = values.gather(2, hard[:, None].expand(-1, values.shape[1], -1))
+        if self.window is None:
+            soft, hard = relevance_max(q, k, self.chunk)
+            picked = values.gather(2, hard[:, None].expand(-1, values.shape[1], -1))
+        else:
+            tiles = [to_tiles(t, (h, w), self.window) for t in (q, k, values)]
+            soft, hard = relevance_max(tiles[0], tiles[1], self.chunk)
+            picked = tiles[2].gather(2, hard[:, None].expand(-1, values.shape[1], -1))
+            soft, picked = from_tiles(soft[:, None], B, (h, w), self.window)[:, 0], from_tiles(picked, B, (h, w),
+                                                                                               self.window)
         overlap = F.fold(torch.ones_like(picked[:1]), (h, w), 3, padding=1)
         transferred = F.fold(picked, (h, w), 3, padding=1) / overlap
         return sr + self.fuse(torch.cat([sr, transferred], dim=1)) * soft.view(-1, 1, h, w)
@@ -68,17 +79,18 @@ class Branch(nn.Module):
 class T2Net(JointSRModel):
     """T2Net-style two-branch network at the integer ``scale``: ``n_feats`` channels, ``n_groups`` stages of
     ``n_blocks`` residual blocks per branch with a task transformer after each; ``dc``: none | hard | soft at the
-    end of the reconstruction branch; ``chunk``: query rows per relevance block (memory only)."""
+    end of the reconstruction branch; ``chunk``: query rows per relevance block (memory only); ``window``: search
+    each query's ``window x window`` tile only (None: the whole image, as T2Net)."""
 
     def __init__(self, scale: int = 2, n_feats: int = 32, n_groups: int = 2, n_blocks: int = 2, dc: str = "none",
-                 chunk: int = 4096):
+                 chunk: int = 4096, window: int | None = None):
         super().__init__()
         if int(scale) != scale or scale < 1 or n_groups < 1 or chunk < 1:
             raise ValueError(f"t2net needs an integer scale >= 1, n_groups >= 1, chunk >= 1; got {scale}, "
                              f"{n_groups}, {chunk}")
         self.fixed_scales = (int(scale),)
         self.rec, self.sr = Branch(n_feats, n_groups, n_blocks), Branch(n_feats, n_groups, n_blocks)
-        self.transfer = nn.ModuleList(TaskTransformer(n_feats, chunk) for _ in range(n_groups))
+        self.transfer = nn.ModuleList(TaskTransformer(n_feats, chunk, window) for _ in range(n_groups))
         self.rec_tail = conv(n_feats, 1)
         self.sr_tail = nn.Sequential(conv(n_feats, n_feats * scale * scale), nn.PixelShuffle(int(scale)),
                                      conv(n_feats, 1))
@@ -96,6 +108,23 @@ class T2Net(JointSRModel):
             recon = self.dc(recon.float().to(torch.complex64), measurements(x, mask, kspace)).abs().to(x.dtype)
         base = zero_fill_upsample(recon.float(), out_size, magnitude=False).real.to(x.dtype)
         return ModelOutput(base + self.sr_tail(f_sr), {"recon": recon})
+
+
+def to_tiles(x: torch.Tensor, size: tuple[int, int], window: int) -> torch.Tensor:
+    """``[B, D, h w]`` (pixels in row-major order) -> ``[B n_tiles, D, window^2]``: the pixels of each
+    ``window x window`` tile; ``ValueError`` unless ``window`` divides ``h`` and ``w``."""
+    (h, w), B, D = size, x.shape[0], x.shape[1]
+    if h % window or w % window:
+        raise ValueError(f"t2net: window {window} does not divide the {h}x{w} LR grid")
+    x = x.view(B, D, h // window, window, w // window, window).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(-1, D, window * window)
+
+
+def from_tiles(x: torch.Tensor, batch: int, size: tuple[int, int], window: int) -> torch.Tensor:
+    """The inverse of :func:`to_tiles`."""
+    (h, w), D = size, x.shape[1]
+    x = x.view(batch, h // window, w // window, D, window, window).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(batch, D, h * w)
 
 
 def relevance_max(q: torch.Tensor, k: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
