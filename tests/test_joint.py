@@ -1,6 +1,7 @@
 """Undersampled LR inputs: data consistency, the joint items, T2Net-style attention, composed pipelines and the
 reconstruction / joint tasks end to end."""
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -204,3 +205,26 @@ def test_tasks_train_end_to_end_and_record_the_degradation(tmp_path, capsys, tas
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(f"x{scale} ")]
     branches = {"joint": {"recon", "sr"}, "reconstruction": {"recon"}}[task]
     assert {(r[2], r[3]) for r in rows} == {(b, m) for b in branches for m in (model["type"], "zero-filling")}
+    if task == "joint":
+        _sr_refuses_other_sampling(tmp_path, capsys, run)
+
+
+def _sr_refuses_other_sampling(tmp_path, capsys, run):
+    volume = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).uniform(size=(16, 16, 2)).astype(np.float32), np.eye(4)),
+             volume)
+    base = ["sr", str(volume), str(tmp_path / "out.nii.gz"), "--scale", "2,2,1", "--weights", str(run),
+            "--no-self-test"]
+    same = ["--mask", "random", "--acceleration", "2", "--center-fraction", "0.25"]
+    for extra, words in (([], "trained for random mask on the LR grid; R 2, centre 0.25"),
+                         (["--mask", "random", "--acceleration", "4"], "acceleration differs"),
+                         (same + ["--mask-grid", "hr"], "grid differs")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and "--force" in err[0], err
+        assert not (tmp_path / "out.nii.gz").exists()
+    assert main(base + same) == 0
+    assert "input sampling matches the weights" in capsys.readouterr().out
+    assert nib.load(tmp_path / "out.nii.gz").shape == (32, 32, 2)
+    assert main(base + ["--force"]) == 0
+    assert "--force: trained for random mask" in capsys.readouterr().out

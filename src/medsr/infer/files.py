@@ -19,7 +19,9 @@ from nibabel.affines import voxel_sizes
 
 from medsr.checkpoint import SHIPPED_WEIGHTS, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
+from medsr.data.masks import MaskSpec
 from medsr.errors import InputError
+from medsr.infer.degradation import check_degradation
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import sr_model
@@ -206,8 +208,12 @@ def super_resolve_file(
     tta: bool = False,
     progress: bool = True,
     guards: Safeguards | None = None,
+    sampling: MaskSpec | None = None,
+    force: bool = False,
 ) -> SRReport:
-    """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module."""
+    """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module.
+    ``sampling``: how the input was undersampled (None: fully sampled), checked against the weights' training
+    degradation (:mod:`medsr.infer.degradation`; ``force`` turns a refusal into a note)."""
     from medsr.checkpoint import build_from_weights
     from medsr.infer.guard import Safeguards, guard_model
     from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
@@ -223,10 +229,10 @@ def super_resolve_file(
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
     path = weights if weights is not None else default_weights()
-    model, meta = build_from_weights(path, task="sr")
+    model, meta = build_from_weights(path, task=("sr", "joint"))
     model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
-    notes = _scale_notes(meta, volume.shape, out_shape)
+    notes = check_degradation(meta, sampling, force, path) + _scale_notes(meta, volume.shape, out_shape)
     ref_on_grid = None
     if ref is not None:
         if model.uses_ref:
