@@ -19,7 +19,8 @@ Metrics: fastMRI per volume (``medsr.evaluation.joint``: PSNR and SSIM with data
 seeds (>= 3). Params; MACs of one slice (``torch.utils.flop_counter``: convolutions and matrix products, FFTs not
 counted); CPU time per training step and per test slice (1 thread).
 
-    python benchmarks/joint.py [--steps 40] [--seeds 0,1,2] [--jobs 2] [--quick] [--out benchmarks/results/joint]
+    python benchmarks/joint.py [--steps 30] [--seeds 0,1,2] [--jobs 2] [--datasets mni,synth] [--scales 2,4]
+                               [--quick] [--out benchmarks/results/joint]
 """
 
 from __future__ import annotations
@@ -186,10 +187,12 @@ def markdown(entries: list[dict[str, Any]], header: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/mni"), help="embedded MNI store (prepared if absent)")
-    parser.add_argument("--steps", type=int, default=40, help="training steps per model")
+    parser.add_argument("--steps", type=int, default=30, help="training steps per model")
     parser.add_argument("--batch", type=int, default=2, help="slices per training step")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (>= 3 for intervals)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes (one thread each)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="mni and/or synth")
+    parser.add_argument("--scales", default=",".join(map(str, SCALES)), help="2 and/or 4")
     parser.add_argument("--max-volumes", type=int, default=None, help="test volumes per dataset (default all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 seed, 1 test volume")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/joint"))
@@ -202,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_mni(args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = [(kind, scale, seed, args.steps, args.batch, args.data, args.max_volumes)
-            for kind, scale, seed in itertools.product(DATASETS, SCALES, seeds)]
+            for kind, scale, seed in itertools.product(args.datasets.split(","), map(int, args.scales.split(",")),
+                                                       seeds)]
     start = time.time()
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         rows = [r for part in pool.imap_unordered(job, work) for r in part]

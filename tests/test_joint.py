@@ -228,3 +228,24 @@ def _sr_refuses_other_sampling(tmp_path, capsys, run):
     assert nib.load(tmp_path / "out.nii.gz").shape == (32, 32, 2)
     assert main(base + ["--force"]) == 0
     assert "--force: trained for random mask" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,overrides,words", [
+    ("t2net_ixi_x2", [], "256x256 -> 128x128, then t2net mask: 38/128 columns sampled on the LR grid (effective R 3.37)"),
+    ("t2net_ixi_x4", [], "256x256 -> 64x64, then t2net mask: 28/64 columns sampled on the LR grid (effective R 2.29)"),
+    ("mtrans_fastmri", ["data.target=T2", "data.ref=PD"], "320x320 -> 320x320, then random mask"),
+])
+def test_protocol_configs_print_their_sampling_on_the_embedded_data(mni_store, name, overrides, words):
+    from medsr.config import load_config
+    from medsr.registry import TASKS
+
+    cfg = load_config(name, [f"data.root={mni_store}", *overrides])
+    task = TASKS.get(cfg.task)(cfg)
+    lines = task.protocol()
+    assert any(words in line for line in lines.values()), lines
+    assert "orthonormal" in lines["intensity"]
+    compat = TASKS.get(cfg.task)(load_config(name, [f"data.root={mni_store}", "data.intensity=t2net-compat",
+                                                    *overrides]))
+    assert "t2net-compat" in compat.protocol()["intensity"]
+    item = task.dataset("val", training=False)[SampleSpec(index=0, scale=(cfg.val.scales[0],) * 2)]
+    assert item["hr"].shape[-2:] == tuple(cfg.data.fov)

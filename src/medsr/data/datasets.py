@@ -8,7 +8,9 @@ a list of :class:`SampleSpec`; a ``DataLoader(dataset, batch_sampler=sampler)`` 
 store has labels), ``scale [2]`` (actual ``H / h``, ``W / w``), ``ref_scale [2]`` (actual HR size / reference
 size: ``[1, 1]`` for an HR reference, ``[0, 0]`` when there is no reference), ``norm`` (float), ``key``
 (``"sid:z"``), and with a ``mask``: ``mask [w]`` bool (``[h, w]`` for a 2-D mask file; the k-space samples the LR
-input keeps, on its grid, centred) and ``acceleration`` (float, the effective R of that mask).
+input keeps, on its grid, centred), ``acceleration`` (float, the effective R of that mask), ``lr_clean [1, h, w]``
+(the fully sampled LR centre slice) and ``kspace [h, w]`` complex64 (its measured samples; ``lr`` is the magnitude
+of their inverse FFT).
 
 Every random choice of an item (flips/rot90, patch position) comes from ``spec.seed``; every choice of a batch
 (items, scale, reference scale, reference dropout, item seeds) is a pure function of ``(seed, step)``, so items
