@@ -119,6 +119,10 @@ def test_t2net_parameter_count_follows_its_layers():
     tails = conv(C, 1) + conv(C, C * s * s) + conv(C, 1)
     assert sum(p.numel() for p in net.parameters()) == 2 * branch + G * transfer + tails
     assert net.fixed_scales == (4,) and net.aux_outputs == ("recon",)
+    lr = torch.rand(2, 1, 8, 8)
+    out = net.train()(lr, (32, 32))
+    torch.testing.assert_close(out.aux["recon"], lr)
+    torch.testing.assert_close(out.image, kspace.zero_fill_upsample(lr, (32, 32), magnitude=False).real)
 
 
 def test_sequential_composes_its_specs_and_detaches_the_stages():

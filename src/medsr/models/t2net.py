@@ -15,8 +15,9 @@ are processed in chunks of ``chunk`` rows (memory ``chunk x h w``), and only the
 kept, which is all the hard/soft attention uses, so the result is the dense one exactly (a test checks it);
 optionally (``window``) a query searches only its own ``window x window`` tile of the LR grid, which is not
 T2Net's global search but costs ``h w window^2`` instead of ``(h w)^2`` (CPU-sized benchmarks use it);
-(2) both outputs are residuals: the reconstruction adds to the zero-filled input and the SR output to the
-k-space zero-filling of the reconstruction, so training starts from the zero-filling floor; (3) widths and depths
+(2) both outputs are residuals whose last layers start at zero: the reconstruction adds to the zero-filled input
+and the SR output to the k-space zero-filling of the reconstruction, so training starts from the zero-filling
+floor; (3) widths and depths
 are arguments (defaults CPU-sized); the reconstruction may end with a data-consistency layer (``dc``: none, as
 T2Net, or hard/soft, :mod:`medsr.models.dc`); (4) the SR upsampler is a pixel shuffle at the fixed ``scale``.
 """
@@ -32,6 +33,7 @@ from medsr.models.base import ModelOutput
 from medsr.models.blocks import ResBlock, conv
 from medsr.models.dc import DataConsistency
 from medsr.models.joint import JointSRModel, measurements
+from medsr.models.sakg import zero_init
 from medsr.registry import MODELS
 
 
@@ -91,9 +93,9 @@ class T2Net(JointSRModel):
         self.fixed_scales = (int(scale),)
         self.rec, self.sr = Branch(n_feats, n_groups, n_blocks), Branch(n_feats, n_groups, n_blocks)
         self.transfer = nn.ModuleList(TaskTransformer(n_feats, chunk, window) for _ in range(n_groups))
-        self.rec_tail = conv(n_feats, 1)
+        self.rec_tail = zero_init(conv(n_feats, 1))
         self.sr_tail = nn.Sequential(conv(n_feats, n_feats * scale * scale), nn.PixelShuffle(int(scale)),
-                                     conv(n_feats, 1))
+                                     zero_init(conv(n_feats, 1)))
         self.dc = None if dc == "none" else DataConsistency(dc)
 
     def joint(self, lr: torch.Tensor, out_size: tuple[int, int], ref: torch.Tensor | None,

@@ -115,7 +115,7 @@ class JointTask(SRTask):
         """PSNR/SSIM of each branch per validation scale (sums reduced over ranks); ``val/psnr``: the mean over
         scales of this task's branch."""
         cfg = self.cfg
-        ref = cfg.val.ref if self.model.uses_ref else "none"
+        ref = cfg.val.ref if self.model.uses_ref and cfg.data.ref is not None else "none"
         metrics: dict[str, float] = {}
         for scale in cfg.val.scales:
             scores = evaluate_joint(self.eval_model, dataset, scale, ref, ref_scale=cfg.val.ref_scale,
