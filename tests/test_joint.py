@@ -222,10 +222,12 @@ def _sr_refuses_other_sampling(tmp_path, capsys, run):
     same = ["--mask", "random", "--acceleration", "2", "--center-fraction", "0.25"]
     for extra, words in (([], "trained for random mask on the LR grid; R 2, centre 0.25"),
                          (["--mask", "random", "--acceleration", "4"], "acceleration differs"),
-                         (same + ["--mask-grid", "hr"], "grid differs")):
+                         (same + ["--mask-grid", "hr"], "grid differs"),
+                         (["--mask", "random", "--acceleration", "0.5"], "--acceleration: must be at least 1")):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and words in err[0] and "--force" in err[0], err
+        assert len(err) == 1 and err[0].startswith("medsr: error: ") and words in err[0], err
+        assert ("or --force" in err[0]) == ("differs" in words or "trained for" in words)
         assert not (tmp_path / "out.nii.gz").exists()
     assert main(base + same) == 0
     assert "input sampling matches the weights" in capsys.readouterr().out
