@@ -255,3 +255,17 @@ def test_protocol_configs_print_their_sampling_on_the_embedded_data(mni_store, n
     assert "t2net-compat" in compat.protocol()["intensity"]
     item = task.dataset("val", training=False)[SampleSpec(index=0, scale=(cfg.val.scales[0],) * 2)]
     assert item["hr"].shape[-2:] == tuple(cfg.data.fov)
+
+
+def test_generated_items_must_match_the_field_of_view(mni_store):
+    from medsr.config import load_config
+    from medsr.registry import TASKS
+
+    root = f"data.root={mni_store}"
+    with pytest.raises(InputError, match="data.synth.region"):
+        TASKS.get("joint")(load_config("t2net_ixi_x2", [root, "data.dataset=synth"])).dataset("train", training=True)
+    task = TASKS.get("joint")(load_config("t2net_ixi_x2", [root, "data.dataset=synth", "data.synth.region=256",
+                                                           "data.synth.real_fraction=0"]))
+    item = task.dataset("train", training=True)[SampleSpec(index=0, scale=(2.0, 2.0), seed=4)]
+    assert item["key"].startswith("synth-") and item["lr"].shape == (1, 128, 128) and int(item["mask"].sum()) == 38
+    np.testing.assert_allclose(item["lr"][0].numpy(), np.abs(kspace.ifft2c(item["kspace"].numpy())), atol=1e-5)

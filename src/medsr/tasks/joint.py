@@ -73,6 +73,9 @@ class JointTask(SRTask):
             return real
         if d.intensity != "orthonormal":
             raise InputError("data.intensity", "generated items (data.dataset: synth) are on the orthonormal scale")
+        if d.patch_size is None and d.fov is not None and list(d.fov) != [d.synth.region] * 2:
+            raise InputError("data.synth.region", f"whole generated slices are {d.synth.region} pixels square; "
+                             f"set it to the data.fov {list(d.fov)} so real and generated items batch together")
         synth = SynthSliceDataset(d.root, d.synth, split=split, n_adjacent=d.n_adjacent, patch_size=d.patch_size,
                                   use_labels=d.use_labels, length=len(real), mask=self.mask_spec)
         return SynthMixture(real, synth, d.synth.real_fraction)
