@@ -89,10 +89,10 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "patch": args.patch or 16,
         "batch": args.batch or (4 if quick else 8),
         "synth_fov": 64 if quick else 96,
-        "synth_items": args.synth_items or (4 if quick else 10),
-        "test_slices": args.test_slices or (1 if quick else 4),
-        "curve_points": args.curve_points or (3 if quick else 6),
-        "val_slices": args.val_slices or (2 if quick else 4),
+        "synth_items": args.synth_items or (4 if quick else 8),
+        "test_slices": args.test_slices or (1 if quick else 3),
+        "curve_points": args.curve_points or (3 if quick else 4),
+        "val_slices": args.val_slices or 2,
         "device": args.device,
         "bf16": args.bf16,
     }
@@ -465,9 +465,10 @@ def results_table(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: dict[
     cols = cell_names(cfg, refs)
     lines = ["| method | " + " | ".join(c.replace("|", " ") for c in cols) + " |", "|---|" + "---|" * len(cols)]
     for name in leak_rows:
-        cells = fixed[name]
-        vals = [cells.get(c.split("|")[0] + "|" + fixed_ref(name) + "|" + c.split("|")[2]) for c in cols]
-        lines.append(f"| {name} ({fixed_ref(name)} ref) | " + " | ".join(
+        ref = fixed_ref(name)
+        data_ref_scale = [c.split("|") for c in cols]  # a reference-reading row only under its own reference mode
+        vals = [None if ref == "hr" and r != "hr" else fixed[name].get(f"{d}|{ref}|{s}") for d, r, s in data_ref_scale]
+        lines.append(f"| {name} ({ref} ref) | " + " | ".join(
             "" if v is None else f"{v[metric]:.{digits}f}" for v in vals) + " |")
     for v in variants:
         vals = [t_interval(list(per_seed(evals, v, c, metric).values())) for c in cols]
@@ -663,7 +664,10 @@ def estimate_steps(cfg: dict[str, Any], budget_minutes: float, workers: int, n_j
         curve = cfg["curve_points"] * 2 * cfg["val_slices"]
         train_cost += runs * record["seconds"] / 4
         fixed_cost += runs * curve * forward + cfg["seeds"] * evals * forward
-    return max(10, int((0.85 * budget_minutes * 60 * workers - fixed_cost) / train_cost))
+    steps = max(10, int((0.85 * budget_minutes * 60 * workers - fixed_cost) / train_cost))
+    print(f"fair: estimate on one core: {train_cost:.1f} s per step of all runs, {fixed_cost / 60:.1f} min of "
+          f"evaluation and curves; {steps} steps fit {budget_minutes:g} min on {workers} workers", flush=True)
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
