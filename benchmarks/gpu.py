@@ -29,7 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAKS_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
-SMOKE_FAIR = ["--quick", "--only", "liif,sakg", "--steps", "2", "--seeds", "2", "--lrs", "1e-3", "--scales", "2",
+SMOKE_FAIR = ["--quick", "--only", "sakg", "--steps", "2", "--seeds", "2", "--lrs", "1e-3", "--scales", "2",
               "--curve-points", "2", "--val-slices", "1",
               "--test-slices", "1", "--synth-items", "1", "--patch", "8", "--batch", "2", "--workers", "1"]
 
