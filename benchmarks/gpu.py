@@ -103,7 +103,8 @@ def sr_wall_time(device: str, shape: tuple[int, int, int], weights: str | None) 
         src, dst = Path(tmp) / "lr.nii.gz", Path(tmp) / "sr.nii.gz"
         volume = np.random.default_rng(0).random(shape, dtype=np.float32)
         nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 1.0, 1.0])), str(src))
-        cmd = [sys.executable, "-m", "medsr", "sr", str(src), str(dst), "--scale", "2,2,1", "--device", device]
+        flag = "auto" if device.startswith("cuda") else device  # the CLI takes auto, cpu or cuda:N
+        cmd = [sys.executable, "-m", "medsr", "sr", str(src), str(dst), "--scale", "2,2,1", "--device", flag]
         cmd += ["--weights", weights] if weights else []
         start = time.perf_counter()
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's medsr
