@@ -173,13 +173,13 @@ class RunConfig:
 
 
 CHOICES = {
-    "task": ("sr", "segmentation"),
+    "task": ("sr", "segmentation", "denoise"),
     "train.optimizer": ("adam", "adamw"),
     "train.scheduler.type": ("cosine", "step", "constant"),
     "train.precision": ("32", "bf16-mixed", "16-mixed"),
     "train.gan.loss": ("lsgan", "vanilla", "hinge"),
     "val.ref": ("hr", "lr", "none"),
-    "data.embedded": (None, "mni"),
+    "data.embedded": (None, "mni", "ct"),
     "data.dataset": ("store", "synth"),
 }
 
