@@ -232,3 +232,12 @@ def test_ldctbench_and_file_splits(tmp_path):
     path.write_text(json.dumps({"train": ["X1"]}))
     with pytest.raises(InputError, match="X1"):
         make_split(patients, str(path))
+
+
+def test_ct_demo_trains_and_reports_against_the_low_dose_input(tmp_path, capsys):
+    data = embedded_ct.prepare_ct(tmp_path / "ct64", size=64, progress=False)
+    out = tmp_path / "runs" / "demo_ct"
+    assert main(["demo", "--task", "ct", "--minutes", "0.02", "--data", str(data), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| neck | low dose |" in report and "| neck | cncl (" in report and "PSNR redcnn" in report
+    assert (out / "comparison.png").stat().st_size > 1000

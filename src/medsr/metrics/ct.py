@@ -80,6 +80,16 @@ def windowed_scores(pred: torch.Tensor, ref: torch.Tensor, window: CTWindow) -> 
     return psnr(x, y, window.width), ssim(x, y, window.width)
 
 
+def scores_in_windows(pred: np.ndarray, ref: np.ndarray, presets: tuple[str, ...]) -> dict[str, float]:
+    """``{psnr_<preset>, ssim_<preset>}`` of one HU image or volume (:func:`windowed_scores`) per preset name."""
+    x, y = torch.from_numpy(np.asarray(pred))[None, None], torch.from_numpy(np.asarray(ref))[None, None]
+    out = {}
+    for name in presets:
+        p, s = windowed_scores(x, y, CT_PRESETS[name])
+        out[f"psnr_{name}"], out[f"ssim_{name}"] = float(p), float(s)
+    return out
+
+
 def hu_noise(image: np.ndarray, roi: np.ndarray) -> float:
     """Noise standard deviation (HU, sample std) of ``image`` inside the boolean ``roi`` of a uniform region."""
     values = np.asarray(image, dtype=np.float64)[np.asarray(roi, dtype=bool)]

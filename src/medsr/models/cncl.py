@@ -73,7 +73,7 @@ class CNCL(nn.Module):
 
     aux_outputs = ("content", "noise")
 
-    def __init__(self, width: int = 32, n_blocks: int = 4, fusion: str = "conv", block: str = "conv",
+    def __init__(self, width: int = 32, n_blocks: int = 3, fusion: str = "conv", block: str = "conv",
                  heads: int = 2):
         super().__init__()
         if fusion not in FUSIONS:

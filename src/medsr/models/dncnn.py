@@ -3,7 +3,7 @@ Image Denoising", IEEE TIP 26(7), 2017.
 
 ``depth`` 3x3 convolutions: conv + ReLU, ``depth - 2`` x (conv + batch norm + ReLU), conv to one channel; the
 network predicts the noise and returns ``x - noise`` (residual learning). The paper's DnCNN-S has depth 17 and
-64 features; the CPU-sized defaults are depth 12 and 48 features.
+64 features; the CPU-sized defaults are depth 10 and 32 features.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class DnCNN(nn.Module):
 
     aux_outputs: tuple[str, ...] = ()
 
-    def __init__(self, depth: int = 12, width: int = 48, batch_norm: bool = True):
+    def __init__(self, depth: int = 10, width: int = 32, batch_norm: bool = True):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be at least 2, got {depth}")

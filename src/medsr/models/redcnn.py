@@ -4,7 +4,7 @@
 Five 5x5 convolutions without padding (each shrinks the image by 4 pixels) and five mirrored 5x5 transposed
 convolutions, ReLU between layers, and three shortcuts that add the input of conv 1, conv 3 and conv 5 to the
 outputs of deconv 5, 3 and 1 (the paper's residual compensation, every two layers). The paper uses 96 filters
-per layer and a final ReLU on images scaled to [0, 1]; here ``width`` defaults to a CPU-sized 48 and the final
+per layer and a final ReLU on images scaled to [0, 1]; here ``width`` defaults to a CPU-sized 32 and the final
 ReLU is left out, because medsr's CT normalisation (:mod:`medsr.ct.units`) maps padding below air to negative
 values. Input and output: ``[B, 1, H, W]`` in that normalisation (any ``H, W`` above 20).
 """
@@ -23,7 +23,7 @@ class REDCNN(nn.Module):
 
     aux_outputs: tuple[str, ...] = ()
 
-    def __init__(self, width: int = 48, kernel_size: int = 5):
+    def __init__(self, width: int = 32, kernel_size: int = 5):
         super().__init__()
         channels = [1] + [width] * 5
         self.encoder = nn.ModuleList(nn.Conv2d(a, b, kernel_size) for a, b in zip(channels[:-1], channels[1:]))

@@ -23,7 +23,7 @@ from torch import nn
 
 from medsr.ct.units import network_input, network_output
 from medsr.data.ct_pairs import CTPairDataset
-from medsr.metrics.ct import CT_PRESETS, windowed_scores
+from medsr.metrics.ct import scores_in_windows
 from medsr.models.base import Output, as_image
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
@@ -67,18 +67,14 @@ class DenoiseTask(TrainingTask):
 
     def validation_metrics(self, trainer: Any, dataset: CTPairDataset, subjects: Sequence[str]) -> dict[str, float]:
         """PSNR/SSIM per window per volume of this rank's ``subjects``, summed over ranks, then means."""
-        totals = torch.zeros(1 + 2 * len(VAL_WINDOWS), dtype=torch.float64)
+        keys = [f"{m}_{name}" for name in VAL_WINDOWS for m in ("psnr", "ssim")]
+        totals = torch.zeros(1 + len(keys), dtype=torch.float64)
         for _, ld, fd in dataset.volumes(set(subjects)):
-            pred = torch.from_numpy(denoise_hu(self.eval_model, ld, self.cfg.val.batch_size))[None, None]
-            ref = torch.from_numpy(fd)[None, None]
-            values = [float(v) for name in VAL_WINDOWS for v in windowed_scores(pred, ref, CT_PRESETS[name])]
-            totals += torch.tensor([1.0, *values], dtype=torch.float64)
+            values = scores_in_windows(denoise_hu(self.eval_model, ld, self.cfg.val.batch_size), fd, VAL_WINDOWS)
+            totals += torch.tensor([1.0, *(values[k] for k in keys)], dtype=torch.float64)
         totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
         n = max(float(totals[0]), 1.0)
-        metrics: dict[str, float] = {}
-        for i, name in enumerate(VAL_WINDOWS):
-            metrics[f"val/psnr_{name}"] = float(totals[1 + 2 * i]) / n
-            metrics[f"val/ssim_{name}"] = float(totals[2 + 2 * i]) / n
+        metrics = {f"val/{k}": float(v) / n for k, v in zip(keys, totals[1:])}
         metrics["val/psnr"] = sum(metrics[f"val/psnr_{name}"] for name in VAL_WINDOWS) / len(VAL_WINDOWS)
         return metrics
 
