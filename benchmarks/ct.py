@@ -3,7 +3,7 @@ validation split), RED-CNN, DnCNN and CNCL with both fusions, each trained with 
 RED-CNN window and the LDCT-bench window of the case's anatomy; parameters, MACs and CPU time per 512x512 slice;
 a comparison figure. Results: ``benchmarks/results/ct/`` (``results.json``, ``results.md``, ``comparison.png``).
 
-Cases: ``val`` (the embedded store's validation slice, a 128x128 neck crop, realisation 0; NLM is tuned on it,
+Cases: ``val`` (the embedded store's validation slice, an abdomen, realisation 0; NLM is tuned on it,
 so its NLM row is optimistic) and ``transfer`` (the held-out real head CT of ``heldout.json``, from a source
 the embedded data do not use, its low dose simulated here with the embedded data's parameters and a fixed seed).
 Learned methods are trained by ``medsr train <config> seed=S train.steps=N`` (configs ct_redcnn, ct_dncnn,
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": (f"{seeds} seeds x {steps} steps per learned method (mean ± 95% t-interval half-width over "
                      "seeds); windows from medsr.metrics.ct presets, images clipped to the window, data range = "
                      "window width, SSIM Wang 2004 Gaussian 11x11; NLM parameters (h, patch, search) tuned on val "
-                     f"by RED-CNN-window PSNR: {nlm}; val = embedded neck slice, transfer = held-out head CT "
+                     f"by RED-CNN-window PSNR: {nlm}; val = embedded abdomen slice, transfer = held-out head CT "
                      f"({TRANSFER_CASE}) with simulated 25% dose; training took {train_minutes:.1f} min"),
         "cases": {case: {m: {k: interval([r[k] for r in rows]) for k in rows[0]} for m, rows in methods.items()}
                   for case, methods in per_seed.items()},

@@ -11,7 +11,7 @@ MINUTES="${MINUTES:-25}"
 RUNS="${RUNS:-runs}"
 OUT="${OUT:-src/medsr/weights/cncl_ct.pth}"
 MEDSR="${MEDSR:-.venv/bin/medsr}"
-OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 "$MEDSR" train ct_cncl --overwrite --name cncl_ct \
+OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train ct_cncl --overwrite --name cncl_ct \
   "train.steps=$STEPS" "train.max_minutes=$MINUTES" "val.every=1000" "logging.runs_dir=$RUNS" ${EXTRA:-}
 mkdir -p "$(dirname "$OUT")"
 cp "$RUNS/cncl_ct/weights.pth" "$OUT"

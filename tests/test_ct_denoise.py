@@ -41,7 +41,7 @@ def _fail(capsys, argv: list[str], output: Path) -> str:
 
 def test_embedded_store_is_real_ct_with_simulated_low_dose(store, tmp_path):
     s = CTPairStore(store)
-    assert s.split["train"] == ["head", "abdomen"] and s.split["val"] == ["neck"]
+    assert s.split["train"] == ["head", "neck"] and s.split["val"] == s.split["test"] == ["abdomen"]
     for sid in ("head", "abdomen", "neck"):
         ld, fd = s.volume_pair(sid)
         assert fd.min() < -500 and fd.max() > 300  # air and bone: HU, not normalised
@@ -49,7 +49,7 @@ def test_embedded_store_is_real_ct_with_simulated_low_dose(store, tmp_path):
         assert 1 < noise.std() < 300 and abs(noise.mean()) < noise.std()
     assert s.record("head")["realisations"] == embedded_ct.TRAIN_REALISATIONS
     again = embedded_ct.prepare_ct(tmp_path / "again", size=32, progress=False)
-    assert np.array_equal(CTPairStore(again).volume_pair("abdomen")[0], s.volume_pair("abdomen")[0])
+    assert np.array_equal(CTPairStore(again).volume_pair("head", 2)[0], s.volume_pair("head", 2)[0])
 
 
 def test_embedded_builder_refuses_a_heldout_scan(monkeypatch, tmp_path):
@@ -67,8 +67,12 @@ def test_items_are_seeded_patches_in_the_fixed_normalisation(store):
     data = CTPairDataset(store, "train", patch_size=16, augment=True)
     a, b = data[ItemSpec(1, 7)], data[ItemSpec(1, 7)]
     assert a["ld"].shape == (1, 16, 16) and torch.equal(a["ld"], b["ld"]) and torch.equal(a["fd"], b["fd"])
+    scaled = CTPairDataset(store, "train", patch_size=16, augment=True, noise_scale=(2.0, 2.0))[ItemSpec(1, 7)]
+    assert torch.allclose(scaled["ld"] - scaled["fd"], 2 * (a["ld"] - a["fd"]), atol=1e-5)
+    with pytest.raises(InputError, match="noise_scale"):
+        CTPairDataset(store, "train", noise_scale=(1.0, 0.5))
     whole = CTPairDataset(store, "val")[0]
-    ld, fd = CTPairStore(store).slice_pair("neck", 0, 0)
+    ld, fd = CTPairStore(store).slice_pair("abdomen", 0, 0)
     assert torch.allclose(whole["fd"][0], torch.from_numpy(1 + np.maximum(fd, -1024) / 1000))
     assert torch.allclose(whole["ld"][0], torch.from_numpy(1 + np.maximum(ld, -1024) / 1000))
 
@@ -239,5 +243,5 @@ def test_ct_demo_trains_and_reports_against_the_low_dose_input(tmp_path, capsys)
     out = tmp_path / "runs" / "demo_ct"
     assert main(["demo", "--task", "ct", "--minutes", "0.02", "--data", str(data), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert "| neck | low dose |" in report and "| neck | cncl (" in report and "PSNR redcnn" in report
+    assert "| abdomen | low dose |" in report and "| abdomen | cncl (" in report and "PSNR redcnn" in report
     assert (out / "comparison.png").stat().st_size > 1000

@@ -86,6 +86,7 @@ class DataConfig:
     pairs: List[str] = field(default_factory=list)
     synth: SynthConfig = field(default_factory=SynthConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
+    noise_scale: Optional[List[float]] = None  # task denoise: [low, high] factor on each training item's ld - fd
 
 
 @dataclass

@@ -111,14 +111,20 @@ def to_unit(hu: np.ndarray) -> torch.Tensor:
 class CTPairDataset(torch.utils.data.Dataset):
     """All ``(subject, z)`` of one split. Training items (``ItemSpec``): a realisation, a square ``patch_size``
     patch holding tissue (mean full dose above -900 HU when one of a few seeded draws finds it) and, with
-    ``augment``, one flip/rot90, all drawn from the spec's seed. Items: ``ld``, ``fd`` ``[1, h, w]`` in the
+    ``augment``, one flip/rot90, and with ``noise_scale = (low, high)`` the noise ``ld - fd`` multiplied by a
+    factor ``a`` drawn uniformly from it (to first order in the projection-domain model, the dose ``d / a^2``;
+    for measured pairs ``ld - fd`` also holds the full dose's own noise, so it is rougher there), all drawn from
+    the spec's seed. Items: ``ld``, ``fd`` ``[1, h, w]`` in the
     network normalisation, ``key`` ``sid:z``."""
 
-    def __init__(self, root: str | Path, split: str, patch_size: int | None = None, augment: bool = False):
+    def __init__(self, root: str | Path, split: str, patch_size: int | None = None, augment: bool = False,
+                 noise_scale: tuple[float, float] | None = None):
         self.store = CTPairStore(root)
         if patch_size is not None and (not isinstance(patch_size, int) or patch_size < 8):
             raise InputError("data.patch_size", f"must be an integer >= 8 or null, got {patch_size!r}")
-        self.patch_size, self.augment = patch_size, augment
+        if noise_scale is not None and not (len(noise_scale) == 2 and 0 < noise_scale[0] <= noise_scale[1]):
+            raise InputError("data.noise_scale", f"must be [low, high] with 0 < low <= high, got {noise_scale!r}")
+        self.patch_size, self.augment, self.noise_scale = patch_size, augment, noise_scale
         self.items = [(sid, z) for sid in self.store.subjects(split)
                       for z in range(self.store.record(sid)["shape"][0])]
         if not self.items:
@@ -148,6 +154,8 @@ class CTPairDataset(torch.utils.data.Dataset):
             ld, fd = augment_arrays([ld, fd], rng)
         if self.patch_size is not None:
             ld, fd = self._patch(ld, fd, rng)
+        if self.noise_scale is not None:
+            ld = fd + float(rng.uniform(*self.noise_scale)) * (ld - fd)
         return {"ld": to_unit(ld), "fd": to_unit(fd), "key": f"{sid}:{z}"}
 
     def volumes(self, subjects: set[str] | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -55,7 +55,8 @@ class DenoiseTask(TrainingTask):
     def dataset(self, split: str, *, training: bool) -> CTPairDataset:
         d = self.cfg.data
         return CTPairDataset(d.root, split, patch_size=d.patch_size if training else None,
-                             augment=d.augment and training)
+                             augment=d.augment and training,
+                             noise_scale=tuple(d.noise_scale) if training and d.noise_scale else None)
 
     def forward(self, x: torch.Tensor) -> Output:
         return self.model(x)
