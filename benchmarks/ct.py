@@ -10,8 +10,8 @@ Learned methods are trained by ``medsr train <config> seed=S train.steps=N`` (co
 ct_cncl, ct_cncl_xattn, verbatim but for seed, steps and folders), ``--jobs`` runs at a time, one thread each;
 their rows are mean +- 95% t-interval half-width over seeds. The shipped ``cncl_ct.pth`` gets a row when present.
 
-    python benchmarks/ct.py                # full: 3 seeds x 600 steps (about 20 min on 2 cores)
-    python benchmarks/ct.py --quick        # smoke: 2 seeds x 15 steps on a 128-pixel store (about 3 min)
+    python benchmarks/ct.py                # full: 3 seeds x 400 steps (about 25 min on 2 cores)
+    python benchmarks/ct.py --quick        # smoke: 2 seeds x 10 steps on a 128-pixel store (3-5 min)
 """
 
 from __future__ import annotations
@@ -134,16 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.viz import ct_comparison_figure
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 15 steps, 128-pixel images")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 10 steps, 128-pixel images")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; quick 2)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 600; quick 15)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400; quick 10)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time, one thread each (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="threads for evaluation and timing (default 2)")
     parser.add_argument("--data", type=Path, default=Path("data/ct"), help="embedded CT store (built if missing)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ct"))
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 3)
-    steps = args.steps or (15 if args.quick else 600)
+    steps = args.steps or (10 if args.quick else 400)
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="medsr-ct-bench-"))
     data = prepare_ct(work / "ct128", size=128, progress=False) if args.quick else ensure_ct(args.data)
