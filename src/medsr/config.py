@@ -1,7 +1,7 @@
 """Typed run configuration: YAML merged onto dataclass schemas with OmegaConf, plus dotlist overrides.
 
 Idea after DIRECT's typed configs: every key has a declared type and default, so an unknown or mistyped key is
-an error that names it (``medsr train configs/demo.yaml train.lr=2e-4``). Free-form parts (the model spec, the
+an error that names it (``medsr train demo train.lr=2e-4``). Free-form parts (the model spec, the
 loss terms, curriculum stages, the discriminator) are dicts with a ``type`` key, built through the registries.
 """
 
