@@ -1,4 +1,5 @@
-"""``medsr prepare {mni,ixi,brats,fastmri,pairs,ct,ldct} ...``: build a slice store (slices.h5, manifest.json, split.json)."""
+"""``medsr prepare {mni,ixi,brats,fastmri,pairs,ct,ldct} ...``: build a slice store (slices.h5, manifest.json,
+split.json), or for ct/ldct a CT pair store (pairs.h5, manifest.json, split.json)."""
 
 from __future__ import annotations
 

@@ -157,7 +157,8 @@ def prepare_ldct(root: str | Path, out_dir: str | Path, split: str = "redcnn", s
         ld, fd, affine = pair_slices(low, full)
         subjects[patient] = {"fd": fd, "ld": ld[None], "affine": affine,
                              "pixel_mm": float(np.linalg.norm(affine[:3, 1])),
-                             "record": {"low_dose": str(low.relative_to(root)), "full_dose": str(full.relative_to(root))}}
+                             "record": {"low_dose": str(low.relative_to(root)),
+                                        "full_dose": str(full.relative_to(root))}}
     write_pair_store(out_dir, subjects, lists, {"dataset": "ldct", "root": str(root.resolve()), "split": split,
                                                 "slice_mm": slice_mm, "low_dose": "measured"})
     return lists

@@ -119,7 +119,8 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
         raise InputError("--out", f"{out} exists and is not a medsr run folder (no config.yaml); it is not replaced")
     ensure_ct(data)
     overrides = [f"data.root={data}", f"train.max_minutes={minutes}", f"logging.runs_dir={out.parent}"]
-    run_dir = train(config, overrides, overwrite=True, name=out.name, argv=["medsr", "demo", "--task", "ct", *overrides])
+    run_dir = train(config, overrides, overwrite=True, name=out.name,
+                    argv=["medsr", "demo", "--task", "ct", *overrides])
     model, meta = build_from_weights(run_dir / "weights.pth", task="denoise")
     rows, panels = [], {}
     for sid, ld, fd in CTPairDataset(data, "val").volumes():
