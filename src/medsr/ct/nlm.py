@@ -38,7 +38,7 @@ def nl_means(image: torch.Tensor, h: float, patch: int = 5, search: int = 11, si
 
 
 def nlm_grid() -> list[dict[str, float]]:
-    """The parameter grid the CT benchmark tunes on its validation split: ``h`` 8 to 64 HU, patches 3, 5 and 7,
+    """The parameter grid the CT benchmark tunes on its validation split: ``h`` 8 to 128 HU, patches 3, 5 and 7,
     search window 11, no noise subtraction."""
     return [{"h": h, "patch": patch, "search": 11, "sigma": 0.0}
-            for h in (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0) for patch in (3, 5, 7)]
+            for h in (8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0) for patch in (3, 5, 7)]
