@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     wanted = None if args.cases is None else set(args.cases.split(","))
-    chosen = [c for c in cases() if wanted is None or c["id"] in wanted]
+    chosen = [c for c in cases() if (wanted is None and c.get("modality", "MR") == "MR") or (wanted and c["id"] in wanted)]
     missing = [c["id"] for c in chosen if locate(c) is None]
     if missing:
         print(f"transfer: cases {', '.join(missing)} need their packages: pip install dipy pydicom-data",

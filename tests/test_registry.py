@@ -24,7 +24,7 @@ def test_encoders_and_discriminator_live_in_models_without_colliding():
     names = MODELS.names()
     assert {"encoder/edsr", "encoder/rdn", "edsr", "patch_discriminator", "unet"} <= set(names)
     assert MODELS.get("encoder/edsr") is not MODELS.get("edsr")
-    assert set(TASKS.names()) == {"sr", "segmentation", "reconstruction", "joint"}
+    assert set(TASKS.names()) == {"sr", "segmentation", "reconstruction", "joint", "denoise"}
     assert "sakg_semantic" in LOSSES
 
 

@@ -55,7 +55,7 @@ def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
         raise InputError(path, f"not a readable {kind} file ({type(err).__name__})") from None
 
 
-TASKS = ("sr", "segmentation", "reconstruction", "joint")
+TASKS = ("sr", "segmentation", "reconstruction", "joint", "denoise")
 
 
 def weights_path(path: str | Path) -> Path:

@@ -90,6 +90,7 @@ class DataConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     fov: Optional[List[int]] = None
     intensity: str = "orthonormal"
+    noise_scale: Optional[List[float]] = None  # task denoise: [low, high] factor on each training item's ld - fd
 
 
 @dataclass
@@ -177,13 +178,13 @@ class RunConfig:
 
 
 CHOICES = {
-    "task": ("sr", "segmentation", "reconstruction", "joint"),
+    "task": ("sr", "segmentation", "reconstruction", "joint", "denoise"),
     "train.optimizer": ("adam", "adamw"),
     "train.scheduler.type": ("cosine", "step", "constant"),
     "train.precision": ("32", "bf16-mixed", "16-mixed"),
     "train.gan.loss": ("lsgan", "vanilla", "hinge"),
     "val.ref": ("hr", "lr", "none"),
-    "data.embedded": (None, "mni"),
+    "data.embedded": (None, "mni", "ct"),
     "data.dataset": ("store", "synth"),
     "data.intensity": ("orthonormal", "t2net-compat"),
 }

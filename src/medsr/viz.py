@@ -462,3 +462,27 @@ def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
     steps = np.linspace(0, cfg.train.steps - 1, n).round().astype(int)
     items = [dataset[sampler.batch_at(int(step))[0]] for step in steps]
     return samples_figure(items, out, title=f"{Path(config).name}: training items (data.dataset: {cfg.data.dataset})")
+
+
+def ct_comparison_figure(images: Mapping[str, np.ndarray], full_dose: np.ndarray, out: str | Path, window: Any,
+                         title: str = "", error_max: float = 100.0) -> Path:
+    """CT comparison: each HU image of ``images`` (e.g. low dose, methods) and the full dose shown in ``window``
+    (a :class:`medsr.metrics.ct.CTWindow`), above the absolute error (HU) of each against the full dose on a
+    shared ``[0, error_max]`` scale. Returns ``out``."""
+    figure_format(out)
+    names = [*images, "full dose"]
+    fig = new_figure(2.3 * len(names) + 0.8, 4.9)
+    axes = fig.subplots(2, len(names), squeeze=False)
+    err = None
+    for col, name in enumerate(names):
+        image = _image_2d(name, full_dose if name == "full dose" else images[name])
+        axes[0, col].imshow(np.clip(image, window.low, window.high), cmap="gray", vmin=window.low, vmax=window.high)
+        axes[0, col].set_title(name, fontsize=9)
+        if name != "full dose":
+            err = axes[1, col].imshow(np.abs(image - full_dose), cmap="inferno", vmin=0, vmax=error_max)
+        for ax in axes[:, col]:
+            ax.axis("off")
+    if err is not None:
+        fig.colorbar(err, ax=axes[1, :].tolist(), shrink=0.8, label="|error| (HU)")
+    fig.suptitle(f"{title} window C {window.center:g} / W {window.width:g} HU".strip(), fontsize=10)
+    return save_figure(fig, out)

@@ -1,4 +1,5 @@
-"""``medsr prepare {mni,ixi,brats,fastmri,pairs} ...``: build a slice store (slices.h5, manifest.json, split.json)."""
+"""``medsr prepare {mni,ixi,brats,fastmri,pairs,ct,ldct} ...``: build a slice store (slices.h5, manifest.json,
+split.json), or for ct/ldct a CT pair store (pairs.h5, manifest.json, split.json)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ FORMATS = {
     "brats": "BraTS 2020/2021 subject folders below SRC (seg as labels)",
     "fastmri": "fastMRI HDF5 files below SRC, paired by a CSV with columns pd,pdfs[,subject]",
     "pairs": "NIfTI volumes listed in a CSV with columns subject,target,ref[,label]",
+}
+CT_FORMATS = {
+    "ct": "the embedded CT dataset: real CT slices shipped by installed packages, low dose simulated (no download)",
+    "ldct": "Mayo/TCIA low-dose CT below SRC: per patient folder, a full-dose and a quarter-dose DICOM series",
 }
 
 
@@ -53,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             sub.add_argument("--pairs", required=True, metavar="CSV", help="CSV file with columns pd,pdfs[,subject]")
         _common(sub, name)
         sub.set_defaults(func=run)
+    for name, text in CT_FORMATS.items():
+        sub = formats.add_parser(name, help=text, description=f"Prepare {text}, as a CT pair store (HU).")
+        if name == "ldct":
+            sub.add_argument("src", help="source folder (one folder per patient)")
+            sub.add_argument("--split", default="redcnn", help="redcnn (test patient L506; default), ldctbench, or "
+                             "a JSON file {train, val, test} of patient ids")
+            sub.add_argument("--slice-mm", type=int, choices=(1, 3), help="keep the 1 mm or 3 mm series when a "
+                             "patient has both")
+        sub.add_argument("out_dir", help="output folder (must not exist)")
+        sub.add_argument("--no-progress", action="store_true", help="no progress lines")
+        sub.set_defaults(func=run_ct)
 
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
@@ -80,4 +96,23 @@ def run(args: argparse.Namespace) -> int:
     split = prepare(args.format, args.out_dir, options, **_sources(args))
     counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())
     print(f"{args.out_dir}: {sum(len(ids) for ids in split.values())} subjects ({counts})")
+    return 0
+
+
+def run_ct(args: argparse.Namespace) -> int:
+    from medsr.io.atomic import check_output
+
+    check_output(args.out_dir, [getattr(args, "src", None)], folder=True)
+    progress = not args.no_progress
+    if args.format == "ct":
+        from medsr.data.embedded_ct import prepare_ct
+
+        prepare_ct(args.out_dir, progress=progress)
+        print(f"{args.out_dir}: prepared the embedded CT dataset")
+        return 0
+    from medsr.ct.ldct import prepare_ldct
+
+    split = prepare_ldct(args.src, args.out_dir, args.split, args.slice_mm, progress)
+    counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())
+    print(f"{args.out_dir}: {len(set(sum(split.values(), [])))} patients ({counts})")
     return 0

@@ -72,7 +72,7 @@ def parse_dose(dose: object, geometry: str | None = None, i0: object = None, ele
     return DoseSettings(d, kind, photons, electronic, name, target, seed_value)
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
+def read_ct(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
     """HU volume ``[X, Y, slices]``, its affine and the NIfTI image to take header fields from (or ``None``)."""
     if path.is_dir():
         from medsr.infer.dicom import read_dicom_series
@@ -84,7 +84,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
     return volume, image.affine, image
 
 
-def _check_ct(path: Path, volume: np.ndarray) -> None:
+def check_ct(path: Path, volume: np.ndarray) -> None:
     low, high = float(volume.min()), float(volume.max())
     require(low < CT_MIN_BELOW, path,
             f"values {low:.4g} .. {high:.4g} do not look like CT in HU (nothing below {CT_MIN_BELOW:g} HU: "
@@ -118,8 +118,8 @@ def degrade_file(input_path: str | Path, output_path: str | Path, settings: Dose
     """Write the simulated low-dose volume (atomically) and return the parameters written into its header."""
     src, dst = Path(input_path), Path(output_path)
     require(is_nifti(dst), dst, "the low-dose output must be a NIfTI file (.nii or .nii.gz)")
-    volume, affine, like = _read(src)
-    _check_ct(src, volume)
+    volume, affine, like = read_ct(src)
+    check_ct(src, volume)
     pixel_size = _pixel_size(src, affine)
     slices = np.moveaxis(volume, -1, 0)
     geometry = _geometry(src, settings.geometry, tuple(slices.shape[1:]), pixel_size)

@@ -21,3 +21,27 @@ def hu_to_mu(hu: torch.Tensor) -> torch.Tensor:
 def mu_to_hu(mu: torch.Tensor) -> torch.Tensor:
     """Hounsfield units from linear attenuation (1/mm)."""
     return (mu / MU_WATER - 1) * 1000
+
+
+def hu_to_unit(hu: torch.Tensor) -> torch.Tensor:
+    """The fixed network normalisation of medsr's CT denoisers: attenuation relative to water,
+    ``mu / MU_WATER = 1 + HU / 1000`` (air 0, water 1, dense bone about 2). It never depends on the image's own
+    statistics, so a noisy and a clean scan of the same object map through the same function."""
+    return 1 + hu / 1000
+
+
+def unit_to_hu(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`hu_to_unit`."""
+    return (x - 1) * 1000
+
+
+def network_input(hu: torch.Tensor) -> torch.Tensor:
+    """A denoiser's input from HU images ``[..., H, W]``: padding below ``AIR_HU`` clamped to air, then
+    :func:`hu_to_unit`."""
+    return hu_to_unit(torch.clamp(hu, min=AIR_HU))
+
+
+def network_output(x: torch.Tensor, hu_in: torch.Tensor) -> torch.Tensor:
+    """HU from a denoiser's output ``x``; pixels that were padding in ``hu_in`` (below ``AIR_HU``) keep their
+    input value."""
+    return torch.where(hu_in < AIR_HU, hu_in, unit_to_hu(x))

@@ -1,7 +1,8 @@
-"""Held-out transfer-evaluation scans: real MR images shipped inside installable packages, never trained on.
+"""Held-out transfer-evaluation scans: real MR (and CT) images shipped inside installable packages, never trained on.
 
 ``heldout.json`` (package data) lists each case: the package that ships it, its path inside the package, its
-SHA-256, licence and what it shows. ``benchmarks/transfer.py`` evaluates ``medsr sr`` on them. Held out means
+SHA-256, licence and what it shows. ``benchmarks/transfer.py`` evaluates ``medsr sr`` on the MR cases,
+``benchmarks/ct.py`` ``medsr denoise``'s models on the CT case (``modality: CT``). Held out means
 held out: :func:`refuse_heldout` is called by every preparer before it reads a file (and so guards every slice
 store, hence every training dataset built from one), and ``tests/test_heldout.py`` checks that no shipped config
 or script names these files.

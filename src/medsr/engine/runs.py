@@ -228,6 +228,10 @@ def train(
         from medsr.data.embedded import ensure_mni
 
         ensure_mni(cfg.data.root)
+    if primary and cfg.data.embedded == "ct":
+        from medsr.data.embedded_ct import ensure_ct
+
+        ensure_ct(cfg.data.root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
     datamodule = TaskDataModule(cfg, module)

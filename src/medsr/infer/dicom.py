@@ -102,9 +102,9 @@ def _pixels(ds: object) -> np.ndarray:
         raise InputError(ds.filename, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
 
 
-def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine;
-    ``required`` names tags that every slice must have besides the geometry and pixel data."""
+def series_slices(directory: str | Path, required: tuple[str, ...] = ()) -> list:
+    """The checked datasets of the one series in ``directory``, in volume order (slice ``k`` of
+    :func:`read_dicom_series`)."""
     directory = Path(directory)
     images = _read_images(directory)
     _check_one_volume(directory, images, required)
@@ -112,11 +112,20 @@ def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> 
     row_dir, col_dir = orientation[:3], orientation[3:]
     if np.abs(np.linalg.norm(orientation.reshape(2, 3), axis=1) - 1).max() > 1e-3 or abs(row_dir @ col_dir) > 1e-3:
         raise InputError(directory, "ImageOrientationPatient is not two orthogonal unit vectors")
+    positions = np.asarray([ds.ImagePositionPatient for ds in images], dtype=np.float64)
+    order = np.argsort(positions @ np.cross(row_dir, col_dir), kind="stable")
+    return [images[i] for i in order]
+
+
+def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Volume ``[columns, rows, slices]`` (float32, rescale slope/intercept applied) and its 4x4 RAS affine;
+    ``required`` names tags that every slice must have besides the geometry and pixel data."""
+    directory = Path(directory)
+    images = series_slices(directory, required)
+    orientation = np.asarray(images[0].ImageOrientationPatient, dtype=np.float64)
+    row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     positions = np.asarray([ds.ImagePositionPatient for ds in images], dtype=np.float64)
-    order = np.argsort(positions @ normal, kind="stable")
-    images = [images[i] for i in order]
-    positions = positions[order]
     thickness = float(getattr(images[0], "SpacingBetweenSlices", 0) or getattr(images[0], "SliceThickness", 0) or 1)
     step = _slice_step(directory, positions, normal, thickness)
     slices = [_pixels(ds) for ds in images]
@@ -128,3 +137,39 @@ def read_dicom_series(directory: str | Path, required: tuple[str, ...] = ()) -> 
     lps[:3, 2] = step
     lps[:3, 3] = positions[0]
     return np.ascontiguousarray(volume), LPS_TO_RAS @ lps
+
+
+def write_dicom_like(source: str | Path, output: str | Path, volume: np.ndarray, description: str) -> int:
+    """Write ``volume`` ``[columns, rows, slices]`` (the layout :func:`read_dicom_series` returns, same shape) as
+    a new DICOM series in the folder ``output`` (atomically), slice ``k`` a copy of the source series' slice ``k``
+    (geometry, patient and study tags kept) with new pixel data stored through its own rescale slope and
+    intercept (rounded, clipped to the stored integer range), uncompressed, a new series and SOP instance UIDs and
+    ``description`` appended to the series description. Returns the number of slices written."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from medsr.io.atomic import atomic_dir
+
+    images = series_slices(source)
+    if volume.shape != (int(images[0].Columns), int(images[0].Rows), len(images)):
+        raise ValueError(f"volume {volume.shape} does not match the series ({len(images)} slices)")
+    series_uid = generate_uid()
+    with atomic_dir(output) as tmp:
+        for k, ds in enumerate(images):
+            slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+            intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+            signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+            dtype = np.int16 if signed else np.uint16
+            info = np.iinfo(dtype)
+            stored = np.clip(np.rint((volume[:, :, k].T - intercept) / slope), info.min, info.max).astype(dtype)
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.SamplesPerPixel = 16, 16, 15, 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.PixelData = stored.tobytes()
+            ds["PixelData"].VR = "OW"
+            ds.SeriesInstanceUID = series_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesDescription = f"{getattr(ds, 'SeriesDescription', '')} {description}".strip()[:64]
+            pydicom.dcmwrite(tmp / f"{k:04d}.dcm", ds, enforce_file_format=True)
+    return len(images)

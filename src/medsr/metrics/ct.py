@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from medsr.errors import InputError, as_number, require
+from medsr.metrics.image import psnr, ssim
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,23 @@ def parse_ct_window(window: str | None, preset: str | None) -> CTWindow | None:
     center, width = (as_number(p, "--ct-window") for p in parts)
     require(width > 0, "--ct-window", f"width must be positive, got {width:g}")
     return CTWindow(center, width)
+
+
+def windowed_scores(pred: torch.Tensor, ref: torch.Tensor, window: CTWindow) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSNR and SSIM (Wang 2004 preset, slices averaged) per item of HU images ``[B, 1, H, W]`` or volumes
+    ``[B, 1, Z, H, W]``, both clipped to ``window``, data range = its width (as ``medsr evaluate --ct-window``)."""
+    x, y = (t.to(torch.float64).clamp(window.low, window.high) for t in (pred, ref))
+    return psnr(x, y, window.width), ssim(x, y, window.width)
+
+
+def scores_in_windows(pred: np.ndarray, ref: np.ndarray, presets: tuple[str, ...]) -> dict[str, float]:
+    """``{psnr_<preset>, ssim_<preset>}`` of one HU image or volume (:func:`windowed_scores`) per preset name."""
+    x, y = torch.from_numpy(np.asarray(pred))[None, None], torch.from_numpy(np.asarray(ref))[None, None]
+    out = {}
+    for name in presets:
+        p, s = windowed_scores(x, y, CT_PRESETS[name])
+        out[f"psnr_{name}"], out[f"ssim_{name}"] = float(p), float(s)
+    return out
 
 
 def hu_noise(image: np.ndarray, roi: np.ndarray) -> float:

@@ -1,0 +1,164 @@
+"""``medsr prepare ldct ROOT OUT``: paired quarter-dose / full-dose CT of the Mayo / TCIA low-dose layout into a
+CT pair store (:mod:`medsr.data.ct_pairs`).
+
+Layout: one folder per patient below ``ROOT`` (``L067``, ``C002``, ``N001``, ...), holding, at any depth, one
+DICOM series folder whose path names the full dose (a path part containing ``full``) and one the low dose
+(``quarter`` or ``low``), as in the AAPM/Mayo 2016 Grand Challenge (``L067/full_1mm``, ``L067/quarter_1mm``) and
+TCIA's LDCT-and-Projection-data (``.../Full Dose Images``, ``.../Low Dose Images``). ``slice_mm`` (1 or 3) keeps
+only folders whose path contains ``1mm`` / ``3mm`` when a patient has both.
+
+Pairing: both series are read in HU (rescale slope and intercept required, :func:`medsr.infer.dicom.read_dicom_series`),
+must share the in-plane grid (shape, pixel spacing, orientation and origin within 0.01 mm), and slices are paired
+by their position along the slice normal (within 0.01 mm); a pair where fewer than :data:`MIN_PAIRED` of the
+full-dose slices find a partner is a mismatched LD/FD pair and an :class:`InputError` naming both folders.
+Nothing is written unless every patient pairs.
+
+Splits (patients, never slices):
+
+* ``redcnn``: test patient L506 of the 2016 Grand Challenge, as in the RED-CNN code (Chen et al., IEEE TMI 2017,
+  and the public RED-CNN reimplementations that follow it); every other patient trains. RED-CNN names no
+  validation patient, so ``val`` repeats the test patient (``medsr train`` exports the final weights, not the
+  validation-selected ones).
+* ``ldctbench``: LDCT-bench style (Eulig et al., Med. Phys. 2024): per anatomy (the patient id's first letter, C
+  chest, L abdomen, N neuro), patients sorted by id, the first 70% train, the next 10% validate, the rest test.
+  The published per-patient lists could not be verified offline; this is an approximation. Give the exact lists
+  as a JSON file ``{"train": [...], "val": [...], "test": [...]}`` instead.
+* a path to such a JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.ct.files import RESCALE_TAGS, check_ct
+from medsr.data.ct_pairs import write_pair_store
+from medsr.data.heldout import refuse_heldout
+from medsr.errors import InputError
+
+MIN_PAIRED = 0.9
+TOLERANCE_MM = 0.01
+REDCNN_TEST = "L506"
+LDCTBENCH_FRACTIONS = (0.7, 0.1)
+FULL_WORDS, LOW_WORDS = ("full",), ("quarter", "low")
+
+
+def _series_folders(patient: Path, words: tuple[str, ...], slice_mm: int | None) -> list[Path]:
+    folders = {p.parent for p in patient.rglob("*") if p.is_file() and p.suffix.lower() in (".dcm", ".ima")}
+    chosen = []
+    for folder in sorted(folders):
+        parts = [part.lower() for part in folder.relative_to(patient).parts]
+        if any(w in part for part in parts for w in words) and (slice_mm is None or f"{slice_mm}mm" in
+                                                                  str(folder.relative_to(patient)).lower()):
+            chosen.append(folder)
+    return chosen
+
+
+def find_pairs(root: Path, slice_mm: int | None = None) -> dict[str, tuple[Path, Path]]:
+    """``{patient: (low-dose folder, full-dose folder)}`` of every patient folder below ``root``."""
+    if not root.is_dir():
+        raise InputError(root, "is not a folder")
+    pairs = {}
+    for patient in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        full = _series_folders(patient, FULL_WORDS, slice_mm)
+        low = [f for f in _series_folders(patient, LOW_WORDS, slice_mm) if f not in full]
+        if len(full) != 1 or len(low) != 1:
+            found = ", ".join(str(f.relative_to(root)) for f in full + low) or "none"
+            raise InputError(patient, f"needs one full-dose and one low-dose DICOM series folder ('full' / "
+                             f"'quarter' or 'low' in the path; --slice-mm 1|3 picks one thickness), found: {found}")
+        pairs[patient.name] = (low[0], full[0])
+    if not pairs:
+        raise InputError(root, "holds no patient folders")
+    return pairs
+
+
+def pair_slices(low: Path, full: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ld [Z, H, W], fd [Z, H, W], affine)`` of the slices both series share (HU; store layout ``(z, h, w)``,
+    ``h`` the DICOM rows)."""
+    from medsr.infer.dicom import read_dicom_series
+
+    refuse_heldout(p for folder in (low, full) for p in folder.iterdir())
+    (ld, ld_affine), (fd, fd_affine) = (read_dicom_series(f, required=RESCALE_TAGS) for f in (low, full))
+    for folder, volume in ((low, ld), (full, fd)):
+        check_ct(folder, volume)
+    same_plane = ld.shape[:2] == fd.shape[:2] and np.allclose(ld_affine[:3, :2], fd_affine[:3, :2],
+                                                               atol=TOLERANCE_MM)
+    normal = fd_affine[:3, 2] / np.linalg.norm(fd_affine[:3, 2])
+    offset = ld_affine[:3, 3] - fd_affine[:3, 3]
+    if not same_plane or np.linalg.norm(offset - (offset @ normal) * normal) > TOLERANCE_MM:
+        raise InputError(low, f"mismatched LD/FD pair: its in-plane grid ({ld.shape[0]}x{ld.shape[1]}) differs "
+                         f"from {full}'s ({fd.shape[0]}x{fd.shape[1]}, spacing, orientation or origin)")
+
+    def positions(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        return (affine[:3, 3] + np.arange(volume.shape[2])[:, None] * affine[:3, 2]) @ normal
+
+    z_ld, z_fd = positions(ld, ld_affine), positions(fd, fd_affine)
+    nearest = np.abs(z_fd[:, None] - z_ld[None, :]).argmin(axis=1)
+    matched = np.abs(z_ld[nearest] - z_fd) <= TOLERANCE_MM
+    if matched.sum() < max(1, math.ceil(MIN_PAIRED * len(z_fd))):
+        raise InputError(low, f"mismatched LD/FD pair: only {int(matched.sum())} of {full}'s {len(z_fd)} slice "
+                         "positions have a low-dose slice at the same position")
+    keep = np.flatnonzero(matched)
+    # store index (z, h, w) is voxel (i, j, k) = (w, h, keep[0] + z) of the full-dose series (kept slices that
+    # are not contiguous make the affine's z step an approximation)
+    affine = fd_affine @ np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, keep[0]], [0, 0, 0, 1]], dtype=float)
+    transpose = (2, 1, 0)  # [columns, rows, slices] -> [slices, rows, columns]
+    return (np.ascontiguousarray(ld[:, :, nearest[keep]].transpose(transpose)),
+            np.ascontiguousarray(fd[:, :, keep].transpose(transpose)), affine)
+
+
+def make_split(patients: list[str], split: str) -> dict[str, list[str]]:
+    """The ``redcnn`` or ``ldctbench`` split of ``patients``, or the lists of a JSON file."""
+    if split == "redcnn":
+        if REDCNN_TEST not in patients:
+            raise InputError("--split", f"redcnn needs the test patient {REDCNN_TEST}, not among {', '.join(patients)}")
+        return {"train": [p for p in patients if p != REDCNN_TEST], "val": [REDCNN_TEST], "test": [REDCNN_TEST]}
+    if split == "ldctbench":
+        out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+        for anatomy in sorted({p[0] for p in patients}):
+            group = sorted(p for p in patients if p[0] == anatomy)
+            n_train = max(1, round(LDCTBENCH_FRACTIONS[0] * len(group)))
+            n_val = round(LDCTBENCH_FRACTIONS[1] * len(group))
+            out["train"] += group[:n_train]
+            out["val"] += group[n_train : n_train + n_val]
+            out["test"] += group[n_train + n_val :]
+        return out
+    path = Path(split)
+    if not path.is_file():
+        raise InputError("--split", f"must be redcnn, ldctbench or a JSON file of patient lists, got {split!r}")
+    try:
+        lists = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"not a readable JSON split ({err})") from None
+    if not isinstance(lists, dict) or not all(isinstance(lists.get(k, []), list) for k in ("train", "val", "test")):
+        raise InputError(path, "must be {\"train\": [...], \"val\": [...], \"test\": [...]}")
+    unknown = sorted({p for k in ("train", "val", "test") for p in lists.get(k, [])} - set(patients))
+    if unknown:
+        raise InputError(path, f"names patients not below the root: {', '.join(unknown)}")
+    return {k: list(lists.get(k, [])) for k in ("train", "val", "test")}
+
+
+def prepare_ldct(root: str | Path, out_dir: str | Path, split: str = "redcnn", slice_mm: int | None = None,
+                 progress: bool = True) -> dict[str, list[str]]:
+    """Pair every patient below ``root`` and write the store to ``out_dir``; returns the split."""
+    root = Path(root)
+    pairs = find_pairs(root, slice_mm)
+    lists = make_split(sorted(pairs), split)
+    used = set(lists["train"]) | set(lists["val"]) | set(lists["test"])
+    subjects: dict[str, Any] = {}
+    for patient in sorted(used):
+        low, full = pairs[patient]
+        if progress:
+            print(f"ldct: {patient}: {low.relative_to(root)} + {full.relative_to(root)}", flush=True)
+        ld, fd, affine = pair_slices(low, full)
+        subjects[patient] = {"fd": fd, "ld": ld[None], "affine": affine,
+                             "pixel_mm": float(np.linalg.norm(affine[:3, 1])),
+                             "record": {"low_dose": str(low.relative_to(root)),
+                                        "full_dose": str(full.relative_to(root))}}
+    write_pair_store(out_dir, subjects, lists, {"dataset": "ldct", "root": str(root.resolve()), "split": split,
+                                                "slice_mm": slice_mm, "low_dose": "measured"})
+    return lists

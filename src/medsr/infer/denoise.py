@@ -1,0 +1,107 @@
+"""``medsr denoise``: denoise a whole CT volume (NIfTI file or DICOM series, HU) into NIfTI or a DICOM series.
+
+The volume is read in HU (DICOM: rescale slope and intercept required and applied) and checked to be CT
+(:func:`medsr.ct.files.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
+(planes of voxel axes 0 and 1, the axial slices of a DICOM series) go through the 2-D denoiser in batches, in
+blended overlapping tiles with ``tile`` (:func:`medsr.infer.volume.super_resolve_planes` at scale 1), in the
+network normalisation of :mod:`medsr.ct.units`; the output is HU on the input's exact grid: a float32 NIfTI with
+the input's header and affine, or (output without a NIfTI suffix, DICOM input) a new DICOM series whose slices
+copy the input's tags and geometry (:func:`medsr.infer.dicom.write_dicom_like`). Nothing is written on error.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.ct.files import check_ct, read_ct
+from medsr.ct.units import network_input, network_output
+from medsr.errors import InputError
+from medsr.infer.files import resolve_device
+from medsr.io.nifti import is_nifti, write_volume
+from medsr.models.base import as_image
+
+SHIPPED_CT_WEIGHTS = "cncl_ct.pth"  # package data medsr/weights/: the default of medsr denoise
+
+
+@dataclass
+class DenoiseReport:
+    output: Path
+    shape: tuple[int, ...]
+    kind: str  # "nifti" or "dicom"
+    model: str
+
+
+class PlaneDenoiser(nn.Module):
+    """A denoiser ``x [B, 1, H, W] -> [B, 1, H, W]`` behind the plane interface of :mod:`medsr.infer.volume`
+    (``lr`` stacks of one slice, output size = input size)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, lr: torch.Tensor, out_size: tuple[int, int], ref: torch.Tensor | None) -> torch.Tensor:
+        return as_image(self.net(lr))
+
+
+def default_ct_weights() -> Path:
+    """The shipped CNCL weights, or a clear error."""
+    resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_CT_WEIGHTS)
+    if resource.is_file():
+        return Path(str(resource))
+    raise InputError("--weights", f"no weights given and the shipped {SHIPPED_CT_WEIGHTS} is not installed; run "
+                     "scripts/train_ct_weights.sh, or train a denoise config (medsr train ct_cncl) and pass "
+                     "--weights runs/ct_cncl")
+
+
+def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | Path | None = None,
+                 device: str = "auto", batch_size: int = 8, tile: int | None = None,
+                 progress: bool = True) -> DenoiseReport:
+    """Denoise ``input_path`` into ``output`` (see the module docstring)."""
+    from tqdm import tqdm
+
+    from medsr.checkpoint import build_from_weights
+    from medsr.infer.dicom import write_dicom_like
+    from medsr.infer.volume import InferenceOptions, super_resolve_planes
+
+    src, dst = Path(input_path), Path(output)
+    kind = "nifti" if is_nifti(dst) else "dicom"
+    if kind == "dicom" and not src.is_dir():
+        raise InputError(dst, "a DICOM output (a folder) needs a DICOM series input; give a .nii or .nii.gz output")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    if tile is not None and tile < 32:
+        raise InputError("--tile", f"must be at least 32 pixels, got {tile}")
+    volume, affine, like = read_ct(src)
+    if volume.ndim != 3:
+        raise InputError(src, f"expected a 3-D volume, got shape {volume.shape}")
+    if not np.isfinite(volume).all():
+        raise InputError(src, "non-finite voxel values")
+    check_ct(src, volume)
+    path = weights if weights is not None else default_ct_weights()
+    net, meta = build_from_weights(path, task="denoise")
+    model = PlaneDenoiser(net).to(resolve_device(device))
+    options = InferenceOptions(batch_size=batch_size, tile=tile, device=next(net.parameters()).device,
+                               progress=progress)
+    hu = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0), dtype=np.float32))
+    with torch.inference_mode(), tqdm(total=hu.shape[0], unit="slice", disable=not progress) as bar:
+        planes = super_resolve_planes(model, network_input(hu).numpy(), tuple(hu.shape[1:]), options=options,
+                                      bar=bar)
+    result = np.moveaxis(network_output(torch.from_numpy(planes), hu).numpy(), 0, 2)
+    bad = int(np.count_nonzero(~np.isfinite(result)))
+    if bad:
+        raise InputError(path, f"the model produced {bad} non-finite voxels; nothing written")
+    if kind == "nifti":
+        if like is None:  # a DICOM series: a plain header in mm
+            like = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
+            like.header.set_xyzt_units("mm")
+        write_volume(dst, np.ascontiguousarray(result, dtype=np.float32), like, affine)
+    else:
+        write_dicom_like(src, dst, result, f"medsr denoise {meta['model']['type']}")
+    return DenoiseReport(dst, tuple(volume.shape), kind, str(meta["model"]["type"]))

@@ -1,0 +1,83 @@
+"""``task: denoise``: low-dose CT denoising on paired low-dose / full-dose slices (:mod:`medsr.data.ct_pairs`).
+
+Inputs and outputs of the network are in the fixed normalisation :func:`medsr.ct.units.hu_to_unit`
+(``mu / mu_water = 1 + HU / 1000``, padding below -1024 HU clamped to air), never a statistic of the noisy
+image; :func:`denoise_hu` maps HU to HU. The loss list is the config's (``l1``/``mse`` pixel terms, ``texture``
+Gram statistics, ``perceptual``/``gram`` on a local encoder's weights, CNCL's ``complementary`` branch terms),
+compared with the full dose ``fd``; ``train.gan`` adds the PatchGAN + LSGAN term of the base task, with
+``g_steps_per_d_step`` generator steps per discriminator step, and ``train.ema`` the EMA shadow that validation
+scores and the weights file exports.
+
+Validation: every validation slice denoised whole, then PSNR and SSIM per volume in the windows
+:data:`VAL_WINDOWS` (:mod:`medsr.metrics.ct` presets: clipped to the window, data range = its width, Wang SSIM),
+means over volumes; ``val/psnr``, their mean over the windows, selects ``best.ckpt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.ct.units import network_input, network_output
+from medsr.data.ct_pairs import CTPairDataset
+from medsr.metrics.ct import scores_in_windows
+from medsr.models.base import Output, as_image
+from medsr.registry import TASKS
+from medsr.tasks.base import TrainingTask
+
+VAL_WINDOWS = ("redcnn", "ldctbench-abdomen")
+NORM = {"method": "hu", "formula": "1 + HU / 1000", "clamp_below_hu": -1024.0}
+
+
+@torch.no_grad()
+def denoise_hu(model: nn.Module, hu: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Denoise HU slices ``[N, H, W]`` (float32 HU out, padding below -1024 HU kept), in batches on the model's
+    device."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(hu.shape, dtype=np.float32)
+    for i in range(0, hu.shape[0], batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(hu[i : i + batch_size], dtype=np.float32)).to(device)[:, None]
+        out[i : i + batch_size] = network_output(as_image(model(network_input(x))), x)[:, 0].cpu().numpy()
+    return out
+
+
+@TASKS.register("denoise")
+class DenoiseTask(TrainingTask):
+    """The network applied to ``ld``, the losses compared with ``fd``."""
+
+    monitor = "val/psnr"
+    adversarial_target = "fd"
+
+    def dataset(self, split: str, *, training: bool) -> CTPairDataset:
+        d = self.cfg.data
+        return CTPairDataset(d.root, split, patch_size=d.patch_size if training else None,
+                             augment=d.augment and training,
+                             noise_scale=tuple(d.noise_scale) if training and d.noise_scale else None)
+
+    def forward(self, x: torch.Tensor) -> Output:
+        return self.model(x)
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Output]:
+        output = self.model(batch["ld"])
+        loss, terms = self.criterion(output, batch["fd"], batch)
+        return loss, terms, output
+
+    def validation_metrics(self, trainer: Any, dataset: CTPairDataset, subjects: Sequence[str]) -> dict[str, float]:
+        """PSNR/SSIM per window per volume of this rank's ``subjects``, summed over ranks, then means."""
+        keys = [f"{m}_{name}" for name in VAL_WINDOWS for m in ("psnr", "ssim")]
+        totals = torch.zeros(1 + len(keys), dtype=torch.float64)
+        for _, ld, fd in dataset.volumes(set(subjects)):
+            values = scores_in_windows(denoise_hu(self.eval_model, ld, self.cfg.val.batch_size), fd, VAL_WINDOWS)
+            totals += torch.tensor([1.0, *(values[k] for k in keys)], dtype=torch.float64)
+        totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
+        n = max(float(totals[0]), 1.0)
+        metrics = {f"val/{k}": float(v) / n for k, v in zip(keys, totals[1:])}
+        metrics["val/psnr"] = sum(metrics[f"val/psnr_{name}"] for name in VAL_WINDOWS) / len(VAL_WINDOWS)
+        return metrics
+
+    def export_meta(self) -> dict[str, Any]:
+        return {"norm": dict(NORM), "data": {"root": self.cfg.data.root, "embedded": self.cfg.data.embedded}}
