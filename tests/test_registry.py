@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from medsr.config import load_config
 from medsr.errors import InputError
 from medsr.registry import LOSSES, MODELS, TASKS, Registry
 
@@ -24,7 +25,7 @@ def test_encoders_and_discriminator_live_in_models_without_colliding():
     names = MODELS.names()
     assert {"encoder/edsr", "encoder/rdn", "edsr", "patch_discriminator", "unet"} <= set(names)
     assert MODELS.get("encoder/edsr") is not MODELS.get("edsr")
-    assert set(TASKS.names()) == {"sr", "segmentation"}
+    assert {"sr", "segmentation"} <= set(TASKS.names())
     assert "sakg_semantic" in LOSSES
 
 
@@ -50,3 +51,26 @@ def test_a_constructor_bug_keeps_its_type_and_traceback():
     assert info.traceback[-1].name == "__init__"
     with pytest.raises(KeyError, match="twice"):
         registry.register("buggy")(Buggy)
+
+
+def test_every_module_of_the_package_registers_without_a_list(tmp_path, monkeypatch):
+    """A registry imports each module (and subpackage module) of its package, though ``__init__`` names none."""
+    package = tmp_path / "probe_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    registry = Registry("thing", "probe_pkg")
+    monkeypatch.setattr(sys.modules[__name__], "PROBE", registry, raising=False)
+    line = f"from {__name__} import PROBE\n@PROBE.register('{{}}')\nclass Thing: pass\n"
+    (package / "alpha.py").write_text(line.format("alpha"))
+    (package / "sub" / "beta.py").write_text(line.format("beta"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registry.names() == ["alpha", "beta"]
+    assert registry.get("beta").__module__ == "probe_pkg.sub.beta"
+
+
+def test_a_config_task_is_any_registered_task(monkeypatch):
+    with pytest.raises(InputError, match="task: 'probe' is not one of " + ", ".join(TASKS.names())):
+        load_config(None, ["task=probe"])
+    monkeypatch.setitem(TASKS._items, "probe", object)  # scoped: gone after this test
+    assert load_config(None, ["task=probe"]).task == "probe"

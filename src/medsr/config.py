@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from medsr.errors import InputError
+from medsr.registry import TASKS
 
 
 def _default_curriculum() -> list[dict[str, Any]]:
@@ -159,7 +160,8 @@ class LoggingConfig:
 
 @dataclass
 class RunConfig:
-    """A whole run. ``task`` picks the training module: ``sr`` or ``segmentation``."""
+    """A whole run. ``task`` picks the training task: a name in ``medsr.registry.TASKS`` (``sr``, ``segmentation``,
+    one per module of ``medsr/tasks``)."""
 
     name: str = "run"
     seed: int = 0
@@ -173,7 +175,6 @@ class RunConfig:
 
 
 CHOICES = {
-    "task": ("sr", "segmentation"),
     "train.optimizer": ("adam", "adamw"),
     "train.scheduler.type": ("cosine", "step", "constant"),
     "train.precision": ("32", "bf16-mixed", "16-mixed"),
@@ -191,7 +192,7 @@ def _omegaconf_error(source: str | Path, err: OmegaConfBaseException) -> InputEr
 
 
 def _validate(cfg: RunConfig, source: str | Path) -> None:
-    for key, allowed in CHOICES.items():
+    for key, allowed in [("task", tuple(TASKS.names())), *CHOICES.items()]:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise InputError(source, f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")

@@ -1,25 +1,29 @@
 """A tiny explicit registry: ``@MODELS.register("edsr")`` and ``MODELS.build({"type": "edsr", ...})``.
 
 Idea after LIIF's ``models.py``: a spec ``{type, **args}`` builds any object, and checkpoints store the spec.
-Each registry names the package whose modules register into it and imports that package the first time it is
-asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing ``medsr.models`` first.
+Each registry names the package whose modules register into it and imports every module of that package the
+first time it is asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing
+``medsr.models`` first, and a new model, loss or task is one new module: no list to edit.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Mapping
 
 from medsr.errors import InputError
 
 
 class Registry:
-    """Maps names to constructors for one kind of object; ``package`` (imported on first lookup) fills it."""
+    """Maps names to constructors for one kind of object; ``package`` (all its modules, imported on first lookup)
+    fills it."""
 
     def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
         self.package = package
+        self._filled = package is None
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -32,8 +36,12 @@ class Registry:
         return add
 
     def _fill(self) -> None:
-        if self.package is not None:
-            importlib.import_module(self.package)
+        if self._filled:
+            return
+        package = importlib.import_module(self.package)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{self.package}."):
+            importlib.import_module(info.name)
+        self._filled = True
 
     def get(self, name: str) -> Callable[..., Any]:
         """The constructor registered as ``name``; an unknown name is an :class:`InputError` listing the known."""

@@ -2,14 +2,13 @@
 
 ``pred`` is the model's image (or logits); a term that reads auxiliary outputs sets ``needs_aux`` (the key of
 ``ModelOutput.aux`` it reads) and receives the whole :class:`~medsr.models.base.ModelOutput` instead. Nothing is
-read from hidden state. Importing this package imports every module in it, so each registers its losses. A run's
-loss is the weighted sum of a config list ``[{type, weight, **args}]`` (:class:`WeightedSum`).
+read from hidden state. ``medsr.registry.LOSSES`` imports every module of this package on first use, so each
+registers its losses. A run's loss is the weighted sum of a config list ``[{type, weight, **args}]``
+(:class:`WeightedSum`).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -17,9 +16,6 @@ from torch import nn
 
 from medsr.models.base import Output, as_image
 from medsr.registry import LOSSES
-
-for _info in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_info.name}")
 
 
 class WeightedSum(nn.Module):

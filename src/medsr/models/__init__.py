@@ -1,5 +1,2 @@
-"""Architectures. Importing this package registers every model in ``medsr.registry.MODELS``."""
-
-from medsr.models import base, blocks  # noqa: F401
-from medsr.models import bicubic, discriminator, dualarb, edsr, liif, metasr, rdn, unet, zerofill  # noqa: F401
-from medsr.models import sakg  # noqa: F401  (the flagship, models/sakg.py)
+"""Architectures, one module each; ``medsr.registry.MODELS`` imports every module of this package on first use,
+so each registers its models."""
