@@ -107,7 +107,7 @@ def test_dataset(data: Path, cfg: dict[str, Any] | None = None) -> Any:
 def score_model(model: Any, dataset: Any, modes: list[str], trained: list[float] | None,
                 scales: tuple[float, ...]) -> list[dict[str, Any]]:
     """PSNR/SSIM rows (mean and std over test volumes) for every scale and reference mode."""
-    from medsr.engine import evaluation
+    from medsr.evaluation import testing as evaluation
     from medsr.evaluation.scores import evaluate_scale, moments, summarise
 
     rows = []
@@ -242,7 +242,7 @@ def figure(work: Path, out: Path, data: Path, scale: float = 4.0) -> Path:
 
 
 def markdown(protocol: dict[str, Any], records: dict[str, dict[str, Any]], dice: dict[str, Any] | None) -> str:
-    from medsr.metrics.report import protocol_header
+    from medsr.evaluation.report import protocol_header
 
     lines = ["# Quality benchmark (issue 5)", "", "```", protocol_header(protocol), "```", ""]
     scales = sorted({r["scale"] for rec in records.values() for r in rec["rows"]})

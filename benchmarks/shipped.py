@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.data.embedded import ensure_mni
     from medsr.evaluation import scores as evaluation
     from medsr.io.atomic import atomic_path
-    from medsr.metrics.report import protocol_header
+    from medsr.evaluation.report import protocol_header
     from medsr.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

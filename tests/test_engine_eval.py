@@ -14,9 +14,9 @@ from _engine_data import TINY_MODEL, write_config, write_store
 from medsr.cli import main
 from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
-from medsr.engine import evaluation
+from medsr.evaluation import testing as evaluation
 from medsr.engine.demo import run_demo, verdict
-from medsr.engine.evaluation import BASELINES, TestSetup, run_test
+from medsr.evaluation.testing import BASELINES, TestSetup, run_test
 from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample
 

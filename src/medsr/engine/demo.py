@@ -46,10 +46,10 @@ def run_demo(
     """Train, test and report; return the path of ``report.md``."""
     from medsr.checkpoint import shipped_weights
     from medsr.data.embedded import ensure_mni
-    from medsr.engine.evaluation import BASELINES, TestSetup, results_table, run_test
+    from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
     from medsr.engine.runs import train
     from medsr.io.atomic import atomic_path
-    from medsr.metrics.report import protocol_header
+    from medsr.evaluation.report import protocol_header
     from medsr.viz import comparison_figure
 
     if not config.is_file():

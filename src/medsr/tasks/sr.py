@@ -4,7 +4,7 @@ Data: :class:`~medsr.data.datasets.SRSliceDataset` (or a :class:`~medsr.data.mix
 ``data.pairs``; for training with ``data.dataset: synth``, mixed with generated items by
 :class:`~medsr.data.synth.SynthMixture`), degraded on the fly in k-space at the scales the curriculum draws per step
 (:class:`~medsr.data.datasets.ScaleBatchSampler`). Validation: PSNR/SSIM per validation scale on whole volumes,
-exactly as ``medsr test`` scores them (:mod:`medsr.engine.evaluation`); ``val/psnr`` (the mean over scales)
+exactly as ``medsr test`` scores them (:mod:`medsr.evaluation.testing`); ``val/psnr`` (the mean over scales)
 selects ``best.ckpt``. Supports ``train.gan`` (real images: ``hr``).
 """
 

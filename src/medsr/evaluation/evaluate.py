@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from medsr.errors import InputError, require
+from medsr.evaluation.pairing import Loaded, MaskSource, load_pair, match_files
+from medsr.evaluation.report import render, report_dict, write_csv, write_json
 from medsr.metrics import image
 from medsr.metrics.ct import CTWindow
-from medsr.metrics.pairing import Loaded, MaskSource, load_pair, match_files
-from medsr.metrics.report import render, report_dict, write_csv, write_json
+from medsr.metrics.lpips import load_lpips, lpips_distance, min_input_size
 
 METRICS = ("psnr", "ssim", "nrmse", "nmse", "lpips")
 DEFAULT_METRICS = ("psnr", "ssim", "nrmse")
@@ -133,8 +134,6 @@ def _ssim_note(ctx: _Context, spatial: tuple[int, ...]) -> str:
 def _lpips_note(ctx: _Context, spatial: tuple[int, ...]) -> str:
     if ctx.lpips_model is None:
         return ""
-    from medsr.metrics.lpips import min_input_size
-
     smallest = min_input_size(ctx.lpips_model.net)
     return f"lpips n/a: smaller than {smallest}x{smallest}" if min(spatial) < smallest else ""
 
@@ -201,8 +200,6 @@ def _metric_values(x: torch.Tensor, y: torch.Tensor, peak: torch.Tensor, floor: 
         elif name == "nmse":
             values[name] = image.nmse(x, y, mask=mask)
         else:
-            from medsr.metrics.lpips import lpips_distance
-
             values[name] = torch.where(bad, nan, lpips_distance(ctx.lpips_model, _signed_unit(x, floor, safe),
                                                                 _signed_unit(y, floor, safe)))
     return values
@@ -255,8 +252,6 @@ def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
     matching = match_files(Path(pred), Path(gt), options.allow_missing)
     lpips_model = None
     if "lpips" in options.metrics:
-        from medsr.metrics.lpips import load_lpips
-
         lpips_model = load_lpips(options.lpips_weights)
     ctx = _Context(options, image.SSIM_PRESETS[options.ssim_preset], lpips_model)
     masks = MaskSource(options.mask)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from medsr.errors import InputError, require
-from medsr.metrics.evaluation import Evaluation
-from medsr.metrics.pairing import match_files
+from medsr.evaluation.evaluate import Evaluation
+from medsr.evaluation.pairing import match_files
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt",)
