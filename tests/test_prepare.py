@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import sys
-import types
 
 import h5py
 import nibabel as nib
@@ -11,9 +9,11 @@ import numpy as np
 import pytest
 
 from medsr.cli import main
+from medsr.commands.prepare import FORMATS
 from medsr.data.prepare.common import assign_split, centre_fit, parse_options, slice_axis
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
+from medsr.registry import DATASETS
 
 T2_AFFINE = np.array([[1.0, 0, 0, -6.0], [0, 1.0, 0, -5.0], [0, 0, 1.5, -6.0], [0, 0, 0, 1]])
 SHAPE = (12, 10, 8)
@@ -321,13 +321,16 @@ def test_bad_flags(tmp_path, capsys, flags, flag):
     assert line.startswith(f"medsr: error: {flag}: ")
 
 
-def test_prepare_mni_calls_the_embedded_builder(tmp_path, monkeypatch, capsys):
-    calls = []
-    fake = types.ModuleType("medsr.data.embedded")
-    fake.prepare_mni = lambda out_dir, workers, progress: calls.append((str(out_dir), workers, progress))
-    monkeypatch.setitem(sys.modules, "medsr.data.embedded", fake)
-    assert main(["prepare", "mni", str(tmp_path / "mni"), "--workers", "3", "--no-progress"]) == 0
-    assert calls == [(str(tmp_path / "mni"), 3, False)]
+def test_prepare_mni_goes_through_the_one_dispatch(tmp_path, capsys):
+    out = tmp_path / "mni"
+    assert main(["prepare", "mni", str(out), "--workers", "2", "--no-progress"]) == 0
+    split = SliceStore(out).split
+    assert [len(split[k]) for k in ("train", "val", "test")] == [6, 2, 2]
+    assert capsys.readouterr().out.strip() == f"{out}: 10 subjects (train 6, val 2, test 2)"
+
+
+def test_every_registered_dataset_is_a_prepare_format():
+    assert sorted(FORMATS) == DATASETS.names() == ["brats", "fastmri", "ixi", "mni", "pairs"]
 
 
 def test_assign_split_is_deterministic_and_keeps_existing():

@@ -9,7 +9,9 @@ import pytest
 
 from medsr.config import load_config
 from medsr.errors import InputError
-from medsr.registry import LOSSES, MODELS, TASKS, Registry
+from medsr.evaluation import evaluate
+from medsr.metrics import image, lpips
+from medsr.registry import DATASETS, LOSSES, METRICS, MODELS, TASKS, Registry
 
 
 def test_registries_fill_themselves_in_a_fresh_interpreter():
@@ -74,3 +76,10 @@ def test_a_config_task_is_any_registered_task(monkeypatch):
         load_config(None, ["task=probe"])
     monkeypatch.setitem(TASKS._items, "probe", object)  # scoped: gone after this test
     assert load_config(None, ["task=probe"]).task == "probe"
+
+
+def test_metrics_are_the_registered_pure_functions():
+    assert evaluate.METRICS == tuple(METRICS.names()) == ("lpips", "nmse", "nrmse", "psnr", "ssim")
+    assert [METRICS.get(n) for n in ("psnr", "ssim", "nmse", "lpips")] == [image.psnr, image.ssim, image.nmse,
+                                                                           lpips.lpips]
+    assert "mni" in DATASETS

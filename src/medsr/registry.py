@@ -80,3 +80,8 @@ class Registry:
 MODELS = Registry("model", "medsr.models")
 LOSSES = Registry("loss", "medsr.losses")
 TASKS = Registry("task", "medsr.tasks")
+# Full-reference image metrics of ``medsr evaluate``: pure functions ``metric(pred, gt, **inputs) -> Tensor[B]``
+# whose parameter names say which inputs they read (``data_range``, ``floor``, ``mask``, ``preset``, ``model``).
+METRICS = Registry("metric", "medsr.metrics")
+# Dataset preparers of ``medsr prepare NAME``: ``prepare(out_dir, options, **sources) -> split``.
+DATASETS = Registry("dataset", "medsr.data.prepare")

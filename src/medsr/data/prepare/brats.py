@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject, preparer
 from medsr.errors import require
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -35,6 +35,7 @@ def find_files(src: Path) -> dict[str, dict[str, Path]]:
     return found
 
 
+@preparer("brats")
 def dataset(src: str | Path, target: str = "t2", reference: str = "t1") -> Dataset:
     """The BraTS subjects below ``src`` with both modalities, their ``seg`` as labels when present."""
     root = check_source_dir(src)

@@ -1,8 +1,9 @@
 """Machinery shared by the real-data preparers: options, per-subject processing, the parallel write loop, splits.
 
-A preparer lists its subjects (a target volume, a reference volume, optionally a label map) and hands them to
-:func:`prepare_store`. Each subject is processed in a worker process by a loader (here
-:func:`load_nifti_subject`; fastMRI has its own), and the main process writes the results through
+A preparer lists its subjects (a target volume, a reference volume, optionally a label map) in a ``dataset``
+function registered with :func:`preparer`, which hands them to :func:`prepare_store`. Each subject is processed
+in a worker process by a loader (here :func:`load_nifti_subject`; fastMRI has its own), and the main process
+writes the results through
 :class:`medsr.data.store.StoreWriter`:
 
 1. the reference (and the labels) are resampled onto the target's voxel grid through the two affines when the grids
@@ -43,8 +44,9 @@ from nibabel.affines import voxel_sizes
 from medsr.data.heldout import refuse_heldout
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha256_file
 from medsr.errors import InputError, as_integer, as_number, require
-from medsr.resample import overlap_fraction, resample_to_grid
 from medsr.io.nifti import read_volume
+from medsr.registry import DATASETS
+from medsr.resample import overlap_fraction, resample_to_grid
 
 MIN_OVERLAP = 0.5
 GRID_TOLERANCE_MM = 1e-3
@@ -479,3 +481,17 @@ def prepare_store(dataset: Dataset, out_dir: str | Path, options: Options) -> di
         raise
     writer.finish(dataset.name, split, parameters)
     return split
+
+
+def preparer(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a ``dataset(**sources) -> Dataset`` function in ``medsr.registry.DATASETS`` as the preparer
+    ``name``: ``prepare(out_dir, options, **sources) -> split``, through :func:`prepare_store`."""
+
+    def add(dataset: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        def prepare(out_dir: str | Path, options: Options, **sources: Any) -> dict[str, list[str]]:
+            return prepare_store(dataset(**sources), out_dir, options)
+
+        DATASETS.register(name)(prepare)
+        return dataset
+
+    return add

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject, preparer
 from medsr.errors import require
 
 CONTRASTS = ("T1", "T2", "PD")
@@ -32,6 +32,7 @@ def find_files(src: Path) -> dict[str, dict[str, Path]]:
     return found
 
 
+@preparer("ixi")
 def dataset(src: str | Path, target: str = "T2", reference: str = "PD") -> Dataset:
     """The IXI subjects below ``src`` that have both the ``target`` and the ``reference`` contrast."""
     root = check_source_dir(src)
