@@ -12,6 +12,7 @@ from _engine_data import write_config, write_store
 from medsr.checkpoint import build_from_weights, load_weights
 from medsr.cli import main
 from medsr.tasks.base import EMA, freeze, lr_factor
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
@@ -21,7 +22,7 @@ def store(tmp_path_factory):
 
 
 @LOSSES.register("test_nan_after")
-class NanAfter(torch.nn.Module):
+class NanAfter(Loss):
     """L1 until ``calls`` calls have been made, then NaN (to provoke the non-finite stop)."""
 
     def __init__(self, calls: int):

@@ -127,7 +127,7 @@ class Checkpointer(pl.Callback):
         """Score the module on the validation split (``module.validation_metrics``, subjects sharded over ranks);
         log, and save ``best.ckpt`` when ``metrics[module.monitor]`` improves."""
         dataset = trainer.datamodule.val_dataset
-        subjects = sorted({sid for sid, _ in dataset.items})[: module.cfg.val.max_subjects]
+        subjects = sorted(dataset.subjects)[: module.cfg.val.max_subjects]
         mine = subjects[trainer.global_rank :: trainer.world_size]
         model = module.eval_model
         was_training = model.training

@@ -95,7 +95,7 @@ def unsupported(net: Any, dataset: Any, scale: float) -> str | None:
         return None
     if scale not in fixed:
         return f"n/a: fixed scales {', '.join(f'x{s:g}' for s in fixed)} only"
-    shapes = {dataset.store.shape(sid)[-2:] for sid in {sid for sid, _ in dataset.items}}
+    shapes = {dataset.slice_shape(sid) for sid in dataset.subjects}
     if not all(lr_length(n, scale) * scale == n for shape in shapes for n in shape):
         return f"n/a: slices {sorted(shapes)} are not a multiple of x{scale:g}"
     return None
@@ -142,7 +142,7 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
         "contrasts": f"target {target}, reference {ref_contrast or 'none'}",
         "ref_mode": setup.ref if setup.ref != "lr" else f"lr at x{setup.ref_scale or 'target scale'}",
         "scales_trained": f"{trained[0]:g}-{trained[1]:g}" if trained else "unknown",
-        "volumes": len({sid for sid, _ in next(iter(datasets.values())).items}),
+        "volumes": len(next(iter(datasets.values())).subjects),
     }
     return {"protocol": protocol, "results": results}, samples
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from medsr.errors import InputError
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
@@ -32,7 +33,7 @@ def gram_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (gram(a.float()) - gram(b.float())).abs().mean()
 
 
-class FrozenFeatureLoss(nn.Module):
+class FrozenFeatureLoss(Loss):
     """A frozen feature network, per-layer weights and a per-layer comparison ``compare(pred, target)``."""
 
     def __init__(

@@ -106,8 +106,26 @@ class SRModel(nn.Module):
 
 
 def sr_model(model: nn.Module, source: object) -> SRModel:
-    """``model`` itself when it is a super-resolution network (so its capabilities are declared), else an
-    :class:`InputError` naming ``source`` (e.g. a segmentation UNet's weights given to ``medsr test``)."""
+    """``model`` itself when it is a super-resolution network whose declared capabilities are well formed (checked
+    here once, so callers read them directly), else an :class:`InputError` naming ``source`` (e.g. a segmentation
+    UNet's weights given to ``medsr test``); a malformed declaration is a bug of the model (``TypeError``)."""
     if not isinstance(model, SRModel):
         raise InputError(source, f"{type(model).__name__} is not a super-resolution model")
+    check_capabilities(model)
     return model
+
+
+def check_capabilities(model: SRModel) -> None:
+    """``TypeError`` unless ``fixed_scales`` is None or a non-empty tuple of integers >= 2, ``uses_ref`` a bool,
+    ``n_slices`` an odd positive integer and ``aux_outputs`` a tuple of names."""
+    name, fixed = type(model).__name__, model.fixed_scales
+    if fixed is not None and not (isinstance(fixed, tuple) and fixed and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 2 for s in fixed)):
+        raise TypeError(f"{name}.fixed_scales must be None or a tuple of integers >= 2, got {fixed!r}")
+    if not isinstance(model.uses_ref, bool):
+        raise TypeError(f"{name}.uses_ref must be a bool, got {model.uses_ref!r}")
+    n = model.n_slices
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n % 2 == 1):
+        raise TypeError(f"{name}.n_slices must be an odd positive integer, got {n!r}")
+    if not (isinstance(model.aux_outputs, tuple) and all(isinstance(a, str) for a in model.aux_outputs)):
+        raise TypeError(f"{name}.aux_outputs must be a tuple of names, got {model.aux_outputs!r}")

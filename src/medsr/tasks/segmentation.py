@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from medsr.data.labelled import LabelledSliceDataset
+from medsr.models.unet import UNet
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
 
@@ -41,11 +42,10 @@ def dice_per_class(pred: torch.Tensor, gt: torch.Tensor, classes: Sequence[int])
 
 
 def num_classes(model: nn.Module) -> int:
-    """Output classes of a segmentation network (its final 1x1 ``classifier``)."""
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, nn.Conv2d):
-        raise ValueError(f"{type(model).__name__} is not a segmentation network with a classifier layer")
-    return classifier.out_channels
+    """Output classes of a segmentation network (a :class:`~medsr.models.unet.UNet`)."""
+    if not isinstance(model, UNet):
+        raise ValueError(f"{type(model).__name__} is not a segmentation network (a unet)")
+    return model.classifier.out_channels
 
 
 @TASKS.register("segmentation")
@@ -71,7 +71,7 @@ class SegmentationTask(TrainingTask):
                            subjects: Sequence[str]) -> dict[str, float]:
         """Dice per tissue (labels 1..C-1) per volume of this rank's ``subjects``, summed over ranks, then the mean
         over volumes; ``val/dice`` is the mean over tissues."""
-        names = dataset.store.manifest.get("labels") or {}
+        names = dataset.label_names
         model = self.eval_model
         classes = list(range(1, num_classes(model)))
         totals = torch.zeros(len(classes) + 1, dtype=torch.float64)
