@@ -15,10 +15,10 @@ from medsr.data.datasets import (
 )
 from medsr.data.labelled import LabelledSliceDataset
 from medsr.data.mixture import PairMixture
-from medsr.data.scales import Curriculum
 from medsr.data.store import StoreWriter
 from medsr.errors import InputError
 from medsr.kspace import downsample, lr_length
+from medsr.scales import Curriculum
 
 H, W, DEPTH = 40, 50, 5
 # (cycles per field of view along y, along x, amplitude, phase): all well inside a 16 x 20 band

@@ -57,6 +57,12 @@ class Registry:
         A spec whose arguments do not fit the constructor's signature is an :class:`InputError`; an error raised
         inside the constructor propagates unchanged, with its traceback.
         """
+        constructor, args = self.check(spec, **extra)
+        return constructor(**args, **extra)
+
+    def check(self, spec: Mapping[str, Any], **extra: Any) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The constructor of ``spec`` and its arguments, once they are known to fit its signature (the checks of
+        :meth:`build`, without building)."""
         if not isinstance(spec, Mapping) or "type" not in spec:
             raise InputError(self.kind, f"spec {spec!r} has no 'type'")
         args = {str(k): v for k, v in spec.items() if k != "type"}
@@ -66,7 +72,7 @@ class Registry:
             inspect.signature(constructor).bind(**args, **extra)
         except TypeError as err:
             raise InputError(self.kind, f"{name}: {err}") from None
-        return constructor(**args, **extra)
+        return constructor, args
 
     def names(self) -> list[str]:
         self._fill()

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from medsr.data.masks import MaskSpec, effective_acceleration, on_lr_grid
-from medsr.data.scales import REF_MODES, Curriculum, Scale
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
 from medsr.kspace import check_scale, downsample, lr_shape, seed_from_name, undersample
+from medsr.scales import REF_MODES, Curriculum, Scale
 
 _PERMUTATION, _STEP = 0, 1
 
