@@ -15,7 +15,7 @@ from medsr.cli import main
 from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
 from medsr.evaluation import testing as evaluation
-from medsr.engine.demo import run_demo, verdict
+from medsr.demo import run_demo, verdict
 from medsr.evaluation.testing import BASELINES, TestSetup, run_test
 from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample

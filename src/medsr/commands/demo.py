@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr.engine.demo import run_demo
+    from medsr.demo import run_demo
 
     report = run_demo(args.minutes, args.data, args.out)
     print(f"report: {report}\nfigure: {report.parent / 'comparison.png'}")

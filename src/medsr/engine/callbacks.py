@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from medsr.models.base import bicubic_upsample
+
 log = logging.getLogger("medsr.engine")
 
 
 def image_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """``[1, H, 5 W]`` grid of 2-D slices: LR (nearest-upsampled), bicubic, SR, HR, |SR - HR| (x4), clipped to
     [0, 1]."""
-    from medsr.models.base import bicubic_upsample
-
     size = tuple(hr.shape[-2:])
     lr = lr[None, None].float()
     panels = [F.interpolate(lr, size=size, mode="nearest")[0, 0], bicubic_upsample(lr, size)[0, 0], sr, hr,

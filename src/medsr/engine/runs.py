@@ -25,8 +25,13 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+import medsr
+from medsr.checkpoint import save_weights
 from medsr.config import RunConfig, config_hash, load_config, to_yaml
+from medsr.data.embedded import ensure_mni
 from medsr.data.store import NORM_PERCENTILE
+from medsr.engine.callbacks import Checkpointer, StepBar
+from medsr.engine.datamodule import TaskDataModule
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
 from medsr.registry import TASKS
@@ -54,8 +59,6 @@ def environment() -> dict[str, Any]:
     import lightning
     import numpy
     import torch
-
-    import medsr
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or ["cpu"]
     return {
@@ -138,8 +141,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequenc
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from medsr.engine.callbacks import Checkpointer, StepBar
-
     t = cfg.train
     return pl.Trainer(
         max_epochs=1,
@@ -216,17 +217,12 @@ def train(
     """Train the run a config describes; return its directory (``weights.pth`` inside once finished)."""
     import lightning.pytorch as pl
 
-    from medsr.checkpoint import save_weights
-    from medsr.engine.datamodule import TaskDataModule
-
     cfg = load_config(config, overrides)
     if name is not None:
         cfg.name = name
     run_dir = run_directory(cfg.logging.runs_dir, cfg.name)
     primary = is_primary_process()
     if primary and cfg.data.embedded == "mni":
-        from medsr.data.embedded import ensure_mni
-
         ensure_mni(cfg.data.root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)

@@ -11,21 +11,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
 
-from medsr.checkpoint import SHIPPED_WEIGHTS, shipped_weights
+from medsr.checkpoint import SHIPPED_WEIGHTS, build_from_weights, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.errors import InputError
+from medsr.infer.dicom import read_dicom_series
+from medsr.infer.guard import Safeguards, guard_model
+from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import sr_model
-
-if TYPE_CHECKING:
-    from medsr.infer.guard import Safeguards
+from medsr.resample import overlap_fraction, resample_to_grid
 
 MAX_VOXELS = 2**31
 
@@ -111,8 +112,6 @@ def _fmt(values: Sequence[float]) -> str:
 
 def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     """A 3-D volume and a NIfTI image carrying its header: a NIfTI file, or a DICOM series directory."""
-    from medsr.infer.dicom import read_dicom_series
-
     path = Path(path)
     if not path.is_dir():
         return read_volume(path)
@@ -161,8 +160,6 @@ def reference_resampler(
 
     Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
     """
-    from medsr.resample import overlap_fraction, resample_to_grid
-
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
         if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
@@ -208,10 +205,6 @@ def super_resolve_file(
     guards: Safeguards | None = None,
 ) -> SRReport:
     """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module."""
-    from medsr.checkpoint import build_from_weights
-    from medsr.infer.guard import Safeguards, guard_model
-    from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
-
     if not is_nifti(output):
         raise InputError(output, "output must be a NIfTI file (.nii or .nii.gz)")
     if batch_size < 1:

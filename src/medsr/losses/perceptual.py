@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from medsr.checkpoint import build_from_weights
 from medsr.errors import InputError
 from medsr.losses.base import Loss
 from medsr.registry import LOSSES
@@ -43,8 +44,6 @@ class FrozenFeatureLoss(Loss):
         compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l1,
     ):
         super().__init__()
-        from medsr.checkpoint import build_from_weights
-
         net, _ = build_from_weights(Path(weights))
         if not hasattr(net, "features"):
             raise InputError(weights, f"model {type(net).__name__} has no features(x) method")

@@ -7,8 +7,15 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from medsr.checkpoint import shipped_weights
 from medsr.config import CONFIG_DIR
+from medsr.data.embedded import ensure_mni
+from medsr.engine.runs import train
 from medsr.errors import InputError
+from medsr.evaluation.report import protocol_header
+from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
+from medsr.io.atomic import atomic_path
+from medsr.viz import comparison_figure
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 DEMO_SCALES = (1.5, 2.0, 3.0, 4.0)
@@ -44,14 +51,6 @@ def run_demo(
     minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG, scales: Sequence[float] = DEMO_SCALES
 ) -> Path:
     """Train, test and report; return the path of ``report.md``."""
-    from medsr.checkpoint import shipped_weights
-    from medsr.data.embedded import ensure_mni
-    from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
-    from medsr.engine.runs import train
-    from medsr.io.atomic import atomic_path
-    from medsr.evaluation.report import protocol_header
-    from medsr.viz import comparison_figure
-
     if not config.is_file():
         raise InputError(config, "demo config not found (run medsr demo from a medsr source checkout)")
     if not (math.isfinite(minutes) and minutes > 0):
