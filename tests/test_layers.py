@@ -21,8 +21,8 @@ LAYERS = [
     ("evaluation", ("medsr.evaluation",)),
     ("components", ("medsr.data", "medsr.models", "medsr.losses", "medsr.metrics", "medsr.checkpoint", "medsr.ct")),
     ("io", ("medsr.io",)),
-    ("core", ("medsr.kspace", "medsr.slice_profile", "medsr.resample", "medsr.scales", "medsr.errors", "medsr.registry",
-              "medsr.config", "medsr")),
+    ("core", ("medsr.kspace", "medsr.slice_profile", "medsr.resample", "medsr.scales", "medsr.device", "medsr.errors",
+              "medsr.registry", "medsr.config", "medsr")),
 ]
 
 # Imports that go upwards, each a known debt to remove; the test fails when one disappears (delete it here) or a

@@ -10,7 +10,8 @@ import pytest
 
 from medsr.cli import main
 from medsr.commands.prepare import FORMATS
-from medsr.data.prepare.common import assign_split, centre_fit, parse_options, slice_axis
+from medsr.data.prepare import brats, ixi
+from medsr.data.prepare.common import assign_split, centre_fit, group_by_subject, parse_options, slice_axis
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
 from medsr.registry import DATASETS
@@ -365,3 +366,19 @@ def test_parse_options_defaults_and_errors():
     assert options.workers == 2 and options.axis == 2 and options.split == (0.8, 0.1, 0.1)
     with pytest.raises(InputError):
         parse_options(min_signal="-1")
+
+
+def test_group_by_subject_refuses_a_second_file_and_keeps_brats_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("a/IXI002-Guys-0828-T2.nii", "IXI002-Guys-0828-PD.nii.gz", "BraTS_1/BraTS_1_t2.nii.gz",
+                 "BraTS_2_t1.nii.gz"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = group_by_subject(tmp_path, "IXI*", ixi.PATTERN)
+    assert found == {"IXI002-Guys-0828": {"T2": tmp_path / "a/IXI002-Guys-0828-T2.nii",
+                                          "PD": tmp_path / "IXI002-Guys-0828-PD.nii.gz"}}
+    assert group_by_subject(tmp_path, "BraTS*", brats.PATTERN, own_folder=True) == {
+        "BraTS_1": {"t2": tmp_path / "BraTS_1/BraTS_1_t2.nii.gz"}}
+    (tmp_path / "IXI002-Guys-0828-T2.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="duplicate T2 image of IXI002-Guys-0828"):
+        group_by_subject(tmp_path, "IXI*", ixi.PATTERN)

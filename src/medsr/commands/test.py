@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from medsr.device import resolve_device
     from medsr.evaluation.testing import TestSetup, parse_scales, results_table, run_test
     from medsr.errors import InputError
-    from medsr.infer.files import resolve_device
     from medsr.kspace import check_scale
     from medsr.evaluation.report import format_table, protocol_header, write_json
 

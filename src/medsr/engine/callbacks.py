@@ -9,7 +9,6 @@ per-volume sums reduced, never means of means.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from medsr.io.atomic import write_json
 from medsr.models.base import bicubic_upsample
 
 log = logging.getLogger("medsr.engine")
@@ -118,8 +118,8 @@ class Checkpointer(pl.Callback):
         prints = [int(p) for p in prints.flatten().tolist()]
         if trainer.is_global_zero:
             same = len(set(prints)) == 1
-            (self.run_dir / "ranks.json").write_text(json.dumps({"world_size": len(prints), "identical": same,
-                                                                 "fingerprints": prints}, indent=2) + "\n")
+            write_json(self.run_dir / "ranks.json", {"world_size": len(prints), "identical": same,
+                                                     "fingerprints": prints})
             (log.info if same else log.error)(
                 "final weights %s on %d rank(s)", "identical" if same else "DIFFER", len(prints))
 

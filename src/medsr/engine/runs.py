@@ -13,7 +13,6 @@ code; only the global rank 0 touches the run directory.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import platform
@@ -33,7 +32,7 @@ from medsr.data.store import NORM_PERCENTILE
 from medsr.engine.callbacks import Checkpointer, StepBar
 from medsr.engine.datamodule import TaskDataModule
 from medsr.errors import InputError
-from medsr.io.atomic import atomic_path
+from medsr.io.atomic import atomic_path, write_json
 from medsr.registry import TASKS
 
 log = logging.getLogger("medsr.engine")
@@ -112,7 +111,7 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, argv: Sequence[str], *, resum
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     with open(run_dir / "command.txt", "a") as f:
         f.write(" ".join(argv) + "\n")
-    write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+    write_json(run_dir / "env.json", environment())
 
 
 def attach_log(run_dir: Path) -> logging.Handler:

@@ -19,6 +19,7 @@ from nibabel.affines import voxel_sizes
 
 from medsr.checkpoint import SHIPPED_WEIGHTS, build_from_weights, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
+from medsr.device import resolve_device
 from medsr.errors import InputError
 from medsr.infer.dicom import read_dicom_series
 from medsr.infer.guard import Safeguards, guard_model
@@ -123,23 +124,6 @@ def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return data, image
-
-
-def resolve_device(spec: str) -> Any:
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]`` as a :class:`torch.device`."""
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise InputError("--device", f"unknown device {spec!r} (auto, cpu or cuda:N)") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise InputError("--device", f"{spec} is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise InputError("--device", f"unsupported device {spec!r} (auto, cpu or cuda:N)")
-    return device
 
 
 def _norm_percentile(meta: Mapping[str, Any]) -> float:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from medsr.data.labelled import LabelledSliceDataset
+from medsr.metrics import seg
 from medsr.models.unet import UNet
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
@@ -32,13 +33,10 @@ def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> torc
 
 
 def dice_per_class(pred: torch.Tensor, gt: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Dice ``2 |P ∩ G| / (|P| + |G|)`` of each class over a whole label volume (1 when absent from both)."""
-    scores = []
-    for c in classes:
-        p, g = pred == c, gt == c
-        total = int(p.sum() + g.sum())
-        scores.append(1.0 if total == 0 else 2.0 * float((p & g).sum()) / total)
-    return torch.tensor(scores, dtype=torch.float64)
+    """Dice ``2 |P ∩ G| / (|P| + |G|)`` of each class over a whole label volume (1 when absent from both;
+    :func:`medsr.metrics.seg.dice`), as a tensor in the order of ``classes``."""
+    scores = seg.dice(pred.cpu().numpy(), gt.cpu().numpy(), classes)
+    return torch.tensor([scores[c] for c in classes], dtype=torch.float64)
 
 
 def num_classes(model: nn.Module) -> int:

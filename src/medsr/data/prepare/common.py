@@ -31,6 +31,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -167,6 +168,23 @@ def choose(value: str, allowed: Sequence[str], flag: str) -> str:
     match = {name.lower(): name for name in allowed}.get(str(value).lower())
     require(match is not None, flag, f"must be one of {', '.join(allowed)}, got {value!r}")
     return match
+
+
+def group_by_subject(root: Path, glob: str, pattern: re.Pattern[str], own_folder: bool = False
+                     ) -> dict[str, dict[str, Path]]:
+    """``{subject: {contrast: path}}`` of the files below ``root`` matching ``glob`` whose names match ``pattern``
+    (groups: subject, contrast); with ``own_folder`` only files in a folder named after their subject. A second
+    file for one subject's contrast is an error naming both."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(root.rglob(glob)):
+        match = pattern.match(path.name)
+        if not match or not path.is_file() or (own_folder and path.parent.name != match.group(1)):
+            continue
+        sid, contrast = match.group(1), match.group(2)
+        other = found.setdefault(sid, {}).get(contrast)
+        require(other is None, path, f"duplicate {contrast} image of {sid} (also {other})")
+        found[sid][contrast] = path
+    return found
 
 
 def found_pairs(
