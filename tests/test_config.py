@@ -116,3 +116,49 @@ def test_a_bad_loss_term_fails_when_the_config_loads(tmp_path, term, needle):
         load_config(_yaml(tmp_path, yaml.safe_dump({"model": {"type": "liif"}, "loss": [term]})))
     typed = loss_terms(load_config(None, ["loss=[{type: charbonnier, weight: 0.5, eps: 0.01}]"]))
     assert typed == [LossTerm("charbonnier", 0.5, {"eps": 0.01})]
+
+
+def test_builtin_config_loads_by_name_and_equals_its_file():
+    by_name = load_config("liif")
+    by_path = load_config(CONFIG_DIR / "liif.yaml")
+    assert by_name.name == "liif" and config_hash(by_name) == config_hash(by_path)
+    with pytest.raises(InputError, match="built-in: .*sakg"):
+        load_config("no_such_config")
+
+
+def test_base_inheritance_merges_dicts_and_replaces_lists(tmp_path):
+    _yaml(tmp_path, "model: {type: edsr, n_feats: 8, n_blocks: 2}\ntrain: {steps: 10, lr: 1.0e-3}\n"
+          "val: {scales: [2, 3, 4]}\n", "parent.yaml")
+    child = _yaml(tmp_path, "base: parent\nmodel: {n_feats: 16}\nval: {scales: [2]}\n", "child.yaml")
+    cfg = load_config(child)
+    assert cfg.name == "child"
+    assert dict(cfg.model) == {"type": "edsr", "n_feats": 16, "n_blocks": 2}
+    assert cfg.train.steps == 10 and cfg.val.scales == [2.0]
+    # a built-in base by name, with the child's own value winning
+    cfg = load_config(_yaml(tmp_path, "base: liif\ntrain: {steps: 7}\n", "mine.yaml"))
+    assert cfg.model.type == "liif" and cfg.train.steps == 7 and cfg.train.lr == load_config("liif").train.lr
+
+
+def test_base_cycle_and_missing_base_are_user_errors(tmp_path):
+    _yaml(tmp_path, "base: b\nmodel: {type: edsr}\n", "a.yaml")
+    _yaml(tmp_path, "base: a\n", "b.yaml")
+    with pytest.raises(InputError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    with pytest.raises(InputError, match="no such config"):
+        load_config(_yaml(tmp_path, "base: nowhere\n", "c.yaml"))
+
+
+def test_relative_input_paths_resolve_against_the_config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    path = _yaml(folder, "model: {type: edsr}\ndata: {root: ../data/store, mask: {type: file, file: m.npy}}\n"
+                 "loss: [{type: l1, weight: 1.0}, {type: seg_perceptual, weight: 1.0, weights: w.pth}]\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(path)
+    assert cfg.data.root == str(folder / "../data/store")
+    assert cfg.data.mask.file == str(folder / "m.npy") and cfg.loss[1]["weights"] == str(folder / "w.pth")
+    # a built-in config's data belong to the working directory, and a saved resolved config reloads unchanged
+    builtin = load_config("liif")
+    assert builtin.data.root == str(tmp_path / "data/mni")
+    saved = _yaml(tmp_path / "project", to_yaml(builtin), "saved.yaml")
+    assert config_hash(load_config(saved)) == config_hash(builtin)

@@ -1,10 +1,10 @@
 """Typed run configuration: YAML merged onto dataclass schemas with OmegaConf, plus dotlist overrides.
 
 Idea after DIRECT's typed configs: every key has a declared type and default, so an unknown or mistyped key is
-an error that names it (``medsr train configs/demo.yaml train.lr=2e-4``). Free-form parts (the model spec, the
-loss terms, curriculum stages, the discriminator) are dicts with a ``type`` key, built through the registries;
-the curriculum and the loss terms are parsed into their typed forms (:func:`curriculum`, :func:`loss_terms`) when
-the config loads, so a bad stage or term fails before any work, naming its key.
+an error that names it (``medsr train demo train.lr=2e-4``). Free-form parts (the model spec, the loss terms,
+curriculum stages, the discriminator) are dicts with a ``type`` key, built through the registries; the curriculum
+and the loss terms are parsed into their typed forms (:func:`curriculum`, :func:`loss_terms`) when the config
+loads, so a bad stage or term fails before any work, naming its key.
 """
 
 from __future__ import annotations
