@@ -28,7 +28,6 @@ MODELS_ORDER = ("bicubic", "zerofill", "edsr", "rdn", "liif", "metasr", "dualarb
 
 
 def build(name: str) -> torch.nn.Module:
-    import medsr.models  # noqa: F401  (registers the models)
     from medsr.registry import MODELS
 
     return MODELS.build({"type": name}).eval()

@@ -132,8 +132,6 @@ def job(name: str, work: Path, data: Path, scales: tuple[float, ...]) -> None:
 
     start = time.time()
     if name in FIXED:
-        import medsr.models  # noqa: F401
-
         model, modes, trained, steps = MODELS.build({"type": name}), ["none"], None, 0
     else:
         run = train(work / "configs" / f"{name}.yaml", [f"logging.runs_dir={work / 'runs'}"], overwrite=True,
@@ -178,7 +176,6 @@ def downstream_dice(work: Path, data: Path, methods: list[str]) -> dict[str, Any
     """Dice per tissue of the frozen UNet on HR and on each method's output (HR reference), per scale."""
     import torch
 
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import eval_specs
     from medsr.evaluation.scores import predict_volumes
@@ -187,7 +184,7 @@ def downstream_dice(work: Path, data: Path, methods: list[str]) -> dict[str, Any
 
     unet, _ = build_from_weights(work / "runs" / "unet" / "weights.pth")
     dataset = test_dataset(data)
-    names = dataset.store.manifest["labels"]
+    names = dataset.label_names
     classes = [1, 2, 3]
 
     def labels(sid: str) -> torch.Tensor:
@@ -218,7 +215,6 @@ def figure(work: Path, out: Path, data: Path, scale: float = 4.0) -> Path:
     """LR, bicubic, LIIF, Dual-ArbNet-style, SAKG, HR and error maps of one test slice at ``scale`` (HR reference)."""
     import torch
 
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import eval_specs
     from medsr.evaluation.scores import collate

@@ -19,7 +19,6 @@ CONTRASTS = ("T1", "T2", "PD")
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import SRSliceDataset
     from medsr.data.embedded import ensure_mni

@@ -64,7 +64,6 @@ def test_volume_score_follows_the_protocol():
 
 
 def test_evaluate_scale_matches_an_independent_bicubic_computation(trained):
-    import medsr.models  # noqa: F401
     from medsr.registry import MODELS
 
     store, _ = trained
@@ -116,7 +115,6 @@ def test_medsr_test_bad_input(trained, capsys, args, needle):
 
 
 def test_fixed_scale_model_rows_are_na_where_it_cannot_run(trained, tmp_path, capsys):
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import save_weights
     from medsr.registry import MODELS
 

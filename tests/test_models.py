@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import medsr.models  # noqa: F401  (registers the architectures)
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.models.base import SRModel, sr_model
 from medsr.registry import MODELS
