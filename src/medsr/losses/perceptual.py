@@ -16,6 +16,7 @@ from torch import nn
 from medsr.checkpoint import build_from_weights
 from medsr.errors import InputError
 from medsr.losses.base import Loss
+from medsr.models.unet import UNet
 from medsr.registry import LOSSES
 
 
@@ -45,8 +46,8 @@ class FrozenFeatureLoss(Loss):
     ):
         super().__init__()
         net, _ = build_from_weights(Path(weights))
-        if not hasattr(net, "features"):
-            raise InputError(weights, f"model {type(net).__name__} has no features(x) method")
+        if not isinstance(net, UNet):  # the one feature network: features(x) -> list of maps
+            raise InputError(weights, f"not a segmentation UNet ({type(net).__name__}), no features(x) to compare")
         net.requires_grad_(False).eval()
         self._net = [net]
         self.layer_weights = list(layer_weights) if layer_weights is not None else None
