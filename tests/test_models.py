@@ -145,7 +145,7 @@ def test_unet_handles_odd_sizes_and_lists_features():
     assert torch.isfinite(top).all() and top.shape == (2, 3, 30, 23)
 
 
-@pytest.mark.parametrize("declared", [{"fixed_scales": [2]}, {"fixed_scales": (1,)}, {"uses_ref": 1},
+@pytest.mark.parametrize("declared", [{"fixed_scales": [2]}, {"fixed_scales": (0,)}, {"uses_ref": 1}, {"uses_kspace": None},
                                       {"n_slices": 2}, {"aux_outputs": "semantic"}])
 def test_malformed_capabilities_are_refused_once_at_build(declared):
     model = type("Declared", (SRModel,), declared)()

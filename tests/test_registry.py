@@ -27,7 +27,7 @@ def test_encoders_and_discriminator_live_in_models_without_colliding():
     names = MODELS.names()
     assert {"encoder/edsr", "encoder/rdn", "edsr", "patch_discriminator", "unet"} <= set(names)
     assert MODELS.get("encoder/edsr") is not MODELS.get("edsr")
-    assert {"sr", "segmentation"} <= set(TASKS.names())
+    assert {"sr", "segmentation", "reconstruction", "joint"} <= set(TASKS.names())
     assert "sakg_semantic" in LOSSES
 
 

@@ -65,7 +65,7 @@ def test_starts_at_zero_filling() -> None:
     lr = inputs()
     with torch.no_grad():
         out = model(lr, OUT_SIZE, torch.rand(2, 1, *OUT_SIZE))
-    expected = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    expected = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real.clamp_min(0)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
@@ -101,7 +101,7 @@ def test_band_split_learns_the_band_only_at_lr_resolution() -> None:
     """The decoder's residual lies outside the LR band: the output's band is the input's plus the LR correction
     (zero at initialisation); without the split the residual also changes the band."""
     lr, ref = inputs(), torch.rand(2, 1, *OUT_SIZE)
-    model = activate(build()).eval()
+    model = activate(build(nonnegative=False)).eval()
     with torch.no_grad():
         out = model(lr, OUT_SIZE, ref)
         base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
@@ -110,13 +110,13 @@ def test_band_split_learns_the_band_only_at_lr_resolution() -> None:
         torch.nn.init.normal_(model.lr_correction.weight, std=0.1)
         moved = model(lr, OUT_SIZE, ref)
         assert downsample(moved - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
-        plain = activate(build(band_split=False)).eval()
+        plain = activate(build(band_split=False, nonnegative=False)).eval()
         assert downsample(plain(lr, OUT_SIZE, ref) - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
 
 
 def test_without_in_band_correction_the_band_is_the_input_whatever_the_weights() -> None:
     lr, ref = inputs(), torch.rand(2, 1, *OUT_SIZE)
-    model = activate(build(in_band_correction=False)).eval()
+    model = activate(build(in_band_correction=False, nonnegative=False)).eval()
     assert model.lr_correction is None
     for p in model.parameters():  # any weights at all: the band still cannot move
         torch.nn.init.normal_(p, std=0.3)

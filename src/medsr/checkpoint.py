@@ -55,7 +55,7 @@ def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
         raise InputError(path, f"not a readable {kind} file ({type(err).__name__})") from None
 
 
-TASKS = ("sr", "segmentation")
+TASKS = ("sr", "segmentation", "reconstruction", "joint")
 
 
 def weights_path(path: str | Path) -> Path:
@@ -106,15 +106,16 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
         raise InputError(path, f"meta.scales must be [low, high] with 1 <= low <= high, got {scales!r}")
 
 
-def build_from_weights(path: str | Path, ema: bool = True, task: str | None = None
+def build_from_weights(path: str | Path, ema: bool = True, task: str | tuple[str, ...] | None = None
                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model a weights file describes, load its (EMA) parameters, return it in eval mode with meta.
-    ``task`` (``"sr"``, ``"segmentation"``) refuses weights trained for another task."""
+    ``task`` (``"sr"``, ``"segmentation"``, or a tuple of accepted tasks) refuses weights trained for another."""
     payload = load_weights(path)
     meta = payload["meta"]
-    if task is not None and meta.get("task", "sr") != task:
+    accepted = (task,) if isinstance(task, str) else task
+    if accepted is not None and meta.get("task", "sr") not in accepted:
         raise InputError(path, f"holds {meta.get('task')} weights ({meta['model']['type']}); this command needs "
-                         f"{task} weights")
+                         f"{' or '.join(accepted)} weights")
     try:
         model = MODELS.build(meta["model"])
     except (TypeError, ValueError, KeyError) as err:

@@ -73,7 +73,9 @@ class DataConfig:
     ``embedded: mni`` prepares the embedded MNI store at ``root`` when it is missing. ``pairs``
     (``["T2:T1", "T1:PD", ...]``, TARGET:REF) trains on all of them mixed (``medsr.data.mixture``); validation
     keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
-    store's (validation stays on the store). ``mask`` undersamples the LR inputs of training and validation."""
+    store's (validation stays on the store). ``mask`` undersamples the LR inputs of training and validation.
+    ``fov`` and ``intensity`` (orthonormal | t2net-compat) apply to the reconstruction and joint tasks
+    (:mod:`medsr.data.joint`)."""
 
     dataset: str = "store"
     root: str = "data/mni"
@@ -92,6 +94,8 @@ class DataConfig:
     pairs: List[str] = field(default_factory=list)
     synth: SynthConfig = field(default_factory=SynthConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
+    fov: Optional[List[int]] = None
+    intensity: str = "orthonormal"
 
 
 @dataclass
@@ -187,6 +191,7 @@ CHOICES = {
     "val.ref": ("hr", "lr", "none"),
     "data.embedded": (None, "mni"),
     "data.dataset": ("store", "synth"),
+    "data.intensity": ("orthonormal", "t2net-compat"),
 }
 
 

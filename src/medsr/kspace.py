@@ -333,3 +333,14 @@ def degrade(
         noise_i = torch.randn(out.shape, generator=generator, dtype=out.real.dtype, device=out.device)
         out = out + sigma * torch.complex(noise, noise_i)
     return _back(out.abs() if magnitude else out, was_numpy)
+
+
+def data_consistency(k: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor,
+                     noise_weight: float | torch.Tensor | None = None) -> torch.Tensor:
+    """Data consistency in k-space (Schlemper et al., "A Deep Cascade of Convolutional Neural Networks for MR
+    Image Reconstruction", IPMI 2017 / IEEE TMI 2018, eq. 6): where ``mask`` samples, replace the predicted
+    spectrum ``k`` by the ``measured`` one (hard, ``noise_weight=None``: the noiseless limit) or by
+    ``(k + w * measured) / (1 + w)`` (soft, ``w = noise_weight >= 0``: the closed-form least-squares step for
+    noisy data); elsewhere keep ``k``. ``mask`` broadcasts against ``k`` (``[..., W]`` columns or ``[..., H, W]``)."""
+    target = measured if noise_weight is None else (k + noise_weight * measured) / (1 + noise_weight)
+    return torch.where(mask.to(torch.bool), target, k)

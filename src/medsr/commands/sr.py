@@ -37,15 +37,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slice-thickness", metavar="MM", help="slice thickness of the input for through-plane "
                         "self-test and adaptation (default: the Z spacing, no gap)")
     parser.add_argument("--profile", metavar="KIND", help="slice profile of the input: gaussian (default) or rect")
+    parser.add_argument("--mask", metavar="KIND", help="the input is undersampled: random, equispaced, t2net or "
+                        "file (checked against the degradation the weights were trained for)")
+    parser.add_argument("--mask-grid", metavar="GRID", help="grid of the input's mask: lr (default) or hr")
+    parser.add_argument("--acceleration", metavar="R", help="acceleration of a random/equispaced mask")
+    parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default 0.08)")
+    parser.add_argument("--mask-file", metavar="FILE", help="the input's mask file (.npy, .mat, .png)")
+    parser.add_argument("--force", action="store_true", help="run weights trained for another sampling anyway")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.data.masks import parse_mask
     from medsr.infer.files import super_resolve_file
     from medsr.infer.guard import parse_safeguards
     from medsr.io.atomic import check_output
 
     check_output(args.output, [args.input, args.ref, args.weights])
+    sampling = parse_mask(args.mask, args.acceleration, args.center_fraction, args.mask_grid, args.mask_file)
     guards = parse_safeguards(self_test=args.self_test, strict=args.strict, adapt=args.adapt,
                               adapt_minutes=args.adapt_minutes, save_adapted=args.save_adapted,
                               slice_thickness=args.slice_thickness, profile=args.profile)
@@ -54,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     report = super_resolve_file(
         args.input, args.output, scale=args.scale, voxel_size=args.voxel_size, ref=args.ref, weights=args.weights,
         device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta, guards=guards,
+        sampling=sampling, force=args.force,
     )
     for note in report.notes:
         print(f"note: {note}")

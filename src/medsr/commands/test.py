@@ -52,10 +52,17 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     setup = TestSetup(Path(args.weights), Path(args.data), parse_scales(args.scales), args.ref, args.ref_scale,
                       args.split, args.target, args.baselines, args.batch_size, device)
-    report, _ = run_test(setup)
+    from medsr.checkpoint import build_from_weights, weights_path
+    from medsr.evaluation.joint_test import JOINT_TASKS, joint_table, run_joint_test
+
+    model, meta = build_from_weights(weights_path(setup.weights))
+    if meta.get("task") in JOINT_TASKS:
+        report, table = run_joint_test(setup, model, meta), joint_table
+    else:
+        (report, _), table = run_test(setup), results_table
     print(protocol_header(report["protocol"]))
     print()
-    print(format_table(*results_table(report)))
+    print(format_table(*table(report)))
     if args.json:
         write_json(args.json, report)
         print(f"\nJSON: {args.json}")

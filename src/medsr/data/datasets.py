@@ -8,7 +8,9 @@ a list of :class:`SampleSpec`; a ``DataLoader(dataset, batch_sampler=sampler)`` 
 store has labels), ``scale [2]`` (actual ``H / h``, ``W / w``), ``ref_scale [2]`` (actual HR size / reference
 size: ``[1, 1]`` for an HR reference, ``[0, 0]`` when there is no reference), ``norm`` (float), ``key``
 (``"sid:z"``), and with a ``mask``: ``mask [w]`` bool (``[h, w]`` for a 2-D mask file; the k-space samples the LR
-input keeps, on its grid, centred) and ``acceleration`` (float, the effective R of that mask).
+input keeps, on its grid, centred), ``acceleration`` (float, the effective R of that mask), ``lr_clean [1, h, w]``
+(the fully sampled LR centre slice) and ``kspace [h, w]`` complex64 (its measured samples; ``lr`` is the magnitude
+of their inverse FFT).
 
 Every random choice of an item (flips/rot90, patch position) comes from ``spec.seed``; every choice of a batch
 (items, scale, reference scale, reference dropout, item seeds) is a pure function of ``(seed, step)``, so items
@@ -29,7 +31,7 @@ import torch
 from medsr.data.masks import MaskSpec, effective_acceleration, on_lr_grid
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
-from medsr.kspace import check_scale, downsample, lr_shape, seed_from_name, undersample
+from medsr.kspace import check_scale, downsample, fft2c, lr_shape, seed_from_name, undersample
 from medsr.scales import REF_MODES, Curriculum, Scale
 
 _PERMUTATION, _STEP = 0, 1
@@ -66,14 +68,13 @@ def augment_arrays(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> li
 
 
 def degrade_cell(region: np.ndarray, cells: tuple[int, int], lr_cell: tuple[int, int],
-                 cell: tuple[int, int], mask: np.ndarray | None = None) -> np.ndarray:
+                 cell: tuple[int, int], magnitude: bool = True) -> np.ndarray:
     """Downsample an HR ``region`` tiled by ``cells`` (rows, cols) to ``cells * lr_cell`` in k-space, and return
-    the LR tile ``cell``: it covers exactly the field of view of the matching HR tile (pixel-centre geometry).
-    A ``mask`` (on the tile's grid) then undersamples the tile's own spectrum (crop, then mask)."""
+    the LR tile ``cell`` (complex unless ``magnitude``): it covers exactly the field of view of the matching HR
+    tile (pixel-centre geometry)."""
     size = (cells[0] * lr_cell[0], cells[1] * lr_cell[1])
-    lr = hr_cell(downsample(np.ascontiguousarray(region, dtype=np.float32), size=size, magnitude=mask is None),
-                 lr_cell, cell)
-    return lr if mask is None else undersample(lr, mask)
+    return hr_cell(downsample(np.ascontiguousarray(region, dtype=np.float32), size=size, magnitude=magnitude),
+                   lr_cell, cell)
 
 
 def hr_cell(region: np.ndarray, cell_size: tuple[int, int], cell: tuple[int, int]) -> np.ndarray:
@@ -206,8 +207,12 @@ def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSp
     """The item of the module docstring from the HR ``region`` arrays of a :func:`patch_layout`: ``stack``
     ``[S, ., .]`` (the centre slice is the target), ``ref`` when ``spec.use_ref``, optional ``label``. The LR
     input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell; an
-    LR-grid ``mask`` then undersamples the input cell."""
-    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"], mask)
+    LR-grid ``mask`` then undersamples the input cell's own spectrum (crop, then mask), and the item also keeps
+    the clean LR centre slice and its measured k-space."""
+    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"], magnitude=mask is None)
+    if mask is not None:
+        clean, measured = lr, undersample(lr, mask, magnitude=False)
+        lr = np.abs(measured)
     hr = hr_cell(region["stack"][region["stack"].shape[0] // 2], lay["cell_hr"], lay["cell"])
     item: dict[str, Any] = {
         "lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
@@ -226,6 +231,9 @@ def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSp
         item["ref_scale"] = torch.tensor([hr.shape[0] / ref.shape[0], hr.shape[1] / ref.shape[1]],
                                          dtype=torch.float32)
     if mask is not None:
+        centre = lr.shape[0] // 2
+        item["lr_clean"] = torch.from_numpy(np.abs(clean[centre : centre + 1]).astype(np.float32))
+        item["kspace"] = torch.from_numpy(np.asarray(fft2c(measured[centre]), dtype=np.complex64))
         item["mask"] = torch.from_numpy(np.array(mask, dtype=bool))
         item["acceleration"] = effective_acceleration(mask)
     if "label" in region:

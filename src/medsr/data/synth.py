@@ -32,6 +32,7 @@ import torch
 from scipy import ndimage
 
 from medsr.data.datasets import SampleSpec, make_item, patch_layout, scale_pair
+from medsr.data.masks import MaskSpec, on_lr_grid
 from medsr.data.store import SliceStore, robust_scale
 from medsr.data.synth_augment import add_layers, procedural_classes, render, sampling_grid, smooth_field, split_labels, warp
 from medsr.errors import InputError
@@ -51,11 +52,13 @@ class SynthSliceDataset(torch.utils.data.Dataset):
 
     ``params``: a :class:`medsr.config.SynthConfig`; ``length``: the number of spec indices (index ``i`` uses
     store slice ``i mod`` the number of slices); ``n_adjacent``, ``patch_size``, ``use_labels`` as for
-    :class:`~medsr.data.datasets.SRSliceDataset`.
+    :class:`~medsr.data.datasets.SRSliceDataset`; ``mask`` (a :class:`~medsr.data.masks.MaskSpec`) undersamples the
+    input as that dataset does, the mask seeded by the item's seed (each generated item is its own acquisition).
     """
 
     def __init__(self, root: str | Path, params: Any, *, split: str = "train", n_adjacent: int = 0,
-                 patch_size: int | None = 24, use_labels: bool = True, length: int | None = None):
+                 patch_size: int | None = 24, use_labels: bool = True, length: int | None = None,
+                 mask: MaskSpec | None = None):
         check_params(params)
         store = SliceStore(root)
         sids = [sid for sid in store.subjects(split) if store.has_labels(sid)]
@@ -74,6 +77,7 @@ class SynthSliceDataset(torch.utils.data.Dataset):
         self.params, self.n_adjacent, self.patch_size = params, n_adjacent, patch_size
         self.use_labels = use_labels and bool(sids)
         self.length = length if length is not None else max(len(self.items), 1)
+        self.mask = mask
 
     def __len__(self) -> int:
         return self.length
@@ -104,7 +108,11 @@ class SynthSliceDataset(torch.utils.data.Dataset):
             region["ref"] = ref / np.float32(robust_scale(ref))
         if self.use_labels:
             region["label"] = tissue[classes[k]]
-        return make_item(region, lay, spec, norm, key)
+        mask = None
+        if self.mask is not None:
+            drawn = self.mask.draw(lay["cell_hr"], lay["cell_lr"], spec.seed)
+            mask = on_lr_grid(drawn, self.mask.grid, lay["cell_lr"])
+        return make_item(region, lay, spec, norm, key, mask)
 
     def _anatomy(self, n: int, z: int, shape: tuple[int, int],
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from medsr.data.datasets import VolumeIndex, eval_specs
@@ -67,6 +69,28 @@ def volume_score(subject: str, sr: torch.Tensor, hr: torch.Tensor) -> VolumeScor
         float(ssim(sr, hr, data_range=peak, volume_mode="slices")[0]),
         data_range,
     )
+
+
+BRAIN_MASK = ("brain mask from the HR volume: HR > {fraction:g} x its 99th percentile, holes filled per slice "
+              "(scipy binary_fill_holes); masked PSNR = MSE over the mask, masked SSIM = mean SSIM map over the mask")
+MASK_FRACTION = 0.1
+
+
+def brain_mask(hr: torch.Tensor, fraction: float = MASK_FRACTION) -> torch.Tensor:
+    """Boolean foreground mask of an HR volume ``[Z, H, W]`` (:data:`BRAIN_MASK`): pixels above ``fraction`` of
+    the volume's 99th percentile, with the holes of each slice filled."""
+    values = hr.detach().double().cpu().numpy()
+    above = values > fraction * np.percentile(values, 99.0)
+    filled = np.stack([ndimage.binary_fill_holes(z) for z in above])
+    return torch.from_numpy(filled)
+
+
+def masked_score(sr: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """``(psnr, ssim)`` of a ``[Z, H, W]`` prediction inside ``mask`` (data range as :func:`volume_score`)."""
+    sr, hr = sr.double()[None, None], hr.double()[None, None]
+    peak = max(float(hr.max() - hr.min()), 1e-12)
+    m = mask[None, None].to(torch.bool)
+    return float(psnr(sr, hr, data_range=peak, mask=m)[0]), float(ssim(sr, hr, data_range=peak, mask=m)[0])
 
 
 def moments(scores: Sequence[VolumeScore]) -> torch.Tensor:
@@ -125,9 +149,11 @@ def predict_volumes(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
     subjects: set[str] | None = None,
+    on_batch: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(subject, sr [Z, H, W], hr [Z, H, W], lr [Z, h, w])`` per subject (CPU, float32); ``lr`` holds
-    the centre (target) slice of each input stack."""
+    the centre (target) slice of each input stack. ``on_batch(batch)`` runs before each forward (benchmarks use
+    it to hand a batch's labels to a probe)."""
     model.eval()
     parts: dict[str, list[tuple[torch.Tensor, ...]]] = {}
     for sid, chunk in volume_batches(dataset, specs, batch_size, subjects):
@@ -137,6 +163,8 @@ def predict_volumes(
         batch = collate([dataset[spec] for spec in chunk])
         lr, hr = batch["lr"], batch["hr"]
         ref = batch["ref"].to(device) if "ref" in batch else None
+        if on_batch is not None:
+            on_batch(batch)
         sr = as_image(model(lr.to(device), tuple(hr.shape[-2:]), ref)).float().cpu()
         parts.setdefault(sid, []).append((sr[:, 0], hr[:, 0].float(), lr[:, lr.shape[1] // 2].float()))
     for sid, chunks in parts.items():

@@ -19,8 +19,10 @@ from nibabel.affines import voxel_sizes
 
 from medsr.checkpoint import SHIPPED_WEIGHTS, build_from_weights, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
+from medsr.data.masks import MaskSpec
 from medsr.device import resolve_device
 from medsr.errors import InputError
+from medsr.infer.degradation import check_degradation
 from medsr.infer.dicom import read_dicom_series
 from medsr.infer.guard import Safeguards, guard_model
 from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
@@ -187,8 +189,12 @@ def super_resolve_file(
     tta: bool = False,
     progress: bool = True,
     guards: Safeguards | None = None,
+    sampling: MaskSpec | None = None,
+    force: bool = False,
 ) -> SRReport:
-    """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module."""
+    """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module.
+    ``sampling``: how the input was undersampled (None: fully sampled), checked against the weights' training
+    degradation (:mod:`medsr.infer.degradation`; ``force`` turns a refusal into a note)."""
     if not is_nifti(output):
         raise InputError(output, "output must be a NIfTI file (.nii or .nii.gz)")
     if batch_size < 1:
@@ -200,10 +206,10 @@ def super_resolve_file(
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
     path = weights if weights is not None else default_weights()
-    model, meta = build_from_weights(path, task="sr")
+    model, meta = build_from_weights(path, task=("sr", "joint"))
     model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
-    notes = _scale_notes(meta, volume.shape, out_shape)
+    notes = check_degradation(meta, sampling, force, path) + _scale_notes(meta, volume.shape, out_shape)
     ref_on_grid = None
     if ref is not None:
         if model.uses_ref:

@@ -8,6 +8,22 @@ logits) for the losses; inference callers take the image with :func:`as_image`.
 Geometry: pixel ``i`` of an axis of ``N`` pixels has the normalised coordinate ``(2 i + 1) / N - 1``, the
 pixel-centre convention of ``F.interpolate(..., align_corners=False)`` and ``grid_sample(...,
 align_corners=False)``, and the grid on which ``medsr.kspace.downsample`` samples its low-resolution images.
+
+Output heads (``head`` constructor argument of every learned SR model; :meth:`SRModel.init_head`):
+
+* ``"bicubic"``: bicubic upsampling of the centre slice plus the network's residual (the baselines as published);
+* ``"kspace"``: k-space zero-filling of the centre slice plus the residual with its in-band part projected out
+  (``band_split``), plus an optional zero-initialised in-band correction predicted at LR resolution
+  (``in_band_correction``); the model's last residual layer starts at zero, so training starts exactly at
+  zero-filling and the output's k-space band is the input's until the correction learns (SAKG's head, now
+  available to every model).
+
+Non-negative magnitudes: with ``nonnegative`` (default) an evaluation-mode forward clamps the image at 0 (MR
+magnitudes cannot be negative); a training forward returns the unclamped image, so pixels the loss pushes up
+from below zero keep their gradient.
+
+Paired initialisation: :func:`seeded_init` redraws every layer's parameters from a seed derived from
+``(seed, module name)``, so removing one component leaves every other component's initial weights unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import InputError
+from medsr.kspace import downsample, seed_from_name, zero_fill_upsample
+
+HEADS = ("kspace", "bicubic")
 
 
 @dataclass
@@ -63,6 +82,35 @@ def bicubic_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bicubic", align_corners=False)
 
 
+def zero_init(layer: nn.Module) -> nn.Module:
+    """``layer`` with zero weight and bias (a branch that starts as a no-op)."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def band_projection(x: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """The part of ``x [..., H, W]`` inside the k-space band an ``lr_size`` image holds (real part)."""
+    low = downsample(x.float(), size=lr_size, magnitude=False)
+    return zero_fill_upsample(low, tuple(x.shape[-2:]), magnitude=False).real.to(x.dtype)
+
+
+def seeded_init(model: nn.Module, seed: int) -> nn.Module:
+    """Redraw the parameters of every layer of ``model`` (in place; returned) from its own seed, derived from
+    ``(seed, qualified module name)``, with the layer's own ``reset_parameters`` (PyTorch's defaults, SIREN's for
+    sine layers). Layers whose parameters are all zero (zero-initialised branches) stay zero. Children are redrawn
+    before their parents, so a parent's own rule wins. The global RNG state is left as it was."""
+    modules = [(name, m) for name, m in model.named_modules() if hasattr(m, "reset_parameters")]
+    with torch.random.fork_rng(devices=[]):
+        for name, module in reversed(modules):
+            own = list(module.parameters(recurse=False))
+            if own and all(not bool(p.detach().any()) for p in own):
+                continue
+            torch.manual_seed(seed_from_name(f"{seed}:{name}"))
+            module.reset_parameters()
+    return model
+
+
 class SRModel(nn.Module):
     """Base class of medsr super-resolution networks.
 
@@ -70,13 +118,47 @@ class SRModel(nn.Module):
     integer scales equal on both axes (None = arbitrary scale); ``uses_ref`` says whether the model reads the
     reference contrast; ``n_slices`` is the input depth ``S`` used when a weights file does not record the
     training's ``n_adjacent``; ``aux_outputs`` names the auxiliary outputs a training forward may return in
-    :attr:`ModelOutput.aux`.
+    :attr:`ModelOutput.aux`; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
+    ``kspace`` of an undersampled input (:mod:`medsr.models.joint`).
     """
 
     fixed_scales: tuple[int, ...] | None = None
     uses_ref: bool = False
     n_slices: int = 1
     aux_outputs: tuple[str, ...] = ()
+    uses_kspace: bool = False
+
+    def init_head(self, head: str, features: int, *, band_split: bool = True, in_band_correction: bool = True,
+                  nonnegative: bool = True) -> None:
+        """Configure the output head (module docstring): ``features`` channels feed the in-band correction
+        (``self.lr_correction``, a zero-initialised 3x3 convolution at LR resolution; only with ``head="kspace"``,
+        ``band_split`` and ``in_band_correction``)."""
+        if head not in HEADS:
+            raise InputError("model.head", f"expected one of {', '.join(HEADS)}, got {head!r}")
+        self.output_head, self.band_split, self.nonnegative = head, band_split, nonnegative
+        correct = head == "kspace" and band_split and in_band_correction
+        self.lr_correction = zero_init(nn.Conv2d(features, 1, 3, padding=1)) if correct else None
+
+    def starts_at_zero(self, layer: nn.Module) -> nn.Module:
+        """``layer`` (the residual's last layer), zero-initialised under the k-space head."""
+        return zero_init(layer) if self.output_head == "kspace" else layer
+
+    def upsample_output(self, lr: torch.Tensor, residual: torch.Tensor,
+                        feats: torch.Tensor | None = None) -> torch.Tensor:
+        """The image ``[B, 1, H, W]`` from the input stack ``lr``, the network's ``residual [B, 1, H, W]`` and its
+        LR-resolution features (for the in-band correction), under the configured head."""
+        centre = self.centre_slice(lr)
+        size = tuple(residual.shape[-2:])
+        if self.output_head == "bicubic":
+            image = bicubic_upsample(centre, size).to(residual.dtype) + residual
+        else:
+            if self.band_split:
+                residual = residual - band_projection(residual, centre.shape[-2:])
+            if self.lr_correction is not None:
+                centre = centre + self.lr_correction(feats)
+            base = zero_fill_upsample(centre.float(), size, magnitude=False).real
+            image = base.to(residual.dtype) + residual
+        return image.clamp_min(0) if self.nonnegative and not self.training else image
 
     @staticmethod
     def centre_slice(lr: torch.Tensor) -> torch.Tensor:
@@ -116,14 +198,16 @@ def sr_model(model: nn.Module, source: object) -> SRModel:
 
 
 def check_capabilities(model: SRModel) -> None:
-    """``TypeError`` unless ``fixed_scales`` is None or a non-empty tuple of integers >= 2, ``uses_ref`` a bool,
-    ``n_slices`` an odd positive integer and ``aux_outputs`` a tuple of names."""
+    """``TypeError`` unless ``fixed_scales`` is None or a non-empty tuple of integers >= 1 (1: reconstruction on the
+    input grid), ``uses_ref`` and ``uses_kspace`` bools, ``n_slices`` an odd positive integer and ``aux_outputs`` a
+    tuple of names."""
     name, fixed = type(model).__name__, model.fixed_scales
     if fixed is not None and not (isinstance(fixed, tuple) and fixed and all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 2 for s in fixed)):
-        raise TypeError(f"{name}.fixed_scales must be None or a tuple of integers >= 2, got {fixed!r}")
-    if not isinstance(model.uses_ref, bool):
-        raise TypeError(f"{name}.uses_ref must be a bool, got {model.uses_ref!r}")
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in fixed)):
+        raise TypeError(f"{name}.fixed_scales must be None or a tuple of integers >= 1, got {fixed!r}")
+    for flag, value in (("uses_ref", model.uses_ref), ("uses_kspace", model.uses_kspace)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}.{flag} must be a bool, got {value!r}")
     n = model.n_slices
     if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n % 2 == 1):
         raise TypeError(f"{name}.n_slices must be an odd positive integer, got {n!r}")

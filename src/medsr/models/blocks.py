@@ -105,8 +105,8 @@ class RDNEncoder(nn.Module):
 
 
 def build_encoder(spec: dict | None, default: str = "rdn", in_channels: int = 1) -> nn.Module:
-    """Encoder from a JSON-able spec ``{"type": "edsr" | "rdn", **args}`` (None: the paper-sized ``default``),
-    built as the model ``encoder/<type>``."""
+    """Encoder from a JSON-able spec ``{"type": "edsr" | "rdn" | "swinir_light", **args}`` (None: the
+    paper-sized ``default``), built as the model ``encoder/<type>``."""
     args = dict(spec or {"type": default})
     name = args.pop("type", default)
     return MODELS.build({"type": f"encoder/{name}", **args}, in_channels=in_channels)
@@ -136,8 +136,12 @@ class SineLayer(nn.Module):
         super().__init__()
         self.w0 = w0
         self.linear = nn.Linear(in_features, out_features)
-        bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / w0
-        nn.init.uniform_(self.linear.weight, -bound, bound)
+        self.bound = 1.0 / in_features if is_first else math.sqrt(6.0 / in_features) / w0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.linear.reset_parameters()
+        nn.init.uniform_(self.linear.weight, -self.bound, self.bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sin(self.w0 * self.linear(x))

@@ -10,7 +10,8 @@ Arbitrary Scale Super-Resolution for Multi-Contrast MRI", MICCAI 2023.
   its own relative coordinate and both cells); the two branches are read out together, plus a skip from the
   target code.
 * Without a reference the reference code, coordinate and cell are zeros.
-The bicubic upsampled centre slice is added as a global residual.
+The bicubic upsampled centre slice is added as a global residual (``head="bicubic"``), or the k-space head of
+:mod:`medsr.models.base` is used.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from medsr.models.base import SRModel, bicubic_upsample
+from medsr.models.base import SRModel
 from medsr.models.blocks import MLP, Query, SineLayer, build_encoder, decode_grid, local_samples, unfold3x3
 from medsr.registry import MODELS
 
@@ -58,7 +59,11 @@ class ImplicitFusionDecoder(nn.Module):
 @MODELS.register("dualarb")
 class DualArbNet(SRModel):
     """Defaults follow the paper's code sizes: RDN encoders with 5 blocks of 10 layers (growth 64, 64 features),
-    five 64-wide decoder layers. ``w0`` is the sine layers' frequency (SIREN); ``chunk`` bounds decoder rows."""
+    five 64-wide decoder layers. ``w0`` is the sine layers' frequency (SIREN); ``chunk`` bounds decoder rows.
+    ``head``: ``"bicubic"`` (as published: bicubic centre slice + decoder output) or ``"kspace"`` (zero-filling +
+    band-split residual + zero-initialised in-band correction, the decoder's last layer zero-initialised;
+    ``in_band_correction`` switches the correction); ``nonnegative``: clamp evaluation outputs at 0
+    (``models.base``). Under the k-space head the readout and the skip's last layer start at zero."""
 
     uses_ref = True
 
@@ -67,6 +72,9 @@ class DualArbNet(SRModel):
         encoder: dict[str, Any] | None = None,
         hidden: Sequence[int] = (64, 64, 64, 64, 64),
         w0: float = 30.0,
+        head: str = "bicubic",
+        in_band_correction: bool = True,
+        nonnegative: bool = True,
         chunk: int = 1 << 16,
     ):
         super().__init__()
@@ -74,6 +82,10 @@ class DualArbNet(SRModel):
         self.target_encoder = build_encoder(spec)
         self.ref_encoder = build_encoder(spec)
         self.decoder = ImplicitFusionDecoder(9 * self.target_encoder.out_channels, hidden, w0)
+        C = self.target_encoder.out_channels
+        self.init_head(head, C, in_band_correction=in_band_correction, nonnegative=nonnegative)
+        self.starts_at_zero(self.decoder.readout)
+        self.starts_at_zero(self.decoder.skip.net[-1])
         self.chunk = chunk
 
     def forward(self, lr: torch.Tensor, out_size: Sequence[int], ref: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,4 +110,4 @@ class DualArbNet(SRModel):
             return self.decoder(q.feat, codes, target_coord, torch.cat([rel, ref_cell, target_cell], -1))
 
         out = decode_grid(feat, out_size, decode, feat_unfold=True, ensemble=False, chunk=self.chunk)
-        return out + bicubic_upsample(x, out_size)
+        return self.upsample_output(lr, out, feat)

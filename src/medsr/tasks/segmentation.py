@@ -6,7 +6,7 @@ together), batched by :class:`~medsr.data.datasets.StepBatchSampler`. Losses are
 ``medsr.losses.segmentation`` (``cross_entropy``, ``dice``) on the logits against the label map. Validation
 scores the EMA network on the validation volumes: Dice per tissue class per volume, mean over volumes and
 classes (``val/dice``), which selects ``best.ckpt``. The exported ``weights.pth`` is the frozen feature network of
-the ``seg_perceptual`` loss and the downstream segmenter of ``benchmarks/quality.py``.
+the ``seg_perceptual`` loss.
 """
 
 from __future__ import annotations

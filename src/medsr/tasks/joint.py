@@ -1,0 +1,145 @@
+"""``task: joint``: undersampled low-resolution input -> HR image, with an auxiliary reconstruction target (the
+clean, fully sampled LR), after the joint reconstruction + super-resolution literature (T2Net, Feng et al.,
+MICCAI 2021; MTrans, Feng et al., IEEE TMI 2022).
+
+Data: :class:`~medsr.data.joint.JointSliceDataset` (``data.mask`` required; ``data.fov``, ``data.intensity``), for
+training with ``data.dataset: synth`` mixed with generated items undersampled the same way; scales from the
+curriculum (:class:`~medsr.tasks.sr.SRTask`'s). Loss: the config's weighted list against ``hr``; the term
+``recon_l1`` scores ``aux["recon"]`` against ``lr_clean`` (T2Net's protocol: 0.8 ``l1`` + 0.2 ``recon_l1``).
+Models that ``uses_kspace`` receive the batch's ``mask`` and measured ``kspace``. Validation: both branches per
+validation scale (:mod:`medsr.evaluation.joint`); ``val/psnr`` (the SR branch's mean over scales) selects
+``best.ckpt``. The weights record the degradation they were trained for (``meta["degradation"]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import lightning.pytorch as pl
+import torch
+
+from medsr.data import masks
+from medsr.data.joint import JointSliceDataset, protocol
+from medsr.data.store import SliceStore
+from medsr.data.synth import SynthMixture, SynthSliceDataset
+from medsr.errors import InputError
+from medsr.config import to_dict
+from medsr.evaluation.joint import BRANCHES, PROTOCOL as EVAL_PROTOCOL, evaluate_joint
+from medsr.kspace import lr_shape
+from medsr.evaluation.report import protocol_header
+from medsr.models.base import Output
+from medsr.registry import TASKS
+from medsr.tasks.sr import SRTask
+
+
+def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int]) -> dict[str, Any]:
+    """What weights record of their training degradation: the mask settings, intensity scale, field of view and,
+    per validation scale, the effective R of the mask on an ``hr_shape`` slice's LR grid (subject seed 0)."""
+    effective = {}
+    for scale in cfg.val.scales:
+        lr = lr_shape(hr_shape, scale)
+        try:
+            mask = masks.on_lr_grid(spec.draw(hr_shape, lr, 0), spec.grid, lr)
+            effective[f"x{scale:g}"] = round(masks.effective_acceleration(mask), 4)
+        except InputError:
+            effective[f"x{scale:g}"] = None
+    return {"mask": spec.kind, "grid": spec.grid, "acceleration": spec.acceleration,
+            "center_fraction": spec.center_fraction if spec.kind in ("random", "equispaced") else None,
+            "file": spec.file, "effective_acceleration": effective, "intensity": cfg.data.intensity,
+            "fov": None if cfg.data.fov is None else list(cfg.data.fov)}
+
+
+@TASKS.register("joint")
+class JointTask(SRTask):
+    """Trains ``cfg.model`` on ``{lr, lr_clean, kspace, mask, hr, ref?}`` batches (module docstring)."""
+
+    monitor = "val/psnr"
+    branch = "sr"
+
+    @property
+    def mask_spec(self) -> masks.MaskSpec:
+        m = self.cfg.data.mask
+        spec = masks.parse_mask(m.type, m.acceleration, m.center_fraction, m.grid, m.file, masks.CONFIG_KEYS)
+        if spec is None:
+            raise InputError("data.mask.type", f"task {self.cfg.task} needs an undersampling mask")
+        return spec
+
+    def dataset(self, split: str, *, training: bool) -> Any:
+        d = self.cfg.data
+        real = JointSliceDataset(d.root, split, d.target, ref=d.ref, n_adjacent=d.n_adjacent,
+                                 patch_size=d.patch_size if training else None, augment=d.augment and training,
+                                 use_labels=d.use_labels, mask=self.mask_spec, fov=d.fov, intensity=d.intensity)
+        if not training or d.dataset != "synth":
+            return real
+        if d.intensity != "orthonormal":
+            raise InputError("data.intensity", "generated items (data.dataset: synth) are on the orthonormal scale")
+        if d.patch_size is None and d.fov is not None and list(d.fov) != [d.synth.region] * 2:
+            raise InputError("data.synth.region", f"whole generated slices are {d.synth.region} pixels square; "
+                             f"set it to the data.fov {list(d.fov)} so real and generated items batch together")
+        synth = SynthSliceDataset(d.root, d.synth, split=split, n_adjacent=d.n_adjacent, patch_size=d.patch_size,
+                                  use_labels=d.use_labels, length=len(real), mask=self.mask_spec)
+        return SynthMixture(real, synth, d.synth.real_fraction)
+
+    def protocol(self) -> dict[str, Any]:
+        """Every number of the setting, printed when training starts (and recorded in the weights)."""
+        d, spec = self.cfg.data, self.mask_spec
+        store = SliceStore(d.root)
+        shape = tuple(d.fov) if d.fov is not None else tuple(store.shape(store.subjects(d.val_split)[0])[-2:])
+        lines = {"task": f"{self.cfg.task} (branch selecting best.ckpt: {self.branch})",
+                 "data": f"{d.root} ({d.dataset}), target {d.target}, reference {d.ref or 'none'}",
+                 **protocol(d.intensity, d.fov)}
+        for scale in self.cfg.val.scales:
+            lr = lr_shape(shape, scale)
+            try:
+                mask = masks.on_lr_grid(spec.draw(shape, lr, 0), spec.grid, lr)
+                lines[f"x{scale:g}"] = (f"k-space crop {shape[0]}x{shape[1]} -> {lr[0]}x{lr[1]}, then "
+                                        f"{spec.kind} {masks.describe(mask, spec, shape)}")
+            except InputError as err:
+                lines[f"x{scale:g}"] = f"no mask fits: {err}"
+        lines["loss"] = ", ".join(f"{t.get('weight', 1.0):g} {t['type']}" for t in to_dict(self.cfg)["loss"])
+        lines["evaluation"] = EVAL_PROTOCOL["metrics"]
+        return lines
+
+    def on_fit_start(self) -> None:
+        if self.trainer.is_global_zero:
+            print(protocol_header(self.protocol()), flush=True)
+
+    def measurements(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The keywords a ``uses_kspace`` model takes (none for other models)."""
+        return {"mask": batch["mask"], "kspace": batch["kspace"]} if self.model.uses_kspace else {}
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Output]:
+        hr = batch["hr"]
+        output = self.model(batch["lr"], tuple(hr.shape[-2:]), batch.get("ref"), **self.measurements(batch))
+        loss, terms = self.criterion(output, hr, batch)
+        return loss, terms, output
+
+    def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
+        """PSNR/SSIM of each branch per validation scale (sums reduced over ranks); ``val/psnr``: the mean over
+        scales of this task's branch."""
+        cfg = self.cfg
+        ref = cfg.val.ref if self.model.uses_ref and cfg.data.ref is not None else "none"
+        metrics: dict[str, float] = {}
+        for scale in cfg.val.scales:
+            scores = evaluate_joint(self.eval_model, dataset, scale, ref, ref_scale=cfg.val.ref_scale,
+                                    device=self.device, batch_size=cfg.val.batch_size, subjects=subjects)
+            for branch in BRANCHES:
+                mine = [s for s in scores if s.branch == branch]
+                if not mine:
+                    continue
+                sums = torch.tensor([len(mine), sum(s.psnr for s in mine), sum(s.ssim for s in mine)],
+                                    dtype=torch.float64, device=self.device)
+                n, p, q = trainer.strategy.reduce(sums, reduce_op="sum").cpu().tolist()
+                prefix = "val/" if branch == "sr" else "val/recon_"
+                metrics[f"{prefix}psnr_x{scale:g}"], metrics[f"{prefix}ssim_x{scale:g}"] = p / n, q / n
+        prefix = "val/" if self.branch == "sr" else "val/recon_"
+        psnrs = [v for k, v in metrics.items() if k.startswith(f"{prefix}psnr_x")]
+        metrics["val/psnr"] = sum(psnrs) / len(psnrs)
+        return metrics
+
+    def export_meta(self) -> dict[str, Any]:
+        d = self.cfg.data
+        store = SliceStore(d.root)
+        shape = tuple(d.fov) if d.fov is not None else tuple(store.shape(store.subjects(d.val_split)[0])[-2:])
+        return {**super().export_meta(), "degradation": degradation_meta(self.cfg, self.mask_spec, shape),
+                "protocol": self.protocol()}

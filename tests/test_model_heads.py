@@ -1,0 +1,189 @@
+"""The output-head option of every learned SR model (k-space vs bicubic), non-negative outputs, per-module seeded
+initialisation and the SwinIR-light encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import medsr.models  # noqa: F401  (registers the models)
+from medsr.errors import InputError
+from medsr.kspace import downsample, zero_fill_upsample
+from medsr.models.base import bicubic_upsample, seeded_init
+from medsr.registry import MODELS
+
+TINY = {
+    "liif": {"encoder": {"type": "edsr", "n_feats": 8, "n_blocks": 1}, "hidden": [16]},
+    "liif_swinir": {"type": "liif", "encoder": {"type": "swinir_light", "dim": 8, "depths": [2], "heads": 2,
+                                               "window": 4}, "hidden": [16]},
+    "metasr": {"encoder": {"type": "rdn", "n_feats": 8, "n_blocks": 1, "growth": 4, "n_layers": 2}, "hidden": [16]},
+    "dualarb": {"encoder": {"type": "rdn", "n_feats": 8, "n_blocks": 1, "growth": 4, "n_layers": 2},
+                "hidden": [8, 8]},
+    "sakg": {"encoder": {"type": "rdn", "n_feats": 8, "n_blocks": 1, "growth": 4, "n_layers": 2},
+             "ref_encoder": {"type": "edsr", "n_feats": 8, "n_blocks": 1}, "sem_width": 8, "n_fuse": 1, "hidden": 16},
+}
+LR_SIZE, OUT_SIZE = (11, 13), (25, 23)
+
+
+def build(name: str, **args: object) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return MODELS.build({"type": name, **TINY[name], **args})
+
+
+def inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    return torch.rand(2, 3, *LR_SIZE) - 0.2, torch.rand(2, 1, *OUT_SIZE)
+
+
+def randomise(model: torch.nn.Module) -> torch.nn.Module:
+    """Every parameter drawn at random (zero-initialised layers included), as after some training."""
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_kspace_head_starts_exactly_at_zero_filling(name: str) -> None:
+    model = build(name, head="kspace", nonnegative=False).eval()
+    lr, ref = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    expected = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_kspace_band_is_the_inputs_without_in_band_correction(name: str) -> None:
+    model = randomise(build(name, head="kspace", in_band_correction=False, nonnegative=False)).eval()
+    assert model.lr_correction is None
+    lr, ref = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    assert (out - base).abs().max() > 1e-3  # the model does change the image ...
+    assert downsample(out - base, size=LR_SIZE, magnitude=False).abs().max() < 1e-4  # ... outside the band only
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_in_band_correction_moves_the_band(name: str) -> None:
+    model = randomise(build(name, head="kspace", nonnegative=False)).eval()
+    lr, ref = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    base = zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real
+    assert downsample(out - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["liif", "metasr", "dualarb"])
+def test_bicubic_head_is_as_published(name: str) -> None:
+    """The baselines' default head adds the decoder output to bicubic, and its last layer is not zeroed."""
+    model = build(name, nonnegative=False).eval()
+    assert model.output_head == "bicubic" and model.lr_correction is None
+    lr, ref = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    assert (out - bicubic_upsample(lr[:, 1:2], OUT_SIZE)).abs().max() > 1e-4
+
+
+def test_sakg_bicubic_head_starts_at_bicubic() -> None:
+    model = build("sakg", head="bicubic", nonnegative=False).eval()
+    lr, ref = inputs()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    torch.testing.assert_close(out, bicubic_upsample(lr[:, 1:2], OUT_SIZE), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize("head", ["kspace", "bicubic"])
+def test_outputs_are_non_negative_in_evaluation_only(name: str, head: str) -> None:
+    model = randomise(build(name, head=head))
+    lr, ref = inputs()
+    lr = lr - 3.0  # a strongly negative input, so the unclamped image has negative pixels whatever the weights
+    with torch.no_grad():
+        raw = model.train()(lr, OUT_SIZE, ref)
+        raw = raw.image if hasattr(raw, "image") else raw
+        out = model.eval()(lr, OUT_SIZE, ref)
+    assert raw.min() < 0  # the unclamped image has negative pixels ...
+    assert out.min() >= 0  # ... the evaluation output clamps them
+    torch.testing.assert_close(out, raw.clamp_min(0))
+
+
+def test_unknown_head_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="model.head"):
+        build("liif", head="fourier")
+
+
+def test_seeded_init_keeps_the_other_components_weights() -> None:
+    """Removing one SAKG component leaves every other module's initial weights exactly unchanged; only the
+    slice attention's first layer, whose input width (hence its initial distribution) depends on the semantic
+    prior, differs."""
+    full = seeded_init(build("sakg"), seed=7).state_dict()
+    for flag, reshaped in (("scale_conditioning", ""), ("slice_attention", ""), ("semantic", "attention.score.0.")):
+        torch.manual_seed(123)  # another global RNG state: the seeded weights do not depend on it
+        ablated = seeded_init(build("sakg", **{flag: False}), seed=7).state_dict()
+        shared = [k for k in ablated if k in full]
+        assert len(shared) > 20
+        assert {k for k in shared if ablated[k].shape != full[k].shape} == ({reshaped + "weight"} if reshaped else set())
+        for key in shared:
+            if not (reshaped and key.startswith(reshaped)):
+                assert torch.equal(ablated[key], full[key]), key
+    other = seeded_init(build("sakg"), seed=8).state_dict()
+    assert not torch.equal(other["encoder.sfe1.weight"], full["encoder.sfe1.weight"])
+
+
+def test_seeded_init_keeps_zero_layers_and_sine_initialisation() -> None:
+    model = seeded_init(build("dualarb", head="kspace"), seed=1)
+    assert not model.decoder.readout.weight.any() and not model.lr_correction.weight.any()
+    first = model.decoder.target_coord[0]
+    assert first.linear.weight.abs().max() <= 1.0 / first.linear.in_features
+    assert first.linear.weight.abs().max() > 0
+
+
+def test_seeded_init_leaves_the_global_rng_alone() -> None:
+    model = build("liif")
+    state = torch.random.get_rng_state()
+    seeded_init(model, seed=2)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def swinir_light_parameters(in_channels: int, dim: int, depths: list[int], heads: int, window: int,
+                            mlp_ratio: float) -> int:
+    """SwinIR-light's parameter count from the paper's layer list (no upsampler)."""
+    conv3 = 9 * dim * dim + dim
+    hidden = int(dim * mlp_ratio)
+    layer = (2 * 2 * dim  # two LayerNorms
+             + 3 * dim * dim + 3 * dim + dim * dim + dim  # qkv and projection
+             + (2 * window - 1) ** 2 * heads  # relative position bias table
+             + dim * hidden + hidden + hidden * dim + dim)  # MLP
+    blocks = sum(d * layer + conv3 for d in depths)
+    return (9 * in_channels * dim + dim) + 2 * dim + blocks + 2 * dim + conv3
+
+
+def test_swinir_light_parameter_count_at_paper_size() -> None:
+    encoder = MODELS.build({"type": "encoder/swinir_light"})
+    n = sum(p.numel() for p in encoder.parameters())
+    assert n == swinir_light_parameters(1, 60, [6, 6, 6, 6], 6, 8, 2.0)
+    assert 0.85e6 < n < 0.95e6  # the paper's "about 0.9 M" (878 K with its x2 upsampler and RGB input)
+
+
+def test_swinir_shifted_windows_mix_across_window_borders() -> None:
+    """A pixel's feature depends on pixels in the neighbouring window only through the shifted layer."""
+    torch.manual_seed(0)
+    spec = {"type": "encoder/swinir_light", "dim": 8, "depths": [1], "heads": 2, "window": 4}
+    plain, shifted = MODELS.build(spec), MODELS.build({**spec, "depths": [2]})
+    for encoder, crosses in ((plain, False), (shifted, True)):
+        x = torch.rand(1, 1, 8, 8, requires_grad=True)
+        feat = encoder.blocks[0].layers[-1](encoder.embed_norm(encoder.head(x).permute(0, 2, 3, 1)))
+        feat[0, 3, 3].sum().backward()
+        # pixel (3, 3): its window covers rows/cols 0-3 (shifted by 2: 2-5); the head convolution reaches one more
+        outside = x.grad[0, 0, 5:, 5:].abs().sum()
+        assert (outside > 0) == crosses
+
+
+def test_swinir_encoder_pads_odd_sizes_and_crops_back() -> None:
+    torch.manual_seed(0)
+    encoder = MODELS.build({"type": "encoder/swinir_light", "dim": 8, "depths": [2], "heads": 2, "window": 4})
+    out = encoder(torch.rand(2, 1, 9, 14))
+    assert out.shape == (2, 8, 9, 14) and torch.isfinite(out).all()
