@@ -165,7 +165,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from medsr.data.datasets import ScaleBatchSampler
-    from medsr.data.scales import Curriculum
+    from medsr.scales import Curriculum
     from medsr.evaluation.scores import collate
     from medsr.losses import WeightedSum
     from medsr.tasks.base import lr_factor
@@ -581,7 +581,7 @@ def protocol(cfg: dict[str, Any], steps: int, wall: float) -> dict[str, Any]:
 
 def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str, Any]],
              evals: list[dict[str, Any]], fixed: dict[str, Any], sweep: dict[str, Any], out: Path) -> str:
-    from medsr.metrics.report import protocol_header
+    from medsr.evaluation.report import protocol_header
 
     variants = cfg["variants"]
     single = [v for v in variants if VARIANTS[v][2] == "single"]

@@ -42,7 +42,6 @@ def specs(which: str, names: list[str]) -> dict[str, dict]:
 
 
 def build(spec: dict) -> torch.nn.Module:
-    import medsr.models  # noqa: F401  (registers the models)
     from medsr.registry import MODELS
 
     return MODELS.build(spec).eval()

@@ -93,7 +93,7 @@ def macs(model: torch.nn.Module, scale: int) -> float:
 def train_model(model: torch.nn.Module, dataset: Any, scale: int, seed: int, steps: int, batch: int) -> float:
     """Adam (lr 1e-3, cosine) for ``steps`` batches drawn as the engine draws them; seconds per step."""
     from medsr.data.datasets import ScaleBatchSampler
-    from medsr.data.scales import Curriculum
+    from medsr.scales import Curriculum
     from medsr.evaluation.scores import collate
     from medsr.losses import WeightedSum
 
@@ -147,7 +147,7 @@ def job(args: tuple[str, int, int, int, int, Path, int | None]) -> list[dict[str
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (data, scale, branch, method): per-seed means over volumes, then mean and 95% t-interval over seeds."""
-    from medsr.metrics.report import summarise
+    from medsr.evaluation.report import summarise
 
     out = []
     keys = sorted({(r["data"], r["scale"], r["branch"], r["method"]) for r in rows},

@@ -22,8 +22,8 @@ import torch
 
 from medsr.data.datasets import ScaleBatchSampler, SRSliceDataset
 from medsr.data.embedded import prepare_mni
-from medsr.data.scales import Curriculum
 from medsr.data.store import SliceStore, robust_scale
+from medsr.scales import Curriculum
 
 CURRICULUM = [{"scale": {"type": "uniform", "low": 1.5, "high": 4, "asymmetric": True}, "ref": "hr"}]
 

@@ -19,13 +19,12 @@ CONTRASTS = ("T1", "T2", "PD")
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import build_from_weights
     from medsr.data.datasets import SRSliceDataset
     from medsr.data.embedded import ensure_mni
     from medsr.evaluation import scores as evaluation
     from medsr.io.atomic import atomic_path
-    from medsr.metrics.report import protocol_header
+    from medsr.evaluation.report import protocol_header
     from medsr.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

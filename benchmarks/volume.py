@@ -46,7 +46,6 @@ def load_model() -> tuple[Any, int, str]:
         model, meta = build_from_weights(default_weights())
         return model, model_slices(model, meta), "shipped sakg_synth.pth"
     except InputError:
-        import medsr.models  # noqa: F401
         from medsr.registry import MODELS
 
         model = MODELS.build({"type": "sakg"}).eval()

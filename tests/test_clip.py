@@ -17,7 +17,7 @@ CONTEXT = 77
 def tiny_clip(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-    from medsr.metrics.clip import image_processor_class
+    from medsr.evaluation.clip import image_processor_class
 
     root = tmp_path_factory.mktemp("clip")
     letters = list(string.ascii_lowercase)
@@ -125,7 +125,7 @@ def test_bad_inputs_are_one_line_errors(tiny_clip, tmp_path, capsys):
 
 
 def test_unreachable_hub_and_unreadable_image(tiny_clip, tmp_path, capsys, monkeypatch):
-    import medsr.metrics.clip as clip
+    import medsr.evaluation.clip as clip
 
     img_dir, txt_dir = _data(tmp_path, {"a": "a cat"})
     monkeypatch.setattr(clip, "_hub_reachable", lambda: False)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+import yaml
+
+from medsr.checkpoint import save_weights
 from medsr.cli import main
-from medsr.config import CONFIG_DIR, config_hash, load_config, to_yaml
+from medsr.config import CONFIG_DIR, LossTerm, builtin_configs, config_hash, load_config, loss_terms, to_dict, to_yaml
 from medsr.errors import InputError
+from medsr.registry import MODELS, TASKS
 
 
 def _yaml(tmp_path, text, name="exp.yaml"):
@@ -64,19 +69,53 @@ def test_config_hash_ignores_name_and_tracks_content(tmp_path):
     assert config_hash(load_config(None, ["seed=2"])) != config_hash(a)
 
 
-def test_every_shipped_config_loads_and_builds():
-    from pathlib import Path
+def test_every_shipped_config_builds_whole(tmp_path, monkeypatch):
+    """Each built-in config's task: model, loss terms (a fake UNet weights file for seg_perceptual, where the
+    config points) and, for SR, the curriculum checked against the model."""
+    unet = MODELS.build({"type": "unet", "base": 4, "depth": 2})
+    save_weights(tmp_path / "runs" / "unet" / "weights.pth", {"type": "unet", "base": 4, "depth": 2},
+                 unet.state_dict(), meta={"task": "segmentation"})
+    monkeypatch.chdir(tmp_path)
+    names = builtin_configs()
+    assert {"demo", "bicubic", "zerofill", "edsr", "rdn", "liif", "metasr", "dualarb", "sakg", "unet"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        task = TASKS.get(cfg.task)(cfg)
+        spec = to_dict(cfg)
+        assert type(task.model) is MODELS.get(spec["model"]["type"]), name
+        assert [n.split("_")[0] for n in task.criterion.names] == [t["type"].split("_")[0] for t in spec["loss"]]
+        assert task.criterion.weights == [float(t.get("weight", 1.0)) for t in spec["loss"]], name
+        if cfg.task == "sr":
+            assert len(task.curriculum.stages) == len(spec["data"]["curriculum"]), name
 
-    import medsr.models  # noqa: F401
-    from medsr.config import to_dict
-    from medsr.registry import MODELS
 
-    configs = sorted(CONFIG_DIR.glob("*.yaml"))
-    names = {p.stem for p in configs}
-    assert {"demo", "bicubic", "zerofill", "edsr", "rdn", "liif", "metasr", "dualarb"} <= names
-    for path in configs:
-        cfg = load_config(path)
-        assert MODELS.build(to_dict(cfg)["model"]) is not None, path.name
+@pytest.mark.parametrize(
+    ("stage", "needle"),
+    [
+        ({"scale": {"type": "fixed", "value": 2}, "refs": "hr"}, "data.curriculum: stages[0].refs: unknown key"),
+        ({"scale": {"type": "uniform", "low": 1.5, "hihg": 4}}, "stages[0].scale.hihg: unknown key"),
+        ({"scale": {"type": "uniform", "low": 3, "high": 2}}, "stages[0].scale.high: 2 is below low 3"),
+        ({"ref": "hr"}, "stages[0].scale: required"),
+    ],
+)
+def test_a_bad_curriculum_stage_fails_when_the_config_loads(tmp_path, stage, needle):
+    with pytest.raises(InputError, match=re.escape(needle)):
+        load_config(_yaml(tmp_path, yaml.safe_dump({"model": {"type": "liif"}, "data": {"curriculum": [stage]}})))
+
+
+@pytest.mark.parametrize(
+    ("term", "needle"),
+    [
+        ({"type": "charbonnier", "beta": 2}, "loss[0]: charbonnier: got an unexpected keyword argument 'beta'"),
+        ({"type": "l2"}, "loss[0]: unknown loss 'l2'"),
+        ({"type": "l1", "weight": "heavy"}, "loss[0].weight: must be a finite number"),
+    ],
+)
+def test_a_bad_loss_term_fails_when_the_config_loads(tmp_path, term, needle):
+    with pytest.raises(InputError, match=re.escape(needle)):
+        load_config(_yaml(tmp_path, yaml.safe_dump({"model": {"type": "liif"}, "loss": [term]})))
+    typed = loss_terms(load_config(None, ["loss=[{type: charbonnier, weight: 0.5, eps: 0.01}]"]))
+    assert typed == [LossTerm("charbonnier", 0.5, {"eps": 0.01})]
 
 
 def test_builtin_config_loads_by_name_and_equals_its_file():

@@ -13,10 +13,12 @@ from medsr.data.datasets import (
     eval_specs,
     worker_init_fn,
 )
-from medsr.data.scales import Curriculum
+from medsr.data.labelled import LabelledSliceDataset
+from medsr.data.mixture import PairMixture
 from medsr.data.store import StoreWriter
 from medsr.errors import InputError
 from medsr.kspace import downsample, lr_length
+from medsr.scales import Curriculum
 
 H, W, DEPTH = 40, 50, 5
 # (cycles per field of view along y, along x, amplitude, phase): all well inside a 16 x 20 band
@@ -264,3 +266,15 @@ def test_mni_items_follow_the_contract(mni_store):
     ref = (lr_length(cell[0], spec.ref_scale[0]), lr_length(cell[1], spec.ref_scale[1]))
     assert batch["ref"].shape == (2, 1, *ref)
     assert torch.isfinite(batch["lr"]).all() and batch["norm"].shape == (2,)
+
+
+def test_the_volume_index_is_the_same_for_every_slice_dataset(synthetic):
+    """SR, labelled and mixed datasets answer the same questions about their volumes."""
+    sr = SRSliceDataset(synthetic, "train", "T2")
+    mixed = PairMixture([sr, SRSliceDataset(synthetic, "train", "PD", ref="T2")])
+    for ds in (sr, LabelledSliceDataset(synthetic, "train", "T2"), mixed):
+        assert ds.subjects == ["s0", "s1"]
+        assert [ds.subject_of(i) for i in (0, DEPTH - 1, DEPTH)] == ["s0", "s0", "s1"]
+        assert ds.slice_shape("s1") == (H, W)
+        assert ds.label_names == {"0": "background", "1": "a", "2": "b", "3": "c"}
+    assert mixed.subject_of(2 * DEPTH) == "s0"

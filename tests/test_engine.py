@@ -11,8 +11,11 @@ from _engine_data import write_config, write_store
 
 from medsr.checkpoint import build_from_weights, load_weights
 from medsr.cli import main
+from medsr.config import load_config
+from medsr.models.liif import LIIF
+from medsr.losses.base import Loss
+from medsr.registry import LOSSES, TASKS
 from medsr.tasks.base import EMA, freeze, lr_factor
-from medsr.registry import LOSSES
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +23,7 @@ def store(tmp_path_factory):
     return write_store(tmp_path_factory.mktemp("engine") / "store")
 
 
-@LOSSES.register("test_nan_after")
-class NanAfter(torch.nn.Module):
+class NanAfter(Loss):
     """L1 until ``calls`` calls have been made, then NaN (to provoke the non-finite stop)."""
 
     def __init__(self, calls: int):
@@ -92,7 +94,20 @@ def test_bad_model_and_loss_are_input_errors(store, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, capsys):
+@pytest.fixture
+def nan_loss(monkeypatch):
+    """``test_nan_after`` registered for one test only."""
+    LOSSES.names()  # fill the registry first
+    monkeypatch.setitem(LOSSES._items, "test_nan_after", NanAfter)
+
+
+def task_from_checkpoint(run):
+    """The run's task restored from ``checkpoints/last.ckpt`` through Lightning's public loader."""
+    cfg = load_config(run / "config.yaml")
+    return TASKS.get(cfg.task).load_from_checkpoint(run / "checkpoints" / "last.ckpt", cfg=cfg, weights_only=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, capsys, nan_loss):
     cfg = write_config(tmp_path / "nan.yaml", store, tmp_path / "runs",
                        loss=[{"type": "test_nan_after", "calls": 3}], train={"checkpoint_every": 1, "steps": 6},
                        val={"every": 0})
@@ -101,9 +116,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, c
     assert "non-finite loss" in err and "at step 3" in err and "Traceback" not in err
     run = tmp_path / "runs" / "nan"
     assert not (run / "weights.pth").exists()
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["medsr"]["step"] == 3
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    task = task_from_checkpoint(run)
+    assert task.step == 3
+    assert all(torch.isfinite(v).all() for v in task.state_dict().values() if v.is_floating_point())
 
 
 def test_gan_mode_counts_batches_not_optimizer_steps(store, tmp_path):
@@ -114,10 +129,13 @@ def test_gan_mode_counts_batches_not_optimizer_steps(store, tmp_path):
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "runs" / "gan"
     assert load_weights(run / "weights.pth")["meta"]["steps"] == 4
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert any(k.startswith("adversary.discriminator.") for k in ckpt["state_dict"])
-    assert len(ckpt["optimizer_states"]) == 2
-    assert ckpt["optimizer_states"][1]["state"], "the discriminator was never updated"
+    trained = task_from_checkpoint(run)
+    config = load_config(run / "config.yaml")
+    torch.manual_seed(config.seed)  # the run's initial weights (medsr train seeds, then builds the task)
+    fresh = TASKS.get("sr")(config)
+    assert len(fresh.configure_optimizers()[0]) == 2  # generator and discriminator
+    changed = [not torch.equal(a, b) for a, b in zip(trained.adversary.parameters(), fresh.adversary.parameters())]
+    assert trained.step == 4 and any(changed), "the discriminator was never updated"
 
 
 def test_freeze_excludes_parameters_from_optimizer_and_keeps_them(store, tmp_path):
@@ -127,11 +145,10 @@ def test_freeze_excludes_parameters_from_optimizer_and_keeps_them(store, tmp_pat
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "runs" / "frozen"
     params = load_weights(run / "weights.pth")["params"]
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    n_trainable = sum(1 for k in params if not k.startswith("encoder."))
-    assert len(ckpt["optimizer_states"][0]["param_groups"][0]["params"]) == n_trainable
-    from medsr.models.liif import LIIF
-
+    task = TASKS.get("sr")(load_config(run / "config.yaml"))
+    optimised = {id(p) for group in task.configure_optimizers()[0][0].param_groups for p in group["params"]}
+    names = {n for n, p in task.model.named_parameters() if id(p) in optimised}
+    assert names == {n for n, _ in task.model.named_parameters() if not n.startswith("encoder.")}
     torch.manual_seed(3)
     fresh = LIIF(**{k: v for k, v in load_weights(run / "weights.pth")["meta"]["model"].items() if k != "type"})
     for name, value in fresh.state_dict().items():

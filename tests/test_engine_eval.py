@@ -14,9 +14,9 @@ from _engine_data import TINY_MODEL, write_config, write_store
 from medsr.cli import main
 from medsr.data.datasets import SRSliceDataset
 from medsr.data.store import SliceStore
-from medsr.engine import evaluation
-from medsr.engine.demo import run_demo, verdict
-from medsr.engine.evaluation import BASELINES, TestSetup, run_test
+from medsr.evaluation import testing as evaluation
+from medsr.demo import run_demo, verdict
+from medsr.evaluation.testing import BASELINES, TestSetup, run_test
 from medsr.evaluation import scores as volume_eval
 from medsr.kspace import downsample
 
@@ -64,7 +64,6 @@ def test_volume_score_follows_the_protocol():
 
 
 def test_evaluate_scale_matches_an_independent_bicubic_computation(trained):
-    import medsr.models  # noqa: F401
     from medsr.registry import MODELS
 
     store, _ = trained
@@ -116,7 +115,6 @@ def test_medsr_test_bad_input(trained, capsys, args, needle):
 
 
 def test_fixed_scale_model_rows_are_na_where_it_cannot_run(trained, tmp_path, capsys):
-    import medsr.models  # noqa: F401
     from medsr.checkpoint import save_weights
     from medsr.registry import MODELS
 

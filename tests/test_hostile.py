@@ -344,7 +344,7 @@ def test_d20_non_finite_output_is_refused_before_writing(tmp_path, capsys, vol):
 
 
 def test_d21_clip_reads_16_bit_png_by_its_range(tmp_path):
-    from medsr.metrics.clip import _read_image
+    from medsr.evaluation.clip import _read_image
 
     ramp = np.linspace(0, 65535, 256).astype(np.uint16).reshape(16, 16)
     Image.fromarray(ramp).save(tmp_path / "r.png")

@@ -7,8 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import medsr.losses  # noqa: F401  (registers)
-import medsr.models  # noqa: F401
 from medsr.checkpoint import save_weights
 from medsr.kspace import fft2c, ifft2c, pad_kspace
 from medsr.losses import WeightedSum

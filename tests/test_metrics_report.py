@@ -1,4 +1,4 @@
-"""Summaries, protocol header and JSON/CSV output of ``medsr.metrics.report``."""
+"""Summaries, protocol header and JSON/CSV output of ``medsr.evaluation.report``."""
 
 import csv
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from medsr.metrics.report import protocol_header, render, report_dict, summarise, write_csv, write_json
+from medsr.evaluation.report import protocol_header, render, report_dict, summarise, write_csv, write_json
 
 
 def test_summarise_matches_t_interval():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import medsr.models  # noqa: F401  (registers the architectures)
 from medsr.checkpoint import build_from_weights, save_weights
+from medsr.models.base import SRModel, sr_model
 from medsr.registry import MODELS
 
 RDN_SMALL = {"type": "rdn", "n_feats": 8, "n_blocks": 2, "growth": 4, "n_layers": 2}
@@ -143,3 +143,12 @@ def test_unet_handles_odd_sizes_and_lists_features():
     with torch.no_grad():
         top = unet(x[:, :, :30])
     assert torch.isfinite(top).all() and top.shape == (2, 3, 30, 23)
+
+
+@pytest.mark.parametrize("declared", [{"fixed_scales": [2]}, {"fixed_scales": (0,)}, {"uses_ref": 1}, {"uses_kspace": None},
+                                      {"n_slices": 2}, {"aux_outputs": "semantic"}])
+def test_malformed_capabilities_are_refused_once_at_build(declared):
+    model = type("Declared", (SRModel,), declared)()
+    with pytest.raises(TypeError, match="Declared." + next(iter(declared))):
+        sr_model(model, "model")
+    assert sr_model(MODELS.build({"type": "bicubic"}), "model").fixed_scales is None

@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import sys
-import types
 
 import h5py
 import nibabel as nib
@@ -11,9 +9,12 @@ import numpy as np
 import pytest
 
 from medsr.cli import main
-from medsr.data.prepare.common import assign_split, centre_fit, parse_options, slice_axis
+from medsr.commands.prepare import FORMATS
+from medsr.data.prepare import brats, ixi
+from medsr.data.prepare.common import assign_split, centre_fit, group_by_subject, parse_options, slice_axis
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
+from medsr.registry import DATASETS
 
 T2_AFFINE = np.array([[1.0, 0, 0, -6.0], [0, 1.0, 0, -5.0], [0, 0, 1.5, -6.0], [0, 0, 0, 1]])
 SHAPE = (12, 10, 8)
@@ -321,13 +322,16 @@ def test_bad_flags(tmp_path, capsys, flags, flag):
     assert line.startswith(f"medsr: error: {flag}: ")
 
 
-def test_prepare_mni_calls_the_embedded_builder(tmp_path, monkeypatch, capsys):
-    calls = []
-    fake = types.ModuleType("medsr.data.embedded")
-    fake.prepare_mni = lambda out_dir, workers, progress: calls.append((str(out_dir), workers, progress))
-    monkeypatch.setitem(sys.modules, "medsr.data.embedded", fake)
-    assert main(["prepare", "mni", str(tmp_path / "mni"), "--workers", "3", "--no-progress"]) == 0
-    assert calls == [(str(tmp_path / "mni"), 3, False)]
+def test_prepare_mni_goes_through_the_one_dispatch(tmp_path, capsys):
+    out = tmp_path / "mni"
+    assert main(["prepare", "mni", str(out), "--workers", "2", "--no-progress"]) == 0
+    split = SliceStore(out).split
+    assert [len(split[k]) for k in ("train", "val", "test")] == [6, 2, 2]
+    assert capsys.readouterr().out.strip() == f"{out}: 10 subjects (train 6, val 2, test 2)"
+
+
+def test_every_registered_dataset_is_a_prepare_format():
+    assert sorted(FORMATS) == DATASETS.names() == ["brats", "fastmri", "ixi", "mni", "pairs"]
 
 
 def test_assign_split_is_deterministic_and_keeps_existing():
@@ -362,3 +366,19 @@ def test_parse_options_defaults_and_errors():
     assert options.workers == 2 and options.axis == 2 and options.split == (0.8, 0.1, 0.1)
     with pytest.raises(InputError):
         parse_options(min_signal="-1")
+
+
+def test_group_by_subject_refuses_a_second_file_and_keeps_brats_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("a/IXI002-Guys-0828-T2.nii", "IXI002-Guys-0828-PD.nii.gz", "BraTS_1/BraTS_1_t2.nii.gz",
+                 "BraTS_2_t1.nii.gz"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = group_by_subject(tmp_path, "IXI*", ixi.PATTERN)
+    assert found == {"IXI002-Guys-0828": {"T2": tmp_path / "a/IXI002-Guys-0828-T2.nii",
+                                          "PD": tmp_path / "IXI002-Guys-0828-PD.nii.gz"}}
+    assert group_by_subject(tmp_path, "BraTS*", brats.PATTERN, own_folder=True) == {
+        "BraTS_1": {"t2": tmp_path / "BraTS_1/BraTS_1_t2.nii.gz"}}
+    (tmp_path / "IXI002-Guys-0828-T2.nii.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="duplicate T2 image of IXI002-Guys-0828"):
+        group_by_subject(tmp_path, "IXI*", ixi.PATTERN)

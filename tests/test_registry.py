@@ -7,8 +7,11 @@ import sys
 
 import pytest
 
+from medsr.config import load_config
 from medsr.errors import InputError
-from medsr.registry import LOSSES, MODELS, TASKS, Registry
+from medsr.evaluation import evaluate
+from medsr.metrics import image, lpips
+from medsr.registry import DATASETS, LOSSES, METRICS, MODELS, TASKS, Registry
 
 
 def test_registries_fill_themselves_in_a_fresh_interpreter():
@@ -24,7 +27,7 @@ def test_encoders_and_discriminator_live_in_models_without_colliding():
     names = MODELS.names()
     assert {"encoder/edsr", "encoder/rdn", "edsr", "patch_discriminator", "unet"} <= set(names)
     assert MODELS.get("encoder/edsr") is not MODELS.get("edsr")
-    assert set(TASKS.names()) == {"sr", "segmentation", "reconstruction", "joint", "denoise"}
+    assert {"sr", "segmentation", "reconstruction", "joint", "denoise"} <= set(TASKS.names())
     assert "sakg_semantic" in LOSSES
 
 
@@ -50,3 +53,33 @@ def test_a_constructor_bug_keeps_its_type_and_traceback():
     assert info.traceback[-1].name == "__init__"
     with pytest.raises(KeyError, match="twice"):
         registry.register("buggy")(Buggy)
+
+
+def test_every_module_of_the_package_registers_without_a_list(tmp_path, monkeypatch):
+    """A registry imports each module (and subpackage module) of its package, though ``__init__`` names none."""
+    package = tmp_path / "probe_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    registry = Registry("thing", "probe_pkg")
+    monkeypatch.setattr(sys.modules[__name__], "PROBE", registry, raising=False)
+    line = f"from {__name__} import PROBE\n@PROBE.register('{{}}')\nclass Thing: pass\n"
+    (package / "alpha.py").write_text(line.format("alpha"))
+    (package / "sub" / "beta.py").write_text(line.format("beta"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registry.names() == ["alpha", "beta"]
+    assert registry.get("beta").__module__ == "probe_pkg.sub.beta"
+
+
+def test_a_config_task_is_any_registered_task(monkeypatch):
+    with pytest.raises(InputError, match="task: 'probe' is not one of " + ", ".join(TASKS.names())):
+        load_config(None, ["task=probe"])
+    monkeypatch.setitem(TASKS._items, "probe", object)  # scoped: gone after this test
+    assert load_config(None, ["task=probe"]).task == "probe"
+
+
+def test_metrics_are_the_registered_pure_functions():
+    assert evaluate.METRICS == tuple(METRICS.names()) == ("lpips", "nmse", "nrmse", "psnr", "ssim")
+    assert [METRICS.get(n) for n in ("psnr", "ssim", "nmse", "lpips")] == [image.psnr, image.ssim, image.nmse,
+                                                                           lpips.lpips]
+    assert "mni" in DATASETS

@@ -10,8 +10,6 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import medsr.losses  # noqa: F401  (registers the losses)
-import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.config import CONFIG_DIR
 from medsr.errors import InputError

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from medsr.data.scales import Curriculum, Stage, sampler_from_config
+from medsr.scales import Curriculum, Stage, sampler_from_config
 
 
 def draws(spec, n=400, seed=0):

@@ -9,8 +9,6 @@ import pytest
 import torch
 from _engine_data import write_store
 
-import medsr.losses  # noqa: F401  (registers the losses)
-import medsr.models  # noqa: F401  (registers the models)
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
 from medsr.config import CONFIG_DIR, load_config

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from _registered import registered
 
-import medsr.models.bicubic  # noqa: F401  (registers "bicubic")
-import medsr.models.zerofill  # noqa: F401  (registers "zerofill")
 from medsr import kspace
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
@@ -25,7 +24,6 @@ from medsr.slice_profile import SliceProfile
 NORM = {"norm": {"method": "percentile", "percentile": 99.5}, "scales": [1.5, 4.0]}
 
 
-@MODELS.register("_test_noise")
 class Noise(SRModel):
     """Returns noise: a model that always loses the self-test."""
 
@@ -34,7 +32,6 @@ class Noise(SRModel):
         return torch.rand(lr.shape[0], 1, int(out_size[0]), int(out_size[1]), generator=generator)
 
 
-@MODELS.register("_test_tiny")
 class Tiny(SRModel):
     """Bicubic upsampling plus a small learnt residual (zero at initialisation)."""
 
@@ -47,6 +44,12 @@ class Tiny(SRModel):
     def forward(self, lr, out_size, ref=None):
         up = bicubic_upsample(self.centre_slice(lr), out_size)
         return up + self.body(up)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_models():
+    with registered(MODELS, {"_test_noise": Noise, "_test_tiny": Tiny}):
+        yield
 
 
 def phantom(shape=(24, 24, 6)) -> np.ndarray:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from nibabel.affines import voxel_sizes
+from _registered import registered
 
-import medsr.models.bicubic  # noqa: F401  (registers "bicubic")
 from medsr.checkpoint import save_weights
 from medsr.cli import main
 from medsr.data.store import robust_scale
@@ -19,7 +19,6 @@ from medsr.models.base import SRModel, bicubic_upsample
 from medsr.registry import MODELS
 
 
-@MODELS.register("_test_ref_echo")
 class RefEcho(SRModel):
     """Returns the reference it is given (bicubic upsampling without one): shows what the reference became."""
 
@@ -27,6 +26,12 @@ class RefEcho(SRModel):
 
     def forward(self, lr, out_size, ref=None):
         return bicubic_upsample(self.centre_slice(lr), out_size) if ref is None else ref
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_models():
+    with registered(MODELS, {"_test_ref_echo": RefEcho}):
+        yield
 
 
 def oblique_affine(zooms=(0.9, 1.1, 4.0), angles=(0.3, -0.2), shift=(12.0, -30.0, 45.0)) -> np.ndarray:

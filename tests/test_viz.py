@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from _registered import registered
 
 from medsr.checkpoint import save_weights
 from medsr.cli import main
@@ -21,7 +22,6 @@ from medsr.viz import _ood_spans, auto_zoom, comparison_figure, layer_output, re
 PNG_MAGIC, PDF_MAGIC = b"\x89PNG", b"%PDF"
 
 
-@MODELS.register("_test_conv")
 class TinyConv(SRModel):
     """One 3x3 convolution with 4 output channels, averaged, upsampled bicubically."""
 
@@ -31,6 +31,12 @@ class TinyConv(SRModel):
 
     def forward(self, lr, out_size, ref=None):
         return bicubic_upsample(self.body(self.centre_slice(lr)).mean(1, keepdim=True), out_size)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_models():
+    with registered(MODELS, {"_test_conv": TinyConv}):
+        yield
 
 
 def _images(seed=0):

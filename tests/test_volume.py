@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _registered import registered
 
-import medsr.models.bicubic  # noqa: F401  (registers "bicubic")
 from medsr.infer.tiles import Span, spans, window
 from medsr.infer.volume import (
     InferenceOptions,
@@ -23,7 +23,6 @@ from medsr.registry import MODELS
 QUIET = InferenceOptions(progress=False)
 
 
-@MODELS.register("_test_first_slice")
 class FirstSlice(SRModel):
     """Nearest-neighbour upsampling of the first slice of the stack (shows which neighbours were fed)."""
 
@@ -33,13 +32,18 @@ class FirstSlice(SRModel):
         return torch.nn.functional.interpolate(lr[:, :1], size=tuple(out_size), mode="nearest")
 
 
-@MODELS.register("_test_bilinear")
 class Bilinear(SRModel):
     """Bilinear upsampling of the centre slice: exact on linear ramps away from the borders."""
 
     def forward(self, lr, out_size, ref=None):
         centre = self.centre_slice(lr)
         return torch.nn.functional.interpolate(centre, size=tuple(out_size), mode="bilinear", align_corners=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _test_models():
+    with registered(MODELS, {"_test_first_slice": FirstSlice, "_test_bilinear": Bilinear}):
+        yield
 
 
 @pytest.mark.parametrize("n, out_n, tile, overlap", [(100, 200, 64, 16), (150, 975, 64, 16), (257, 514, 64, 8),

@@ -15,8 +15,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+# without PYTHONPATH: a source tree on it would make pip think medsr is installed already (src/medsr.egg-info)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
 
 
 def test_demo_runs_from_the_installed_wheel(tmp_path):
@@ -42,10 +46,9 @@ def test_demo_runs_from_the_installed_wheel(tmp_path):
 
     work = tmp_path / "work"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
-    where = _run([str(python), "-c", "import medsr; print(medsr.__file__)"], work, env)
+    where = _run([str(python), "-c", "import medsr; print(medsr.__file__)"], work)
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
-    demo = _run([str(venv / "bin" / "medsr"), "demo", "--minutes", "0.2"], work, env)
+    demo = _run([str(venv / "bin" / "medsr"), "demo", "--minutes", "0.2"], work)
     assert demo.returncode == 0, demo.stderr[-3000:]
     report = (work / "runs" / "demo" / "report.md").read_text()
     assert "| x2 | zerofill |" in report and "| x2 | sakg |" in report

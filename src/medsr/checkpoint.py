@@ -84,8 +84,6 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
     """The one check of a weights file's ``meta``: the model spec (a mapping whose ``type`` this medsr knows),
     ``task``, ``n_adjacent`` (an integer >= 0), ``norm`` (a mapping with a percentile in (0, 100]) and
     ``scales`` (``[low, high]`` with 1 <= low <= high)."""
-    import medsr.models  # noqa: F401  (registers the architectures)
-
     spec = meta["model"]
     if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
         raise InputError(path, f"meta.model must be a spec with a 'type', got {spec!r}")
@@ -93,7 +91,7 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
         raise InputError(path, f"meta.model: unknown model type {spec['type']!r} (written by a newer medsr? known: "
                          f"{', '.join(MODELS.names())})")
     if meta.get("task", "sr") not in TASKS:
-        raise InputError(path, f"meta.task: unknown task {meta.get('task')!r} (known: {', '.join(TASKS)})")
+        raise InputError(path, f"meta.task: unknown task {meta.get('task')!r} (known: {', '.join(TASKS.names())})")
     n_adjacent = meta.get("n_adjacent", 0)
     if n_adjacent is not None and not (isinstance(n_adjacent, int) and not isinstance(n_adjacent, bool)
                                        and n_adjacent >= 0):

@@ -1,14 +1,17 @@
 """Typed run configuration: YAML merged onto dataclass schemas with OmegaConf, plus dotlist overrides.
 
 Idea after DIRECT's typed configs: every key has a declared type and default, so an unknown or mistyped key is
-an error that names it (``medsr train demo train.lr=2e-4``). Free-form parts (the model spec, the
-loss terms, curriculum stages, the discriminator) are dicts with a ``type`` key, built through the registries.
+an error that names it (``medsr train demo train.lr=2e-4``). Free-form parts (the model spec, the loss terms,
+curriculum stages, the discriminator) are dicts with a ``type`` key, built through the registries; the curriculum
+and the loss terms are parsed into their typed forms (:func:`curriculum`, :func:`loss_terms`) when the config
+loads, so a bad stage or term fails before any work, naming its key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,6 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from medsr.errors import InputError
+from medsr.kspace import check_scale
+from medsr.registry import LOSSES, TASKS
+from medsr.scales import Curriculum
 
 
 def _default_curriculum() -> list[dict[str, Any]]:
@@ -164,7 +170,8 @@ class LoggingConfig:
 
 @dataclass
 class RunConfig:
-    """A whole run. ``task`` picks the training module: ``sr`` or ``segmentation``."""
+    """A whole run. ``task`` picks the training task: a name in ``medsr.registry.TASKS`` (``sr``, ``segmentation``,
+    one per module of ``medsr/tasks``)."""
 
     name: str = "run"
     seed: int = 0
@@ -178,7 +185,6 @@ class RunConfig:
 
 
 CHOICES = {
-    "task": ("sr", "segmentation", "reconstruction", "joint", "denoise"),
     "train.optimizer": ("adam", "adamw"),
     "train.scheduler.type": ("cosine", "step", "constant"),
     "train.precision": ("32", "bf16-mixed", "16-mixed"),
@@ -197,7 +203,7 @@ def _omegaconf_error(source: str | Path, err: OmegaConfBaseException) -> InputEr
 
 
 def _validate(cfg: RunConfig, source: str | Path) -> None:
-    for key, allowed in CHOICES.items():
+    for key, allowed in [("task", tuple(TASKS.names())), *CHOICES.items()]:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise InputError(source, f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
@@ -209,16 +215,50 @@ def _validate(cfg: RunConfig, source: str | Path) -> None:
     if "type" not in cfg.model:
         raise InputError(source, "model: needs a 'type'")
     _validate_numbers(cfg, source)
-    for i, term in enumerate(cfg.loss):
-        if "type" not in term:
-            raise InputError(source, f"loss[{i}]: needs a 'type'")
+    curriculum(cfg, source)
+    loss_terms(cfg, source)
+
+
+def curriculum(cfg: RunConfig, source: str | Path | None = None) -> Curriculum:
+    """The typed ``data.curriculum`` (stages and their scale samplers, :mod:`medsr.scales`); a bad stage is an
+    :class:`InputError` naming the key (``data.curriculum: stages[0].scale.low: ...``)."""
+    try:
+        return Curriculum.from_config(OmegaConf.to_container(cfg.data.curriculum))
+    except ValueError as err:
+        raise InputError(source, f"data.curriculum: {err}") from None
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of ``loss``: a registered loss ``type``, its ``weight`` and the constructor's ``args`` (checked
+    against its signature)."""
+
+    type: str
+    weight: float
+    args: Dict[str, Any]
+
+    @classmethod
+    def from_config(cls, spec: Any, where: str, source: str | Path | None) -> "LossTerm":
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise InputError(source, f"{where}: needs a 'type'")
+        args = {k: v for k, v in spec.items() if k not in ("type", "weight")}
+        weight = spec.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise InputError(source, f"{where}.weight: must be a finite number, got {weight!r}")
+        try:
+            LOSSES.check({"type": spec["type"], **args})
+        except InputError as err:
+            raise InputError(source, f"{where}: {err.message}") from None
+        return cls(str(spec["type"]), float(weight), args)
+
+
+def loss_terms(cfg: RunConfig, source: str | Path | None = None) -> list[LossTerm]:
+    """The typed ``loss`` list; an unknown loss or an argument its constructor lacks is an :class:`InputError`."""
+    return [LossTerm.from_config(term, f"loss[{i}]", source) for i, term in enumerate(OmegaConf.to_container(cfg.loss))]
 
 
 def _validate_numbers(cfg: RunConfig, source: str | Path) -> None:
     """Learning rates, seed, time budget, validation scales and the model's numeric arguments."""
-    import math
-
-    from medsr.kspace import check_scale
 
     for key in ("train.lr", "train.gan.d_lr"):
         value = OmegaConf.select(cfg, key)

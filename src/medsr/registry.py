@@ -1,25 +1,29 @@
 """A tiny explicit registry: ``@MODELS.register("edsr")`` and ``MODELS.build({"type": "edsr", ...})``.
 
 Idea after LIIF's ``models.py``: a spec ``{type, **args}`` builds any object, and checkpoints store the spec.
-Each registry names the package whose modules register into it and imports that package the first time it is
-asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing ``medsr.models`` first.
+Each registry names the package whose modules register into it and imports every module of that package the
+first time it is asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing
+``medsr.models`` first, and a new model, loss or task is one new module: no list to edit.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Mapping
 
 from medsr.errors import InputError
 
 
 class Registry:
-    """Maps names to constructors for one kind of object; ``package`` (imported on first lookup) fills it."""
+    """Maps names to constructors for one kind of object; ``package`` (all its modules, imported on first lookup)
+    fills it."""
 
     def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
         self.package = package
+        self._filled = package is None
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -32,8 +36,12 @@ class Registry:
         return add
 
     def _fill(self) -> None:
-        if self.package is not None:
-            importlib.import_module(self.package)
+        if self._filled:
+            return
+        package = importlib.import_module(self.package)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{self.package}."):
+            importlib.import_module(info.name)
+        self._filled = True
 
     def get(self, name: str) -> Callable[..., Any]:
         """The constructor registered as ``name``; an unknown name is an :class:`InputError` listing the known."""
@@ -49,6 +57,12 @@ class Registry:
         A spec whose arguments do not fit the constructor's signature is an :class:`InputError`; an error raised
         inside the constructor propagates unchanged, with its traceback.
         """
+        constructor, args = self.check(spec, **extra)
+        return constructor(**args, **extra)
+
+    def check(self, spec: Mapping[str, Any], **extra: Any) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The constructor of ``spec`` and its arguments, once they are known to fit its signature (the checks of
+        :meth:`build`, without building)."""
         if not isinstance(spec, Mapping) or "type" not in spec:
             raise InputError(self.kind, f"spec {spec!r} has no 'type'")
         args = {str(k): v for k, v in spec.items() if k != "type"}
@@ -58,7 +72,7 @@ class Registry:
             inspect.signature(constructor).bind(**args, **extra)
         except TypeError as err:
             raise InputError(self.kind, f"{name}: {err}") from None
-        return constructor(**args, **extra)
+        return constructor, args
 
     def names(self) -> list[str]:
         self._fill()
@@ -72,3 +86,8 @@ class Registry:
 MODELS = Registry("model", "medsr.models")
 LOSSES = Registry("loss", "medsr.losses")
 TASKS = Registry("task", "medsr.tasks")
+# Full-reference image metrics of ``medsr evaluate``: pure functions ``metric(pred, gt, **inputs) -> Tensor[B]``
+# whose parameter names say which inputs they read (``data_range``, ``floor``, ``mask``, ``preset``, ``model``).
+METRICS = Registry("metric", "medsr.metrics")
+# Dataset preparers of ``medsr prepare NAME``: ``prepare(out_dir, options, **sources) -> split``.
+DATASETS = Registry("dataset", "medsr.data.prepare")

@@ -17,8 +17,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from medsr.checkpoint import build_from_weights
+from medsr.config import load_config
+from medsr.data.datasets import ScaleBatchSampler
+from medsr.data.embedded import ensure_mni
+from medsr.data.store import robust_scale
 from medsr.errors import InputError
+from medsr.infer.volume import model_slices
 from medsr.io.atomic import atomic_path
+from medsr.io.images import read_image
+from medsr.io.nifti import on_grid_of
+from medsr.models.base import bicubic_upsample, sr_model
+from medsr.tasks.sr import SRTask
 
 FIGURE_FORMATS = {".png": "png", ".pdf": "pdf"}
 _DPI = 150
@@ -166,9 +176,6 @@ MIN_SIDE = 8
 def read_picture(path: str | Path, reference: str | Path | None = None) -> np.ndarray:
     """A 2-D image or 3-D volume from a file as float64 (colour PNG/JPEG images averaged to grey); a NIfTI file
     is put on the grid of a NIfTI ``reference`` (:func:`medsr.io.nifti.on_grid_of`)."""
-    from medsr.io.images import read_image
-    from medsr.io.nifti import on_grid_of
-
     data = np.asarray(on_grid_of(path, read_image(path), reference), dtype=np.float64)
     if data.ndim == 3 and data.shape[-1] in (3, 4) and Path(path).suffix.lower() in (".png", ".jpg", ".jpeg"):
         data = data[..., :3].mean(axis=-1)
@@ -220,8 +227,6 @@ def compare_files(
     """:func:`comparison_figure` of image/volume files: LR and its bicubic upsampling (when ``lr`` is given), the
     ``methods`` in order, then HR; volumes are cut at ``slice_index`` of the HR volume's last axis."""
     import torch
-
-    from medsr.models.base import bicubic_upsample
 
     hr_data = read_picture(hr)
     depth = hr_data.shape[-1] if hr_data.ndim == 3 else None
@@ -358,12 +363,6 @@ def layer_output(weights: str | Path, image: np.ndarray, layer_name: str) -> np.
     (normalised by its robust scale, at the model's first fixed scale or x2), captured with a forward hook."""
     import torch
 
-    from medsr.checkpoint import build_from_weights
-    from medsr.data.store import robust_scale
-    from medsr.infer.volume import model_slices
-
-    from medsr.models.base import sr_model
-
     model, meta = build_from_weights(weights, task="sr")
     model = sr_model(model, weights)
     modules = dict(model.named_modules())
@@ -444,17 +443,11 @@ def samples_figure(items: Sequence[Mapping[str, Any]], out: str | Path, *, title
 def training_samples(config: str | Path, n: int, out: str | Path) -> Path:
     """:func:`samples_figure` of ``n`` training items of a run config: the first item of the batches at ``n``
     steps spread over the run (so every curriculum stage shows), exactly as the engine would make them."""
-    from medsr.config import load_config
-    from medsr.data.datasets import ScaleBatchSampler
-    from medsr.tasks.sr import SRTask
-
     if n < 1:
         raise InputError("--n", f"must be at least 1, got {n}")
     figure_format(out)
     cfg = load_config(config)
     if cfg.data.embedded == "mni":
-        from medsr.data.embedded import ensure_mni
-
         ensure_mni(cfg.data.root)
     task = SRTask(cfg)
     dataset = task.dataset(cfg.data.train_split, training=True)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.commands.evaluate import check_reports
-    from medsr.metrics.clip import clip_score
+    from medsr.evaluation.clip import clip_score
 
     check_reports(args, [args.img_dir, args.txt_dir])
     result = clip_score(args.img_dir, args.txt_dir, args.model, args.device, args.batch_size, args.allow_missing)

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr.engine.demo import run_ct_demo, run_demo
+    from medsr.demo import run_ct_demo, run_demo
 
     data, out = DEFAULTS[args.task]
     demo = run_ct_demo if args.task == "ct" else run_demo

@@ -58,7 +58,7 @@ def check_reports(args: argparse.Namespace, inputs: list[Path | None]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.metrics.ct import parse_ct_window
-    from medsr.metrics.evaluation import DEFAULT_METRICS, METRICS, EvalOptions, evaluate, parse_metrics
+    from medsr.evaluation.evaluate import DEFAULT_METRICS, METRICS, EvalOptions, evaluate, parse_metrics
 
     check_reports(args, [args.pred, args.gt, args.mask])
     options = EvalOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), args.data_range, args.ssim_preset,

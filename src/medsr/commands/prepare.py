@@ -22,6 +22,7 @@ def _common(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--workers", metavar="N", help="worker processes (default: min(4, CPUs))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if kind == "mni":
+        parser.set_defaults(min_signal=None, multiple=None, split=None, seed=None)
         return
     parser.add_argument("--min-signal", metavar="F", help="drop edge slices whose mean target signal is below F x "
                         "the volume's mean slice signal (default: 0.1; 0 keeps all)")
@@ -72,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sources(args: argparse.Namespace) -> dict[str, str]:
+    if args.format == "mni":
+        return {}
     if args.format == "fastmri":
         return {"src": args.src, "pairs_csv": args.pairs}
     if args.format == "pairs":
@@ -80,21 +83,16 @@ def _sources(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr.data.prepare import parse_options, prepare
+    from medsr.data.prepare.common import parse_options
+    from medsr.data.store import SPLITS
     from medsr.io.atomic import check_output
+    from medsr.registry import DATASETS
 
     check_output(args.out_dir, [getattr(args, name, None) for name in ("src", "csv", "pairs")], folder=True)
-    progress = not args.no_progress
-    if args.format == "mni":
-        from medsr.data.embedded import prepare_mni
-
-        prepare_mni(args.out_dir, workers=parse_options(workers=args.workers).workers, progress=progress)
-        print(f"{args.out_dir}: prepared the embedded MNI dataset")
-        return 0
     options = parse_options(args.workers, args.min_signal, args.multiple, args.split, args.seed,
-                            getattr(args, "axis", None), progress)
-    split = prepare(args.format, args.out_dir, options, **_sources(args))
-    counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())
+                            getattr(args, "axis", None), not args.no_progress)
+    split = DATASETS.get(args.format)(args.out_dir, options, **_sources(args))
+    counts = ", ".join(f"{name} {len(split[name])}" for name in SPLITS)
     print(f"{args.out_dir}: {sum(len(ids) for ids in split.values())} subjects ({counts})")
     return 0
 

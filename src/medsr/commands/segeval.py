@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from medsr.commands.evaluate import check_reports
     from medsr.errors import InputError
-    from medsr.metrics.evaluation import parse_metrics
-    from medsr.metrics.seg_evaluation import DEFAULT_METRICS, METRICS, SegOptions, parse_classes, segment_evaluate
+    from medsr.evaluation.evaluate import parse_metrics
+    from medsr.evaluation.segeval import DEFAULT_METRICS, METRICS, SegOptions, parse_classes, segment_evaluate
 
     check_reports(args, [args.pred, args.gt])
     if not 0.0 <= args.empty_score <= 1.0:

@@ -32,11 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from medsr.engine.evaluation import TestSetup, parse_scales, results_table, run_test
+    from medsr.device import resolve_device
+    from medsr.evaluation.testing import TestSetup, parse_scales, results_table, run_test
     from medsr.errors import InputError
-    from medsr.infer.files import resolve_device
     from medsr.kspace import check_scale
-    from medsr.metrics.report import format_table, protocol_header, write_json
+    from medsr.evaluation.report import format_table, protocol_header, write_json
 
     if args.ref_scale is not None:
         try:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     setup = TestSetup(Path(args.weights), Path(args.data), parse_scales(args.scales), args.ref, args.ref_scale,
                       args.split, args.target, args.baselines, args.batch_size, device)
     from medsr.checkpoint import build_from_weights, weights_path
-    from medsr.engine.joint_test import JOINT_TASKS, joint_table, run_joint_test
+    from medsr.evaluation.joint_test import JOINT_TASKS, joint_table, run_joint_test
 
     model, meta = build_from_weights(weights_path(setup.weights))
     if meta.get("task") in JOINT_TASKS:

@@ -25,6 +25,7 @@ from medsr.ct.dose import NoiseTerms, noise_terms, simulate_low_dose
 from medsr.ct.fbp import FILTERS
 from medsr.ct.geometry import KINDS, Geometry, default_geometry
 from medsr.errors import InputError, as_integer, as_number, require
+from medsr.infer.dicom import read_dicom_series
 from medsr.io.nifti import is_nifti, read_volume, write_volume
 
 DEFAULT_I0 = 1e5
@@ -75,8 +76,6 @@ def parse_dose(dose: object, geometry: str | None = None, i0: object = None, ele
 def read_ct(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
     """HU volume ``[X, Y, slices]``, its affine and the NIfTI image to take header fields from (or ``None``)."""
     if path.is_dir():
-        from medsr.infer.dicom import read_dicom_series
-
         volume, affine = read_dicom_series(path, required=RESCALE_TAGS)
         return volume, affine, None
     require(is_nifti(path), path, "expected a NIfTI file (.nii, .nii.gz) or a DICOM series directory")

@@ -39,6 +39,7 @@ from medsr.ct.files import RESCALE_TAGS, check_ct
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import refuse_heldout
 from medsr.errors import InputError
+from medsr.infer.dicom import read_dicom_series
 
 MIN_PAIRED = 0.9
 TOLERANCE_MM = 0.01
@@ -79,7 +80,6 @@ def find_pairs(root: Path, slice_mm: int | None = None) -> dict[str, tuple[Path,
 def pair_slices(low: Path, full: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ld [Z, H, W], fd [Z, H, W], affine)`` of the slices both series share (HU; store layout ``(z, h, w)``,
     ``h`` the DICOM rows)."""
-    from medsr.infer.dicom import read_dicom_series
 
     refuse_heldout(p for folder in (low, full) for p in folder.iterdir())
     (ld, ld_affine), (fd, fd_affine) = (read_dicom_series(f, required=RESCALE_TAGS) for f in (low, full))

@@ -21,7 +21,7 @@ import torch
 
 import medsr
 from medsr.ct.units import network_input
-from medsr.data.datasets import ItemSpec, augment_arrays
+from medsr.data.datasets import ItemSpec, VolumeIndex, augment_arrays
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, write_json
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_dir
@@ -92,6 +92,10 @@ class CTPairStore:
     def record(self, sid: str) -> dict[str, Any]:
         return self.manifest["subjects"][sid]
 
+    def shape(self, sid: str) -> tuple[int, ...]:
+        """``(Z, H, W)`` of a subject's full-dose volume."""
+        return tuple(self.record(sid)["shape"])
+
     def slice_pair(self, sid: str, z: int, realisation: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ld, fd)`` ``[H, W]`` HU of slice ``z``."""
         group = self.file[f"subjects/{sid}"]
@@ -108,7 +112,7 @@ def to_unit(hu: np.ndarray) -> torch.Tensor:
     return network_input(torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32)))[None]
 
 
-class CTPairDataset(torch.utils.data.Dataset):
+class CTPairDataset(VolumeIndex, torch.utils.data.Dataset):
     """All ``(subject, z)`` of one split. Training items (``ItemSpec``): a realisation, a square ``patch_size``
     patch holding tissue (mean full dose above -900 HU when one of a few seeded draws finds it) and, with
     ``augment``, one flip/rot90, and with ``noise_scale = (low, high)`` the noise ``ld - fd`` multiplied by a

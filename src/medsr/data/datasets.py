@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from medsr.data.masks import MaskSpec, effective_acceleration, on_lr_grid
-from medsr.data.scales import REF_MODES, Curriculum, Scale
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
 from medsr.kspace import check_scale, downsample, fft2c, lr_shape, seed_from_name, undersample
+from medsr.scales import REF_MODES, Curriculum, Scale
 
 _PERMUTATION, _STEP = 0, 1
 
@@ -82,7 +82,30 @@ def hr_cell(region: np.ndarray, cell_size: tuple[int, int], cell: tuple[int, int
     return region[..., cy * py : (cy + 1) * py, cx * px : (cx + 1) * px]
 
 
-class SRSliceDataset(torch.utils.data.Dataset):
+class VolumeIndex:
+    """What callers may ask a slice dataset about its volumes, instead of reading its ``items`` or ``store``: the
+    subjects in order, the subject of an item, a subject's in-plane slice shape and the store's label names."""
+
+    items: list[tuple[str, int]]
+    store: SliceStore
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(sid for sid, _ in self.items))
+
+    def subject_of(self, index: int) -> str:
+        return self.items[index][0]
+
+    def slice_shape(self, sid: str) -> tuple[int, int]:
+        return tuple(self.store.shape(sid)[-2:])
+
+    @property
+    def label_names(self) -> dict[str, str]:
+        """``{"1": "CSF", ...}`` (keys are label values as strings); empty without labels."""
+        return self.store.manifest.get("labels") or {}
+
+
+class SRSliceDataset(VolumeIndex, torch.utils.data.Dataset):
     """All (subject, z) of one split; items built from a :class:`SampleSpec` (see the module docstring).
 
     ``target``/``ref``: contrast names; ``n_adjacent`` = k gives ``S = 2k + 1`` input slices (edges replicate the

@@ -63,9 +63,10 @@ class Degradation:
 def _scale(value: object, flag: str) -> float:
     if value is None:
         return 1.0
-    s = as_number(value, flag)
-    require(1.0 <= s <= kspace.MAX_SCALE, flag, f"must be between 1 and {kspace.MAX_SCALE:g}, got {value}")
-    return s
+    try:
+        return kspace.check_scale(as_number(value, flag))
+    except ValueError as err:
+        raise InputError(flag, str(err)) from None
 
 
 def parse_degradation(

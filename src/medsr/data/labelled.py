@@ -13,12 +13,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from medsr.data.datasets import ItemSpec, augment_arrays
+from medsr.data.datasets import ItemSpec, VolumeIndex, augment_arrays
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
 
 
-class LabelledSliceDataset(torch.utils.data.Dataset):
+class LabelledSliceDataset(VolumeIndex, torch.utils.data.Dataset):
     """All (subject, z) of one split with the ``contrast`` image and the label map; ``patch_size`` (None: whole
     slices) crops a square patch at a seeded position, ``augment`` applies the same flip/rot90 to both."""
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from medsr.data.datasets import VolumeIndex
 from medsr.errors import InputError
 
 
@@ -24,7 +25,7 @@ def parse_pair(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-class PairMixture(torch.utils.data.Dataset):
+class PairMixture(VolumeIndex, torch.utils.data.Dataset):
     """Concatenation of per-pair :class:`~medsr.data.datasets.SRSliceDataset`s taking ``SampleSpec`` indices."""
 
     def __init__(self, datasets: Sequence[Any]):

@@ -18,7 +18,7 @@ import numpy as np
 
 import medsr
 from medsr.errors import InputError
-from medsr.io.atomic import atomic_path
+from medsr.io.atomic import write_json
 
 STORE_FILE = "slices.h5"
 MANIFEST_FILE = "manifest.json"
@@ -44,11 +44,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_json(path: str | Path, content: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 class StoreWriter:
@@ -120,8 +115,8 @@ class StoreWriter:
             "parameters": dict(parameters),
             "subjects": {**old, **self.records},
         }
-        write_json(manifest_path, manifest)
-        write_json(self.out_dir / SPLIT_FILE, {s: list(split.get(s, [])) for s in SPLITS})
+        write_json(manifest_path, manifest, sort_keys=True)
+        write_json(self.out_dir / SPLIT_FILE, {s: list(split.get(s, [])) for s in SPLITS}, sort_keys=True)
 
 
 class SliceStore:

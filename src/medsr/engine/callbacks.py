@@ -9,7 +9,6 @@ per-volume sums reduced, never means of means.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -20,14 +19,15 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from medsr.io.atomic import write_json
+from medsr.models.base import bicubic_upsample
+
 log = logging.getLogger("medsr.engine")
 
 
 def image_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """``[1, H, 5 W]`` grid of 2-D slices: LR (nearest-upsampled), bicubic, SR, HR, |SR - HR| (x4), clipped to
     [0, 1]."""
-    from medsr.models.base import bicubic_upsample
-
     size = tuple(hr.shape[-2:])
     lr = lr[None, None].float()
     panels = [F.interpolate(lr, size=size, mode="nearest")[0, 0], bicubic_upsample(lr, size)[0, 0], sr, hr,
@@ -118,8 +118,8 @@ class Checkpointer(pl.Callback):
         prints = [int(p) for p in prints.flatten().tolist()]
         if trainer.is_global_zero:
             same = len(set(prints)) == 1
-            (self.run_dir / "ranks.json").write_text(json.dumps({"world_size": len(prints), "identical": same,
-                                                                 "fingerprints": prints}, indent=2) + "\n")
+            write_json(self.run_dir / "ranks.json", {"world_size": len(prints), "identical": same,
+                                                     "fingerprints": prints})
             (log.info if same else log.error)(
                 "final weights %s on %d rank(s)", "identical" if same else "DIFFER", len(prints))
 
@@ -127,7 +127,7 @@ class Checkpointer(pl.Callback):
         """Score the module on the validation split (``module.validation_metrics``, subjects sharded over ranks);
         log, and save ``best.ckpt`` when ``metrics[module.monitor]`` improves."""
         dataset = trainer.datamodule.val_dataset
-        subjects = sorted({sid for sid, _ in dataset.items})[: module.cfg.val.max_subjects]
+        subjects = sorted(dataset.subjects)[: module.cfg.val.max_subjects]
         mine = subjects[trainer.global_rank :: trainer.world_size]
         model = module.eval_model
         was_training = model.training

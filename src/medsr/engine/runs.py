@@ -13,7 +13,6 @@ code; only the global rank 0 touches the run directory.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import platform
@@ -25,10 +24,16 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from medsr.config import RunConfig, config_hash, load_config, to_yaml
+import medsr
+from medsr.checkpoint import save_weights
+from medsr.config import config_hash, load_config, RunConfig, to_yaml
+from medsr.data.embedded import ensure_mni
+from medsr.data.embedded_ct import ensure_ct
 from medsr.data.store import NORM_PERCENTILE
+from medsr.engine.callbacks import Checkpointer, StepBar
+from medsr.engine.datamodule import TaskDataModule
 from medsr.errors import InputError
-from medsr.io.atomic import atomic_path
+from medsr.io.atomic import atomic_path, write_json
 from medsr.registry import TASKS
 
 log = logging.getLogger("medsr.engine")
@@ -54,8 +59,6 @@ def environment() -> dict[str, Any]:
     import lightning
     import numpy
     import torch
-
-    import medsr
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or ["cpu"]
     return {
@@ -109,7 +112,7 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, argv: Sequence[str], *, resum
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     with open(run_dir / "command.txt", "a") as f:
         f.write(" ".join(argv) + "\n")
-    write_text(run_dir / "env.json", json.dumps(environment(), indent=2) + "\n")
+    write_json(run_dir / "env.json", environment())
 
 
 def attach_log(run_dir: Path) -> logging.Handler:
@@ -137,8 +140,6 @@ def build_module(cfg: RunConfig) -> Any:
 def build_trainer(cfg: RunConfig, run_dir: Path, module: Any, callbacks: Sequence[Any] = ()) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
-
-    from medsr.engine.callbacks import Checkpointer, StepBar
 
     t = cfg.train
     return pl.Trainer(
@@ -216,20 +217,14 @@ def train(
     """Train the run a config describes; return its directory (``weights.pth`` inside once finished)."""
     import lightning.pytorch as pl
 
-    from medsr.checkpoint import save_weights
-    from medsr.engine.datamodule import TaskDataModule
-
     cfg = load_config(config, overrides)
     if name is not None:
         cfg.name = name
     run_dir = run_directory(cfg.logging.runs_dir, cfg.name)
     primary = is_primary_process()
     if primary and cfg.data.embedded == "mni":
-        from medsr.data.embedded import ensure_mni
-
         ensure_mni(cfg.data.root)
     if primary and cfg.data.embedded == "ct":
-        from medsr.data.embedded_ct import ensure_ct
 
         ensure_ct(cfg.data.root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

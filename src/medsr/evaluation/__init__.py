@@ -1,1 +1,3 @@
-"""Evaluation: the protocol, per-volume scores and their summary (:mod:`medsr.evaluation.scores`)."""
+"""Evaluation: the protocol, per-volume scores and their summary (``scores``), and the back-ends of the commands
+that score results: ``testing`` (``medsr test``), ``evaluate`` with ``pairing`` and ``report`` (``medsr
+evaluate``), ``segeval`` (``medsr segeval``) and ``clip`` (``medsr clip-score``)."""

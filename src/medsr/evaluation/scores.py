@@ -21,7 +21,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from medsr.data.datasets import eval_specs
+from medsr.data.datasets import VolumeIndex, eval_specs
 from medsr.metrics.image import psnr, ssim
 from medsr.models.base import as_image
 
@@ -113,9 +113,9 @@ def summarise(totals: torch.Tensor) -> Summary:
     return Summary(sp / n, std(sp, sp2), sq / n, std(sq, sq2), int(n))
 
 
-def subjects_of(dataset: Any, specs: Sequence[Any]) -> list[str]:
-    """Subject id of each spec, from the dataset's ``(subject, z)`` index."""
-    return [dataset.items[spec.index][0] for spec in specs]
+def subjects_of(dataset: VolumeIndex, specs: Sequence[Any]) -> list[str]:
+    """Subject id of each spec, from the dataset's volume index."""
+    return [dataset.subject_of(spec.index) for spec in specs]
 
 
 def volume_batches(

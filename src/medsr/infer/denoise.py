@@ -20,10 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.checkpoint import build_from_weights
 from medsr.ct.files import check_ct, read_ct
 from medsr.ct.units import network_input, network_output
 from medsr.errors import InputError
+from medsr.infer.dicom import write_dicom_like
 from medsr.infer.files import resolve_device
+from medsr.infer.volume import InferenceOptions, super_resolve_planes
 from medsr.io.nifti import is_nifti, write_volume
 from medsr.models.base import as_image
 
@@ -66,9 +69,6 @@ def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | P
     """Denoise ``input_path`` into ``output`` (see the module docstring)."""
     from tqdm import tqdm
 
-    from medsr.checkpoint import build_from_weights
-    from medsr.infer.dicom import write_dicom_like
-    from medsr.infer.volume import InferenceOptions, super_resolve_planes
 
     src, dst = Path(input_path), Path(output)
     kind = "nifti" if is_nifti(dst) else "dicom"

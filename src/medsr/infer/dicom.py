@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import InputError
+from medsr.io.atomic import atomic_dir
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "PixelData")
@@ -148,7 +149,6 @@ def write_dicom_like(source: str | Path, output: str | Path, volume: np.ndarray,
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from medsr.io.atomic import atomic_dir
 
     images = series_slices(source)
     if volume.shape != (int(images[0].Columns), int(images[0].Rows), len(images)):

@@ -11,23 +11,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 from nibabel.affines import voxel_sizes
 
-from medsr.checkpoint import SHIPPED_WEIGHTS, shipped_weights
+from medsr.checkpoint import SHIPPED_WEIGHTS, build_from_weights, shipped_weights
 from medsr.data.store import NORM_PERCENTILE, robust_scale
 from medsr.data.masks import MaskSpec
+from medsr.device import resolve_device
 from medsr.errors import InputError
 from medsr.infer.degradation import check_degradation
+from medsr.infer.dicom import read_dicom_series
+from medsr.infer.guard import Safeguards, guard_model
+from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import sr_model
-
-if TYPE_CHECKING:
-    from medsr.infer.guard import Safeguards
+from medsr.resample import overlap_fraction, resample_to_grid
 
 MAX_VOXELS = 2**31
 
@@ -113,8 +115,6 @@ def _fmt(values: Sequence[float]) -> str:
 
 def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     """A 3-D volume and a NIfTI image carrying its header: a NIfTI file, or a DICOM series directory."""
-    from medsr.infer.dicom import read_dicom_series
-
     path = Path(path)
     if not path.is_dir():
         return read_volume(path)
@@ -126,23 +126,6 @@ def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return data, image
-
-
-def resolve_device(spec: str) -> Any:
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]`` as a :class:`torch.device`."""
-    import torch
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise InputError("--device", f"unknown device {spec!r} (auto, cpu or cuda:N)") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise InputError("--device", f"{spec} is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise InputError("--device", f"unsupported device {spec!r} (auto, cpu or cuda:N)")
-    return device
 
 
 def _norm_percentile(meta: Mapping[str, Any]) -> float:
@@ -163,8 +146,6 @@ def reference_resampler(
 
     Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
     """
-    from medsr.resample import overlap_fraction, resample_to_grid
-
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
         if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
@@ -214,10 +195,6 @@ def super_resolve_file(
     """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module.
     ``sampling``: how the input was undersampled (None: fully sampled), checked against the weights' training
     degradation (:mod:`medsr.infer.degradation`; ``force`` turns a refusal into a note)."""
-    from medsr.checkpoint import build_from_weights
-    from medsr.infer.guard import Safeguards, guard_model
-    from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
-
     if not is_nifti(output):
         raise InputError(output, "output must be a NIfTI file (.nii or .nii.gz)")
     if batch_size < 1:

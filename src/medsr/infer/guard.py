@@ -19,6 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from medsr.checkpoint import save_weights
+from medsr.data.store import sha256_file
 from medsr.errors import as_number, require
 from medsr.infer.adapt import AdaptOptions, adapt_model, adapted_meta
 from medsr.infer.selftest import SelfTestResult, plan_self_test, run_self_test
@@ -97,8 +99,6 @@ def _profile(guards: Safeguards, voxel_z: float) -> SliceProfile:
 
 
 def _input_sha256(source: str | Path, volume: np.ndarray) -> str:
-    from medsr.data.store import sha256_file
-
     path = Path(source)
     return sha256_file(path) if path.is_file() else hashlib.sha256(np.ascontiguousarray(volume).tobytes()).hexdigest()
 
@@ -161,6 +161,4 @@ def guard_model(
 
 
 def _save(path: Path, meta: Mapping[str, Any], model: torch.nn.Module, settings: Mapping[str, Any]) -> None:
-    from medsr.checkpoint import save_weights
-
     save_weights(path, meta["model"], model.state_dict(), meta=settings)

@@ -8,11 +8,12 @@ Every writer goes through :func:`atomic_path` / :func:`atomic_dir`, which apply 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from medsr.errors import InputError
 
@@ -103,3 +104,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
+
+
+def write_json(path: str | Path, content: Any, **options: Any) -> None:
+    """Write ``content`` as JSON indented by 2 with a final newline, atomically; ``options`` go to ``json.dumps``
+    (e.g. ``sort_keys``, ``allow_nan``). The one JSON writer of medsr."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=2, **options) + "\n")

@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 
 from medsr.models.base import ModelOutput
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
 @LOSSES.register("complementary")
-class ComplementaryLoss(nn.Module):
+class ComplementaryLoss(Loss):
     """``L1(content, fd) + L1(noise, ld - fd)``; reads the model's ``aux`` and the batch's input ``ld``."""
 
     needs_aux = "noise"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 
 from medsr.kspace import fft2c, pad_kspace
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
@@ -24,7 +24,7 @@ def outside_band(shape: tuple[int, int], band: tuple[int, int], device: torch.de
 
 
 @LOSSES.register("fft")
-class FFTLoss(nn.Module):
+class FFTLoss(Loss):
     """L1 between the real and imaginary parts of the spectra (the frequency loss of MIMO-UNet, Cho et al.
     ICCV 2021)."""
 
@@ -33,7 +33,7 @@ class FFTLoss(nn.Module):
 
 
 @LOSSES.register("kspace")
-class KSpaceLoss(nn.Module):
+class KSpaceLoss(Loss):
     """Mean |K(sr) - K(hr)| over the frequencies outside the central band of ``batch["lr"]``'s in-plane shape.
 
     The LR input already holds that band (it was made by cropping it, ``medsr.kspace.downsample``), so this loss

@@ -13,7 +13,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from medsr.checkpoint import build_from_weights
 from medsr.errors import InputError
+from medsr.losses.base import Loss
+from medsr.models.unet import UNet
 from medsr.registry import LOSSES
 
 
@@ -32,7 +35,7 @@ def gram_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (gram(a.float()) - gram(b.float())).abs().mean()
 
 
-class FrozenFeatureLoss(nn.Module):
+class FrozenFeatureLoss(Loss):
     """A frozen feature network, per-layer weights and a per-layer comparison ``compare(pred, target)``."""
 
     def __init__(
@@ -42,11 +45,9 @@ class FrozenFeatureLoss(nn.Module):
         compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = l1,
     ):
         super().__init__()
-        from medsr.checkpoint import build_from_weights
-
         net, _ = build_from_weights(Path(weights))
-        if not hasattr(net, "features"):
-            raise InputError(weights, f"model {type(net).__name__} has no features(x) method")
+        if not isinstance(net, UNet):  # the one feature network: features(x) -> list of maps
+            raise InputError(weights, f"not a segmentation UNet ({type(net).__name__}), no features(x) to compare")
         net.requires_grad_(False).eval()
         self._net = [net]
         self.layer_weights = list(layer_weights) if layer_weights is not None else None

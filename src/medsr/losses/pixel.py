@@ -8,23 +8,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
 @LOSSES.register("l1")
-class L1Loss(nn.Module):
+class L1Loss(Loss):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         return (sr - hr).abs().mean()
 
 
 @LOSSES.register("mse")
-class MSELoss(nn.Module):
+class MSELoss(Loss):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         return (sr - hr).pow(2).mean()
 
 
 @LOSSES.register("charbonnier")
-class CharbonnierLoss(nn.Module):
+class CharbonnierLoss(Loss):
     """sqrt((sr - hr)^2 + eps^2), a smooth L1 (Charbonnier et al. 1994; used by LapSRN, Lai et al. 2017)."""
 
     def __init__(self, eps: float = 1e-3):
@@ -64,7 +65,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor, size: i
 
 
 @LOSSES.register("ssim")
-class SSIMLoss(nn.Module):
+class SSIMLoss(Loss):
     """1 - SSIM per image (:func:`ssim_map`, 11x11 Gaussian window shrunk to the largest odd size that fits),
     data range = the HR image's max - min, averaged over the batch."""
 

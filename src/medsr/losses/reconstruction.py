@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-from torch import nn
 
+from medsr.losses.base import Loss
 from medsr.models.base import ModelOutput, Output
 from medsr.registry import LOSSES
 
 
 @LOSSES.register("recon_l1")
-class ReconstructionL1(nn.Module):
+class ReconstructionL1(Loss):
     """``mean |aux["recon"] - lr_clean|``; ``output`` is the whole training output of a joint model."""
 
     needs_aux = "recon"

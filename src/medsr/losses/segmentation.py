@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
@@ -22,7 +23,7 @@ def labels_of(target: torch.Tensor | None) -> torch.Tensor:
 
 
 @LOSSES.register("cross_entropy")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(Loss):
     """Pixel-wise cross-entropy of logits against the label map."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor | None, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -30,7 +31,7 @@ class CrossEntropyLoss(nn.Module):
 
 
 @LOSSES.register("dice")
-class SoftDiceLoss(nn.Module):
+class SoftDiceLoss(Loss):
     """``1 - mean_c 2 sum(p_c y_c) / (sum p_c + sum y_c)`` over the classes (background excluded by default),
     with softmax probabilities p: the soft Dice loss of Milletari et al., "V-Net", 3DV 2016."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from medsr.errors import InputError
 from medsr.losses.perceptual import PerceptualLoss
 from medsr.registry import LOSSES
 
@@ -28,8 +27,6 @@ class SegPerceptualLoss(PerceptualLoss):
         if layers not in LAYER_SETS:
             raise ValueError(f"layers must be one of {', '.join(LAYER_SETS)}, got {layers!r}")
         super().__init__(weights, layer_weights)
-        if not hasattr(self.net, "classifier") or not hasattr(self.net, "depth"):
-            raise InputError(weights, f"not a segmentation UNet ({type(self.net).__name__})")
         if layer_weights is None:
             n_enc, n_dec = self.net.depth + 1, self.net.depth
             self.layer_weights = [float(layers != "decoder")] * n_enc + [float(layers != "encoder")] * n_dec

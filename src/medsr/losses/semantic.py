@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.models.base import ModelOutput, Output
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
 @LOSSES.register("sakg_semantic")
-class SemanticAuxLoss(nn.Module):
+class SemanticAuxLoss(Loss):
     """``CE(upsample(logits), label)``; zero when the model's semantic component is switched off.
 
     ``class_weights`` (optional, one per class) rebalance the cross-entropy. ``output`` is the whole training

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.losses.perceptual import gram
+from medsr.losses.base import Loss
 from medsr.registry import LOSSES
 
 
@@ -33,7 +34,7 @@ def dct_filters(size: int = 3) -> torch.Tensor:
 
 
 @LOSSES.register("texture")
-class TextureLoss(nn.Module):
+class TextureLoss(Loss):
     """``sum_scales mean |Gram(F(pred)) - Gram(F(target))|``, ``F`` the DCT filter responses."""
 
     def __init__(self, scales: int = 3):

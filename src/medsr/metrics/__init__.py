@@ -1,3 +1,3 @@
-"""Evaluation metrics: ``image`` (PSNR, NMSE/NRMSE, SSIM), ``lpips``, ``seg`` (Dice, IoU, Pd/Fa, ROC), ``clip``
-(CLIP-S) and ``report`` (protocol header, summaries, JSON/CSV); ``pairing``, ``evaluation`` and ``seg_evaluation``
-run them over matched files for the ``evaluate``, ``segeval`` and ``clip-score`` commands."""
+"""Pure metric functions on tensors and arrays: ``image`` (PSNR, NMSE/NRMSE, SSIM), ``lpips``, ``seg`` (Dice, IoU,
+Pd/Fa, ROC) and ``ct`` (HU windows, ROI noise, NPS). The commands that run them over files live in
+:mod:`medsr.evaluation`."""

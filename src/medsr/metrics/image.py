@@ -3,6 +3,7 @@
 Inputs are ``[B, C, H, W]`` images or ``[B, C, D, H, W]`` volumes (float32/float64, integer tensors are computed
 in float64), on any device. Every metric returns one value per item, ``Tensor[B]``. The data range is always an
 argument (a float or a per-item tensor ``[B]``); :func:`resolve_data_range` turns a rule into those values.
+Each metric is registered in ``medsr.registry.METRICS`` under its name (``medsr evaluate --metrics``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from medsr.errors import InputError
+from medsr.registry import METRICS
 
 DATA_RANGE_RULES = ("gt-range", "gt-max", "dtype")
 # On CPU, metrics run over chunks of about this many input elements per thread, so that temporaries stay in cache.
@@ -106,6 +108,7 @@ def _squared_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (pred - gt).square_()
 
 
+@METRICS.register("psnr")
 def psnr(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor,
          mask: torch.Tensor | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio ``10 log10(R^2 / MSE)`` in dB, per item (per volume for 5-D input)."""
@@ -115,6 +118,7 @@ def psnr(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor,
     return 10 * torch.log10(peak**2 / mse)
 
 
+@METRICS.register("nmse")
 def nmse(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised mean squared error ``||pred - gt||^2 / ||gt||^2`` per item (fastMRI's NMSE)."""
     pred, gt = _check_pair(pred, gt)
@@ -122,6 +126,7 @@ def nmse(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None)
     return error / _chunked_mean(torch.square, (gt,), mask)
 
 
+@METRICS.register("nrmse")
 def nrmse(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Normalised root mean squared error ``||pred - gt|| / ||gt||`` per item (scikit-image's 'euclidean')."""
     return nmse(pred, gt, mask).sqrt()
@@ -186,6 +191,7 @@ def _crop_to_valid(mask: torch.Tensor, shape: Sequence[int], pad: int, nd: int) 
     return mask[index]
 
 
+@METRICS.register("ssim")
 def ssim(pred: torch.Tensor, gt: torch.Tensor, data_range: float | torch.Tensor, preset: str = "wang",
          win_size: int | None = None, volume_mode: str = "slices", mask: torch.Tensor | None = None) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) per item, averaged over channels and the valid region.

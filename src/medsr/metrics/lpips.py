@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from medsr.checkpoint import read_torch_file
 from medsr.errors import InputError
+from medsr.registry import METRICS
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,20 @@ def lpips_distance(model: LPIPS, pred: torch.Tensor, gt: torch.Tensor, batch_siz
             x, y = (t[start:start + batch_size].to(device, dtype).expand(-1, 3, -1, -1) for t in (pred, gt))
             values.append(model(x, y).cpu())
     return torch.cat(values).view(batch, -1).mean(1).to(torch.float64)
+
+
+def signed_unit(t: torch.Tensor, floor: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """Map ``[floor, floor + peak]`` (per item) onto ``[-1, 1]``, the input range of LPIPS."""
+    shape = (-1, *[1] * (t.ndim - 1))
+    return 2 * (t - floor.view(shape)) / peak.view(shape) - 1
+
+
+@METRICS.register("lpips")
+def lpips(pred: torch.Tensor, gt: torch.Tensor, data_range: torch.Tensor, floor: torch.Tensor, model: LPIPS
+          ) -> torch.Tensor:
+    """LPIPS per item of images whose values span ``[floor, floor + data_range]`` (per item ``[B]``), mapped onto
+    the network's [-1, 1] (:func:`lpips_distance`)."""
+    return lpips_distance(model, signed_unit(pred, floor, data_range), signed_unit(gt, floor, data_range))
 
 
 def _flax_kernel(kernel: np.ndarray) -> torch.Tensor:

@@ -111,6 +111,13 @@ def seeded_init(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
+class Denoiser(nn.Module):
+    """Base of the image-to-image denoisers (``x [B, 1, H, W] -> [B, 1, H, W]`` on one grid, task ``denoise``):
+    ``aux_outputs`` names what a training forward may return in ``ModelOutput.aux`` (read by the loss check)."""
+
+    aux_outputs: tuple[str, ...] = ()
+
+
 class SRModel(nn.Module):
     """Base class of medsr super-resolution networks.
 
@@ -188,8 +195,28 @@ class SRModel(nn.Module):
 
 
 def sr_model(model: nn.Module, source: object) -> SRModel:
-    """``model`` itself when it is a super-resolution network (so its capabilities are declared), else an
-    :class:`InputError` naming ``source`` (e.g. a segmentation UNet's weights given to ``medsr test``)."""
+    """``model`` itself when it is a super-resolution network whose declared capabilities are well formed (checked
+    here once, so callers read them directly), else an :class:`InputError` naming ``source`` (e.g. a segmentation
+    UNet's weights given to ``medsr test``); a malformed declaration is a bug of the model (``TypeError``)."""
     if not isinstance(model, SRModel):
         raise InputError(source, f"{type(model).__name__} is not a super-resolution model")
+    check_capabilities(model)
     return model
+
+
+def check_capabilities(model: SRModel) -> None:
+    """``TypeError`` unless ``fixed_scales`` is None or a non-empty tuple of integers >= 1 (1: reconstruction on the
+    input grid), ``uses_ref`` and ``uses_kspace`` bools, ``n_slices`` an odd positive integer and ``aux_outputs`` a
+    tuple of names."""
+    name, fixed = type(model).__name__, model.fixed_scales
+    if fixed is not None and not (isinstance(fixed, tuple) and fixed and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in fixed)):
+        raise TypeError(f"{name}.fixed_scales must be None or a tuple of integers >= 1, got {fixed!r}")
+    for flag, value in (("uses_ref", model.uses_ref), ("uses_kspace", model.uses_kspace)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}.{flag} must be a bool, got {value!r}")
+    n = model.n_slices
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1 and n % 2 == 1):
+        raise TypeError(f"{name}.n_slices must be an odd positive integer, got {n!r}")
+    if not (isinstance(model.aux_outputs, tuple) and all(isinstance(a, str) for a in model.aux_outputs)):
+        raise TypeError(f"{name}.aux_outputs must be a tuple of names, got {model.aux_outputs!r}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medsr.models.base import ModelOutput
+from medsr.models.base import Denoiser, ModelOutput
 from medsr.models.blocks import ResBlock, conv
 from medsr.models.restormer import ChannelNorm, TransformerBlock, channel_attention
 from medsr.registry import MODELS
@@ -68,7 +68,7 @@ class CrossAttention(nn.Module):
 
 
 @MODELS.register("cncl")
-class CNCL(nn.Module):
+class CNCL(Denoiser):
     """``forward(x [B, 1, H, W]) -> ModelOutput(fused, aux={"content": content1, "noise": noise})``."""
 
     aux_outputs = ("content", "noise")

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from medsr.models.blocks import conv
+from medsr.models.base import Denoiser
 from medsr.registry import MODELS
 
 
 @MODELS.register("dncnn")
-class DnCNN(nn.Module):
+class DnCNN(Denoiser):
     """``forward(x [B, 1, H, W]) -> x - noise(x)``."""
 
-    aux_outputs: tuple[str, ...] = ()
 
     def __init__(self, depth: int = 10, width: int = 32, batch_norm: bool = True):
         super().__init__()

@@ -14,14 +14,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medsr.models.base import Denoiser
 from medsr.registry import MODELS
 
 
 @MODELS.register("redcnn")
-class REDCNN(nn.Module):
+class REDCNN(Denoiser):
     """``forward(x [B, 1, H, W]) -> [B, 1, H, W]``, the denoised image."""
 
-    aux_outputs: tuple[str, ...] = ()
 
     def __init__(self, width: int = 32, kernel_size: int = 5):
         super().__init__()

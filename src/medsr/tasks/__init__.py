@@ -1,4 +1,3 @@
-"""Training tasks, siblings on :class:`medsr.tasks.base.TrainingTask`; importing this package registers each in
-``medsr.registry.TASKS`` under the name a config's ``task`` gives. A new task is one module here plus a config."""
-
-from medsr.tasks import denoise, joint, reconstruction, segmentation, sr  # noqa: F401
+"""Training tasks, siblings on :class:`medsr.tasks.base.TrainingTask`. ``medsr.registry.TASKS`` imports every
+module of this package on first use, so each registers its task under the name a config's ``task`` gives: a new
+task is one module here plus a config."""

@@ -26,7 +26,7 @@ from medsr.errors import InputError
 from medsr.config import to_dict
 from medsr.evaluation.joint import BRANCHES, PROTOCOL as EVAL_PROTOCOL, evaluate_joint
 from medsr.kspace import lr_shape
-from medsr.metrics.report import protocol_header
+from medsr.evaluation.report import protocol_header
 from medsr.models.base import Output
 from medsr.registry import TASKS
 from medsr.tasks.sr import SRTask

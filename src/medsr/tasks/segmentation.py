@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from medsr.data.labelled import LabelledSliceDataset
+from medsr.metrics import seg
+from medsr.models.unet import UNet
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
 
@@ -31,21 +33,17 @@ def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> torc
 
 
 def dice_per_class(pred: torch.Tensor, gt: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Dice ``2 |P ∩ G| / (|P| + |G|)`` of each class over a whole label volume (1 when absent from both)."""
-    scores = []
-    for c in classes:
-        p, g = pred == c, gt == c
-        total = int(p.sum() + g.sum())
-        scores.append(1.0 if total == 0 else 2.0 * float((p & g).sum()) / total)
-    return torch.tensor(scores, dtype=torch.float64)
+    """Dice ``2 |P ∩ G| / (|P| + |G|)`` of each class over a whole label volume (1 when absent from both;
+    :func:`medsr.metrics.seg.dice`), as a tensor in the order of ``classes``."""
+    scores = seg.dice(pred.cpu().numpy(), gt.cpu().numpy(), classes)
+    return torch.tensor([scores[c] for c in classes], dtype=torch.float64)
 
 
 def num_classes(model: nn.Module) -> int:
-    """Output classes of a segmentation network (its final 1x1 ``classifier``)."""
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, nn.Conv2d):
-        raise ValueError(f"{type(model).__name__} is not a segmentation network with a classifier layer")
-    return classifier.out_channels
+    """Output classes of a segmentation network (a :class:`~medsr.models.unet.UNet`)."""
+    if not isinstance(model, UNet):
+        raise ValueError(f"{type(model).__name__} is not a segmentation network (a unet)")
+    return model.classifier.out_channels
 
 
 @TASKS.register("segmentation")
@@ -71,7 +69,7 @@ class SegmentationTask(TrainingTask):
                            subjects: Sequence[str]) -> dict[str, float]:
         """Dice per tissue (labels 1..C-1) per volume of this rank's ``subjects``, summed over ranks, then the mean
         over volumes; ``val/dice`` is the mean over tissues."""
-        names = dataset.store.manifest.get("labels") or {}
+        names = dataset.label_names
         model = self.eval_model
         classes = list(range(1, num_classes(model)))
         totals = torch.zeros(len(classes) + 1, dtype=torch.float64)

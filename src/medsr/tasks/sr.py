@@ -4,7 +4,7 @@ Data: :class:`~medsr.data.datasets.SRSliceDataset` (or a :class:`~medsr.data.mix
 ``data.pairs``; for training with ``data.dataset: synth``, mixed with generated items by
 :class:`~medsr.data.synth.SynthMixture`), degraded on the fly in k-space at the scales the curriculum draws per step
 (:class:`~medsr.data.datasets.ScaleBatchSampler`). Validation: PSNR/SSIM per validation scale on whole volumes,
-exactly as ``medsr test`` scores them (:mod:`medsr.engine.evaluation`); ``val/psnr`` (the mean over scales)
+exactly as ``medsr test`` scores them (:mod:`medsr.evaluation.testing`); ``val/psnr`` (the mean over scales)
 selects ``best.ckpt``. Supports ``train.gan`` (real images: ``hr``).
 """
 
@@ -16,16 +16,16 @@ from typing import Any, Mapping, Sequence
 import lightning.pytorch as pl
 import torch
 
-from medsr.config import to_dict
+from medsr import config
 from medsr.data.datasets import ScaleBatchSampler, SRSliceDataset
 from medsr.data.masks import CONFIG_KEYS, parse_mask
 from medsr.data.mixture import PairMixture, parse_pair
-from medsr.data.scales import ChoiceScale, Curriculum, FixedScale
 from medsr.data.synth import SynthMixture, SynthSliceDataset
 from medsr.errors import InputError
 from medsr.evaluation import scores
 from medsr.models.base import Output, sr_model
 from medsr.registry import TASKS
+from medsr.scales import ChoiceScale, Curriculum, FixedScale
 from medsr.tasks.base import TrainingTask
 
 
@@ -37,8 +37,7 @@ def check_fixed_scales(fixed: tuple[int, ...] | None, curriculum: Curriculum) ->
         sampler = stage.scale
         values = set(sampler.value) if isinstance(sampler, FixedScale) else (
             set(sampler.values) if isinstance(sampler, ChoiceScale) else None)
-        asymmetric = getattr(sampler, "asymmetric", False) or (isinstance(sampler, FixedScale) and len(values) > 1)
-        if values is None or asymmetric or not values <= set(fixed):
+        if values is None or sampler.asymmetric or not values <= set(fixed):
             raise InputError("data.curriculum", f"stage {i}: the model only supports the fixed scales "
                              f"{', '.join(f'x{s}' for s in fixed)}, but the stage draws {sampler}")
 
@@ -57,10 +56,7 @@ class SRTask(TrainingTask):
 
     @functools.cached_property
     def curriculum(self) -> Curriculum:
-        try:
-            return Curriculum.from_config(to_dict(self.cfg)["data"]["curriculum"])
-        except ValueError as err:
-            raise InputError("data.curriculum", str(err)) from None
+        return config.curriculum(self.cfg)
 
     def dataset(self, split: str, *, training: bool) -> Any:
         """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""

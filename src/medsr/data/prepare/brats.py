@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, load_nifti_subject
-from medsr.errors import require
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, group_by_subject, \
+    load_nifti_subject, preparer
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 PATTERN = re.compile(r"^(BraTS\w+?)_(t1|t1ce|t2|flair|seg)\.nii(\.gz)?$")
@@ -22,24 +22,12 @@ LABEL_NAMES = {0: "background", 1: "necrotic and non-enhancing tumour core (NCR/
                2: "peritumoral edema (ED, BraTS 2)", 3: "enhancing tumour (ET, BraTS 4)"}
 
 
-def find_files(src: Path) -> dict[str, dict[str, Path]]:
-    """``{subject folder name: {modality: path}}`` for files named after their folder below ``src``."""
-    found: dict[str, dict[str, Path]] = {}
-    for path in sorted(src.rglob("BraTS*")):
-        match = PATTERN.match(path.name)
-        if match and path.is_file() and path.parent.name == match.group(1):
-            modality = match.group(2)
-            other = found.setdefault(match.group(1), {}).get(modality)
-            require(other is None, path, f"duplicate {modality} file (also {other})")
-            found[match.group(1)][modality] = path
-    return found
-
-
+@preparer("brats")
 def dataset(src: str | Path, target: str = "t2", reference: str = "t1") -> Dataset:
     """The BraTS subjects below ``src`` with both modalities, their ``seg`` as labels when present."""
     root = check_source_dir(src)
     target, reference = choose(target, MODALITIES, "--target"), choose(reference, MODALITIES, "--ref")
-    found = find_files(root)
+    found = group_by_subject(root, "BraTS*", PATTERN, own_folder=True)
     subjects, skipped = found_pairs(found, target, reference, root,
                                     "BraTS subject folders (BraTS.../BraTS..._<modality>.nii.gz)", label="seg")
     parameters = {"skipped": skipped, "label_mapping": {str(k): v for k, v in LABEL_MAP.items()}}

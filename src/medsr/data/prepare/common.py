@@ -1,8 +1,9 @@
 """Machinery shared by the real-data preparers: options, per-subject processing, the parallel write loop, splits.
 
-A preparer lists its subjects (a target volume, a reference volume, optionally a label map) and hands them to
-:func:`prepare_store`. Each subject is processed in a worker process by a loader (here
-:func:`load_nifti_subject`; fastMRI has its own), and the main process writes the results through
+A preparer lists its subjects (a target volume, a reference volume, optionally a label map) in a ``dataset``
+function registered with :func:`preparer`, which hands them to :func:`prepare_store`. Each subject is processed
+in a worker process by a loader (here :func:`load_nifti_subject`; fastMRI has its own), and the main process
+writes the results through
 :class:`medsr.data.store.StoreWriter`:
 
 1. the reference (and the labels) are resampled onto the target's voxel grid through the two affines when the grids
@@ -30,6 +31,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -43,8 +45,9 @@ from nibabel.affines import voxel_sizes
 from medsr.data.heldout import refuse_heldout
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha256_file
 from medsr.errors import InputError, as_integer, as_number, require
-from medsr.resample import overlap_fraction, resample_to_grid
 from medsr.io.nifti import read_volume
+from medsr.registry import DATASETS
+from medsr.resample import overlap_fraction, resample_to_grid
 
 MIN_OVERLAP = 0.5
 GRID_TOLERANCE_MM = 1e-3
@@ -165,6 +168,23 @@ def choose(value: str, allowed: Sequence[str], flag: str) -> str:
     match = {name.lower(): name for name in allowed}.get(str(value).lower())
     require(match is not None, flag, f"must be one of {', '.join(allowed)}, got {value!r}")
     return match
+
+
+def group_by_subject(root: Path, glob: str, pattern: re.Pattern[str], own_folder: bool = False
+                     ) -> dict[str, dict[str, Path]]:
+    """``{subject: {contrast: path}}`` of the files below ``root`` matching ``glob`` whose names match ``pattern``
+    (groups: subject, contrast); with ``own_folder`` only files in a folder named after their subject. A second
+    file for one subject's contrast is an error naming both."""
+    found: dict[str, dict[str, Path]] = {}
+    for path in sorted(root.rglob(glob)):
+        match = pattern.match(path.name)
+        if not match or not path.is_file() or (own_folder and path.parent.name != match.group(1)):
+            continue
+        sid, contrast = match.group(1), match.group(2)
+        other = found.setdefault(sid, {}).get(contrast)
+        require(other is None, path, f"duplicate {contrast} image of {sid} (also {other})")
+        found[sid][contrast] = path
+    return found
 
 
 def found_pairs(
@@ -479,3 +499,17 @@ def prepare_store(dataset: Dataset, out_dir: str | Path, options: Options) -> di
         raise
     writer.finish(dataset.name, split, parameters)
     return split
+
+
+def preparer(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a ``dataset(**sources) -> Dataset`` function in ``medsr.registry.DATASETS`` as the preparer
+    ``name``: ``prepare(out_dir, options, **sources) -> split``, through :func:`prepare_store`."""
+
+    def add(dataset: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        def prepare(out_dir: str | Path, options: Options, **sources: Any) -> dict[str, list[str]]:
+            return prepare_store(dataset(**sources), out_dir, options)
+
+        DATASETS.register(name)(prepare)
+        return dataset
+
+    return add

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.data.prepare.common import Context, Dataset, Prepared, Subject, centre_fit, check_sid, \
-    check_source_dir, file_record, finish_subject, read_csv, resolve, unique_subjects
+    check_source_dir, file_record, finish_subject, preparer, read_csv, resolve, unique_subjects
 from medsr.data.store import sha256_file
 from medsr.errors import InputError, require
 
@@ -83,6 +83,7 @@ def load_subject(subject: Subject, context: Context) -> Prepared:
                           record)
 
 
+@preparer("fastmri")
 def dataset(src: str | Path, pairs_csv: str | Path) -> Dataset:
     """The PD-FS/PD pairs listed in ``pairs_csv``, files below ``src``."""
     root = check_source_dir(src)

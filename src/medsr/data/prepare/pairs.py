@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from medsr.data.prepare.common import Dataset, Subject, check_sid, load_nifti_subject, read_csv, resolve, \
-    unique_subjects
+    preparer, unique_subjects
 from medsr.data.store import sha256_file
 from medsr.errors import require
 
 
+@preparer("pairs")
 def dataset(csv_path: str | Path, target: str = "target", reference: str = "ref") -> Dataset:
     """The subjects listed in ``csv_path``."""
     path = Path(csv_path)

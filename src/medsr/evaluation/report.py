@@ -4,11 +4,11 @@ JSON/CSV files written atomically. Shared by ``evaluate``, ``segeval``, ``clip-s
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
+from medsr.io import atomic
 from medsr.io.atomic import atomic_path
 
 NOT_AVAILABLE = "n/a"
@@ -134,8 +134,7 @@ def report_dict(protocol: Mapping[str, Any], metrics: Sequence[str],
 
 def write_json(path: str | Path, content: Mapping[str, Any]) -> None:
     """Write ``content`` as indented strict JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_json_ready(content), indent=2, allow_nan=False) + "\n")
+    atomic.write_json(path, _json_ready(content), allow_nan=False)
 
 
 def write_csv(path: str | Path, columns: Sequence[str], records: Sequence[Mapping[str, Any]]) -> None:

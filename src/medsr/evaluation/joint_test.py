@@ -12,7 +12,7 @@ from medsr.data import masks
 from medsr.data.datasets import SampleSpec
 from medsr.data.joint import JointSliceDataset, protocol
 from medsr.evaluation.joint import BRANCHES, PROTOCOL, evaluate_joint
-from medsr.metrics.report import summarise
+from medsr.evaluation.report import summarise
 from medsr.models.sequential import Sequential
 
 JOINT_TASKS = ("reconstruction", "joint")

@@ -5,6 +5,7 @@ Every result comes with the protocol that produced it: data-range rule and value
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsr import registry
 from medsr.errors import InputError, require
+from medsr.evaluation.pairing import Loaded, MaskSource, load_pair, match_files
+from medsr.evaluation.report import render, report_dict, write_csv, write_json
 from medsr.metrics import image
 from medsr.metrics.ct import CTWindow
-from medsr.metrics.pairing import Loaded, MaskSource, load_pair, match_files
-from medsr.metrics.report import render, report_dict, write_csv, write_json
+from medsr.metrics.lpips import load_lpips, min_input_size
 
-METRICS = ("psnr", "ssim", "nrmse", "nmse", "lpips")
+METRICS = tuple(registry.METRICS.names())
 DEFAULT_METRICS = ("psnr", "ssim", "nrmse")
 
 
@@ -133,8 +136,6 @@ def _ssim_note(ctx: _Context, spatial: tuple[int, ...]) -> str:
 def _lpips_note(ctx: _Context, spatial: tuple[int, ...]) -> str:
     if ctx.lpips_model is None:
         return ""
-    from medsr.metrics.lpips import min_input_size
-
     smallest = min_input_size(ctx.lpips_model.net)
     return f"lpips n/a: smaller than {smallest}x{smallest}" if min(spatial) < smallest else ""
 
@@ -179,32 +180,20 @@ def _evaluate_pair(key: str, pred: Loaded, gt: Loaded, mask: np.ndarray | None, 
     return records
 
 
-def _signed_unit(t: torch.Tensor, floor: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
-    """Map ``[floor, floor + peak]`` (per item) onto ``[-1, 1]``, the input range of LPIPS."""
-    shape = (-1, *[1] * (t.ndim - 1))
-    return 2 * (t - floor.view(shape)) / peak.view(shape) - 1
-
-
 def _metric_values(x: torch.Tensor, y: torch.Tensor, peak: torch.Tensor, floor: torch.Tensor,
                    mask: torch.Tensor | None, ctx: _Context) -> dict[str, torch.Tensor]:
+    """Each asked metric of ``METRICS`` on the inputs its parameters name; NaN where a metric that reads the data
+    range meets a range of 0."""
     bad = peak <= 0
     safe = torch.where(bad, torch.ones_like(peak), peak)
     nan = torch.full_like(peak, float("nan"))
+    inputs = {"data_range": safe, "floor": floor, "mask": mask, "preset": ctx.preset.name, "model": ctx.lpips_model}
     values: dict[str, torch.Tensor] = {}
     for name in ctx.options.metrics:
-        if name == "psnr":
-            values[name] = torch.where(bad, nan, image.psnr(x, y, safe, mask=mask))
-        elif name == "ssim":
-            values[name] = torch.where(bad, nan, image.ssim(x, y, safe, preset=ctx.preset.name, mask=mask))
-        elif name == "nrmse":
-            values[name] = image.nrmse(x, y, mask=mask)
-        elif name == "nmse":
-            values[name] = image.nmse(x, y, mask=mask)
-        else:
-            from medsr.metrics.lpips import lpips_distance
-
-            values[name] = torch.where(bad, nan, lpips_distance(ctx.lpips_model, _signed_unit(x, floor, safe),
-                                                                _signed_unit(y, floor, safe)))
+        metric = registry.METRICS.get(name)
+        reads = inspect.signature(metric).parameters
+        value = metric(x, y, **{k: v for k, v in inputs.items() if k in reads})
+        values[name] = torch.where(bad, nan, value) if "data_range" in reads else value
     return values
 
 
@@ -255,8 +244,6 @@ def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
     matching = match_files(Path(pred), Path(gt), options.allow_missing)
     lpips_model = None
     if "lpips" in options.metrics:
-        from medsr.metrics.lpips import load_lpips
-
         lpips_model = load_lpips(options.lpips_weights)
     ctx = _Context(options, image.SSIM_PRESETS[options.ssim_preset], lpips_model)
     masks = MaskSource(options.mask)

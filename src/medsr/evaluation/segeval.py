@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from medsr.errors import InputError, require
+from medsr.evaluation.evaluate import Evaluation
+from medsr.evaluation.pairing import load, match_files
 from medsr.metrics import seg
-from medsr.metrics.evaluation import Evaluation
-from medsr.metrics.pairing import load, match_files
 
 METRICS = ("dice", "iou", "pdfa", "roc")
 DEFAULT_METRICS = ("dice", "iou")

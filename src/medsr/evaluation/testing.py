@@ -10,10 +10,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from medsr.checkpoint import weights_path
+from medsr.checkpoint import build_from_weights, weights_path
+from medsr.data.datasets import SRSliceDataset
 from medsr.errors import InputError
+from medsr.evaluation.report import format_value
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
-from medsr.metrics.report import format_value
+from medsr.kspace import check_scale, lr_length
+from medsr.models.base import sr_model
+from medsr.registry import MODELS
 
 
 def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol: float = 1e-6) -> bool:
@@ -47,8 +51,6 @@ class TestSetup:
 
 def parse_scales(text: str, flag: str = "--scales") -> tuple[float, ...]:
     """``"1.5,2,4"`` -> ``(1.5, 2.0, 4.0)``; each must be a number in [1, 16]."""
-    from medsr.kspace import check_scale
-
     try:
         scales = tuple(check_scale(v.strip()) for v in text.split(",") if v.strip())
     except ValueError as err:
@@ -71,10 +73,6 @@ class Method:
 
 
 def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
-    from medsr.checkpoint import build_from_weights
-    from medsr.models.base import sr_model
-    from medsr.registry import MODELS
-
     methods, main_meta = [], {}
     for i, path in enumerate((weights_path(setup.weights), *setup.extra)):
         model, meta = build_from_weights(path, task="sr")
@@ -92,14 +90,12 @@ def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
 def unsupported(net: Any, dataset: Any, scale: float) -> str | None:
     """Why a fixed-scale model cannot be tested at ``scale`` (a scale it lacks, or slices that are not a whole
     multiple of their LR size), or None when it can; such rows are reported as n/a with this reason."""
-    from medsr.kspace import lr_length
-
     fixed = net.fixed_scales
     if fixed is None:
         return None
     if scale not in fixed:
         return f"n/a: fixed scales {', '.join(f'x{s:g}' for s in fixed)} only"
-    shapes = {dataset.store.shape(sid)[-2:] for sid in {sid for sid, _ in dataset.items}}
+    shapes = {dataset.slice_shape(sid) for sid in dataset.subjects}
     if not all(lr_length(n, scale) * scale == n for shape in shapes for n in shape):
         return f"n/a: slices {sorted(shapes)} are not a multiple of x{scale:g}"
     return None
@@ -111,8 +107,6 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
     Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "ssim",
     "ssim_std", "n_volumes", "ood", "note"}]}`` (``note``: why a row is n/a, else None) and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
     """
-    from medsr.data.datasets import SRSliceDataset
-
     methods, meta = _methods(setup)
     contrasts = meta.get("contrasts", {})
     target = setup.target or contrasts.get("target")
@@ -148,7 +142,7 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
         "contrasts": f"target {target}, reference {ref_contrast or 'none'}",
         "ref_mode": setup.ref if setup.ref != "lr" else f"lr at x{setup.ref_scale or 'target scale'}",
         "scales_trained": f"{trained[0]:g}-{trained[1]:g}" if trained else "unknown",
-        "volumes": len({sid for sid, _ in next(iter(datasets.values())).items}),
+        "volumes": len(next(iter(datasets.values())).subjects),
     }
     return {"protocol": protocol, "results": results}, samples
 

@@ -29,6 +29,9 @@ REF_MODES = ("hr", "lr", "none")
 
 
 class ScaleSampler(Protocol):
+    asymmetric: bool
+    """Whether ``sy`` and ``sx`` may differ."""
+
     def sample(self, rng: np.random.Generator) -> Scale:
         """One ``(sy, sx)`` pair drawn with ``rng``."""
 
@@ -41,6 +44,10 @@ class FixedScale:
     """Always the same ``(sy, sx)``."""
 
     value: Scale
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.value[0] != self.value[1]
 
     def sample(self, rng: np.random.Generator) -> Scale:
         return self.value

@@ -15,29 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medsr.device import resolve_device
 from medsr.errors import InputError, require
-from medsr.metrics.evaluation import Evaluation
-from medsr.metrics.pairing import match_files
+from medsr.evaluation.evaluate import Evaluation
+from medsr.evaluation.pairing import match_files
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".txt",)
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda[:N]``."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise InputError("--device", f"'{spec}' is not auto, cpu or cuda:N") from None
-    require(device.type in ("cpu", "cuda"), "--device", f"'{spec}' is not auto, cpu or cuda:N")
-    if device.type == "cuda":
-        require(torch.cuda.is_available(), "--device", "CUDA is not available on this machine")
-        require(device.index is None or device.index < torch.cuda.device_count(), "--device",
-                f"there are {torch.cuda.device_count()} CUDA device(s), no {spec}")
-    return device
 
 
 @dataclass

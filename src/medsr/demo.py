@@ -7,8 +7,19 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from medsr.checkpoint import build_from_weights, shipped_weights
 from medsr.config import CONFIG_DIR
+from medsr.data.ct_pairs import CTPairDataset
+from medsr.data.embedded import ensure_mni
+from medsr.data.embedded_ct import ensure_ct
+from medsr.engine.runs import train
 from medsr.errors import InputError
+from medsr.evaluation.report import protocol_header
+from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
+from medsr.io.atomic import atomic_path
+from medsr.metrics.ct import CT_PRESETS, scores_in_windows
+from medsr.tasks.denoise import denoise_hu
+from medsr.viz import comparison_figure, ct_comparison_figure
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
 DEMO_SCALES = (1.5, 2.0, 3.0, 4.0)
@@ -44,14 +55,6 @@ def run_demo(
     minutes: float, data: Path, out: Path, config: Path = DEMO_CONFIG, scales: Sequence[float] = DEMO_SCALES
 ) -> Path:
     """Train, test and report; return the path of ``report.md``."""
-    from medsr.checkpoint import shipped_weights
-    from medsr.data.embedded import ensure_mni
-    from medsr.engine.evaluation import BASELINES, TestSetup, results_table, run_test
-    from medsr.engine.runs import train
-    from medsr.io.atomic import atomic_path
-    from medsr.metrics.report import protocol_header
-    from medsr.viz import comparison_figure
-
     if not config.is_file():
         raise InputError(config, "demo config not found (run medsr demo from a medsr source checkout)")
     if not (math.isfinite(minutes) and minutes > 0):
@@ -104,14 +107,6 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
     """``medsr demo --task ct``: train CNCL on the embedded CT data within ``minutes``, score the low-dose input
     and the trained model on the validation split in the RED-CNN and LDCT-bench abdomen windows, write
     ``report.md`` and ``comparison.png``; return the report's path."""
-    from medsr.checkpoint import build_from_weights
-    from medsr.data.ct_pairs import CTPairDataset
-    from medsr.data.embedded_ct import ensure_ct
-    from medsr.engine.runs import train
-    from medsr.io.atomic import atomic_path
-    from medsr.metrics.ct import CT_PRESETS, scores_in_windows
-    from medsr.tasks.denoise import denoise_hu
-    from medsr.viz import ct_comparison_figure
 
     if not (math.isfinite(minutes) and minutes > 0):
         raise InputError("--minutes", f"must be a positive finite number, got {minutes:g}")
