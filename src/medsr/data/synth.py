@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from medsr.data.datasets import SampleSpec, make_item, patch_layout, scale_pair
+from medsr.data.datasets import SampleSpec, VolumeIndex, make_item, patch_layout, scale_pair
 from medsr.data.masks import MaskSpec, on_lr_grid
 from medsr.data.store import SliceStore, robust_scale
 from medsr.data.synth_augment import add_layers, procedural_classes, render, sampling_grid, smooth_field, split_labels, warp
@@ -47,7 +47,7 @@ SUB_SPLIT_PERCENTILES = (10.0, 90.0)
 _GEOMETRY, _TARGET, _REF, _MIX = 0, 1, 2, 3
 
 
-class SynthSliceDataset(torch.utils.data.Dataset):
+class SynthSliceDataset(VolumeIndex, torch.utils.data.Dataset):
     """Synthetic items over the label maps of ``split`` (see the module docstring).
 
     ``params``: a :class:`medsr.config.SynthConfig`; ``length``: the number of spec indices (index ``i`` uses
@@ -78,9 +78,19 @@ class SynthSliceDataset(torch.utils.data.Dataset):
         self.use_labels = use_labels and bool(sids)
         self.length = length if length is not None else max(len(self.items), 1)
         self.mask = mask
+        self.store, self.sids = store, sids
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def subjects(self) -> list[str]:
+        """The label subjects the items are drawn from (procedural items count as drawn from none)."""
+        return list(self.sids)
+
+    def subject_of(self, index: int) -> str:
+        """The label subject of spec index ``index`` (``index`` mod the number of store slices)."""
+        return self.sids[self.items[index % len(self.items)][0]] if self.items else "procedural"
 
     def __getitem__(self, spec: SampleSpec) -> dict[str, Any]:
         p, k = self.params, self.n_adjacent
