@@ -190,6 +190,7 @@ BAD_META = [
     (None, {"norm": "x"}, "meta.norm"),
     (None, {"scales": ["a", "b"]}, "meta.scales"),
     (None, {"task": "segmentation"}, "segmentation weights"),
+    (None, {"task": "from_the_future"}, "unknown task 'from_the_future' (known: denoise, joint"),
 ]
 
 

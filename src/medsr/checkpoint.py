@@ -13,7 +13,7 @@ import torch
 import medsr
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
-from medsr.registry import MODELS
+from medsr.registry import MODELS, TASKS
 
 
 
@@ -53,9 +53,6 @@ def read_torch_file(path: str | Path, kind: str = "weights") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise InputError(path, f"not a readable {kind} file ({type(err).__name__})") from None
-
-
-TASKS = ("sr", "segmentation", "reconstruction", "joint", "denoise")
 
 
 def weights_path(path: str | Path) -> Path:
