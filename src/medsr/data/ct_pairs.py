@@ -11,7 +11,6 @@ statistic of the image.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -22,7 +21,7 @@ import torch
 import medsr
 from medsr.ct.units import network_input
 from medsr.data.datasets import ItemSpec, VolumeIndex, augment_arrays
-from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, write_json
+from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreReader, write_json
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_dir
 
@@ -60,34 +59,16 @@ def is_pair_store(root: str | Path) -> bool:
     return (Path(root) / PAIRS_FILE).is_file()
 
 
-class CTPairStore:
-    """Read access to a CT pair store (the HDF5 file is opened lazily in each process)."""
+class CTPairStore(StoreReader):
+    """Read access to a CT pair store (``pairs.h5``)."""
+
+    data_file = PAIRS_FILE
+    prepare_hint = "not a prepared CT pair store (run 'medsr prepare ct' or 'medsr prepare ldct')"
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        for name in (PAIRS_FILE, MANIFEST_FILE, SPLIT_FILE):
-            if not (self.root / name).is_file():
-                raise InputError(self.root / name, "missing: not a prepared CT pair store (run 'medsr prepare "
-                                 "ct' or 'medsr prepare ldct')")
-        self.manifest: dict[str, Any] = json.loads((self.root / MANIFEST_FILE).read_text())
+        super().__init__(root)
         if self.manifest.get("kind") != KIND:
             raise InputError(self.root / MANIFEST_FILE, f"not a CT pair store (kind {self.manifest.get('kind')!r})")
-        self.split: dict[str, list[str]] = json.loads((self.root / SPLIT_FILE).read_text())
-        self._file: h5py.File | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_file": None}
-
-    @property
-    def file(self) -> h5py.File:
-        if self._file is None:
-            self._file = h5py.File(self.root / PAIRS_FILE, "r")
-        return self._file
-
-    def subjects(self, split: str) -> list[str]:
-        if split not in self.split:
-            raise InputError(self.root / SPLIT_FILE, f"no split '{split}' (has {', '.join(self.split)})")
-        return list(self.split[split])
 
     def record(self, sid: str) -> dict[str, Any]:
         return self.manifest["subjects"][sid]

@@ -119,17 +119,20 @@ class StoreWriter:
         write_json(self.out_dir / SPLIT_FILE, {s: list(split.get(s, [])) for s in SPLITS}, sort_keys=True)
 
 
-class SliceStore:
-    """Read access to a prepared store; the HDF5 file is opened lazily in each process (safe with workers)."""
+class StoreReader:
+    """Read access to a prepared store folder (``data_file`` + manifest.json + split.json): the manifest and split
+    read once, the HDF5 file opened lazily in each process (safe with DataLoader workers)."""
+
+    data_file = STORE_FILE
+    prepare_hint = "not a prepared medsr dataset (run 'medsr prepare')"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        for name in (STORE_FILE, MANIFEST_FILE, SPLIT_FILE):
+        for name in (self.data_file, MANIFEST_FILE, SPLIT_FILE):
             if not (self.root / name).is_file():
-                raise InputError(self.root / name, "missing: not a prepared medsr dataset (run 'medsr prepare')")
+                raise InputError(self.root / name, f"missing: {self.prepare_hint}")
         self.manifest: dict[str, Any] = json.loads((self.root / MANIFEST_FILE).read_text())
         self.split: dict[str, list[str]] = json.loads((self.root / SPLIT_FILE).read_text())
-        self.contrasts: list[str] = list(self.manifest["contrasts"])
         self._file: h5py.File | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -139,9 +142,9 @@ class SliceStore:
     def file(self) -> h5py.File:
         if self._file is None:
             try:
-                self._file = h5py.File(self.root / STORE_FILE, "r")
+                self._file = h5py.File(self.root / self.data_file, "r")
             except OSError as err:
-                raise InputError(self.root / STORE_FILE,
+                raise InputError(self.root / self.data_file,
                                  f"not a readable HDF5 store ({err}); prepare it again") from None
         return self._file
 
@@ -149,8 +152,16 @@ class SliceStore:
         if split is None:
             return sorted(self.manifest["subjects"])
         if split not in self.split:
-            raise InputError(self.root / SPLIT_FILE, f"no split named '{split}'")
+            raise InputError(self.root / SPLIT_FILE, f"no split '{split}' (has {', '.join(self.split)})")
         return list(self.split[split])
+
+
+class SliceStore(StoreReader):
+    """A prepared slice store (``slices.h5``)."""
+
+    def __init__(self, root: str | Path):
+        super().__init__(root)
+        self.contrasts: list[str] = list(self.manifest["contrasts"])
 
     def check_contrast(self, contrast: str) -> None:
         if contrast not in self.contrasts:
