@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import h5py
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -27,16 +28,33 @@ from medsr.io.atomic import atomic_dir
 
 PAIRS_FILE = "pairs.h5"
 KIND = "ct_pairs"
+NIFTI_DIR = "nifti"
 BODY_HU = -900.0  # a training patch should hold some tissue: its mean full-dose HU above this
 PATCH_TRIES = 8
+
+
+def nifti_affine(store_affine: np.ndarray) -> np.ndarray:
+    """The NIfTI affine of a volume ``[H, W, Z]`` (slices on the last axis, as ``medsr denoise`` reads them) from
+    the store's ``(z, h, w)`` affine."""
+    affine = np.array(store_affine, np.float64)
+    affine[:, :3] = affine[:, [1, 2, 0]]
+    return affine
 
 
 def write_pair_store(out_dir: str | Path, subjects: Mapping[str, Mapping[str, Any]], split: Mapping[str, list[str]],
                      parameters: Mapping[str, Any]) -> None:
     """Write a store atomically (the folder appears complete or not at all). ``subjects[sid]`` holds ``fd``
-    ``[Z, H, W]``, ``ld`` ``[R, Z, H, W]`` (HU), ``affine``, ``pixel_mm`` and a JSON-able ``record``."""
+    ``[Z, H, W]``, ``ld`` ``[R, Z, H, W]`` (HU), ``affine``, ``pixel_mm`` and a JSON-able ``record``. Beside the
+    HDF5 file, ``nifti/<sid>_fd.nii.gz`` and ``nifti/<sid>_ld.nii.gz`` (the first low-dose realisation) hold each
+    subject as HU volumes ``[H, W, Z]`` for the command-line tools."""
     records = {}
     with atomic_dir(out_dir) as tmp:
+        (tmp / NIFTI_DIR).mkdir()
+        for sid, s in subjects.items():
+            affine = nifti_affine(s["affine"])
+            for name, volume in (("fd", s["fd"]), ("ld", np.asarray(s["ld"])[0])):
+                data = np.moveaxis(np.asarray(volume, np.float32), 0, 2)
+                nib.save(nib.Nifti1Image(data, affine), tmp / NIFTI_DIR / f"{sid}_{name}.nii.gz")
         with h5py.File(tmp / PAIRS_FILE, "w") as f:
             for sid, s in subjects.items():
                 fd, ld = np.asarray(s["fd"], np.float32), np.asarray(s["ld"], np.float32)
