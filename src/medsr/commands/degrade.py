@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medsr.commands import add_mask_options
+
 from medsr.errors import InputError
 
 DESCRIPTION = """Make a low-resolution (and optionally undersampled and noisy) version of an image or volume in
@@ -29,12 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output file of the same kind as the input")
     parser.add_argument("--scale", metavar="S", help="scale of both in-plane axes, 1 < S <= 16 (default: 1, no crop)")
     parser.add_argument("--scale-y", metavar="SY", help="scale of the first in-plane axis (default: S)")
-    parser.add_argument("--mask", metavar="KIND", help="undersampling mask: random, equispaced or t2net")
-    parser.add_argument("--mask-file", metavar="F", help="undersampling mask from a .npy, .mat or .png file")
-    parser.add_argument("--mask-grid", metavar="GRID", help="grid the mask lives on: lr (crop, then mask; default) "
-                        "or hr (mask, then crop)")
-    parser.add_argument("--acceleration", metavar="R", help="acceleration of a random or equispaced mask, R >= 1")
-    parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default: 0.08)")
+    add_mask_options(parser, "undersampling mask: random, equispaced or t2net")
     parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise: 20 log10(rms of the clean "
                         "low-resolution image / noise std per real and imaginary part) = DB")
     parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medsr.commands import add_inference_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,11 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", help="NIfTI file (.nii, .nii.gz) in HU, or a directory holding one DICOM series")
     parser.add_argument("output", help="output NIfTI file, or a new folder for a DICOM series")
-    parser.add_argument("--weights", help="denoise weights file or run folder (default: the shipped cncl_ct.pth)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=4, help="slices per model call (default: 4)")
-    parser.add_argument("--tile", type=int, default=None, help="tile slices larger than N pixels (overlapping, "
-                        "blended); default: whole slices")
+    add_inference_options(parser, "denoise weights file or run folder (default: the shipped cncl_ct.pth)", "slice", 4)
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from medsr.commands import add_inference_options, add_mask_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,11 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", help="scale per voxel axis: S or SX,SY,SZ (e.g. 2,2,1 for in-plane x2)")
     parser.add_argument("--voxel-size", help="target voxel size in mm: V or X,Y,Z (e.g. 1,1,1 for isotropic)")
     parser.add_argument("--ref", help="reference volume (another contrast), resampled onto the output grid")
-    parser.add_argument("--weights", help="weights file (default: the shipped sakg weights, when installed)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=8, help="planes per model call (default: 8)")
-    parser.add_argument("--tile", type=int, default=None, help="tile planes larger than N input pixels (overlapping, "
-                        "blended); default: whole planes")
+    add_inference_options(parser, "weights file (default: the shipped sakg weights, when installed)", "plane", 8)
     parser.add_argument("--tta", action="store_true", help="average over four flips (test-time augmentation)")
     parser.add_argument("--no-self-test", dest="self_test", action="store_false",
                         help="skip the self-test (by default the input is degraded once more by the requested "
@@ -37,12 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slice-thickness", metavar="MM", help="slice thickness of the input for through-plane "
                         "self-test and adaptation (default: the Z spacing, no gap)")
     parser.add_argument("--profile", metavar="KIND", help="slice profile of the input: gaussian (default) or rect")
-    parser.add_argument("--mask", metavar="KIND", help="the input is undersampled: random, equispaced, t2net or "
-                        "file (checked against the degradation the weights were trained for)")
-    parser.add_argument("--mask-grid", metavar="GRID", help="grid of the input's mask: lr (default) or hr")
-    parser.add_argument("--acceleration", metavar="R", help="acceleration of a random/equispaced mask")
-    parser.add_argument("--center-fraction", metavar="F", help="fully sampled centre fraction (default 0.08)")
-    parser.add_argument("--mask-file", metavar="FILE", help="the input's mask file (.npy, .mat, .png)")
+    add_mask_options(parser, "the input is undersampled: random, equispaced, t2net or file (checked against the "
+                     "degradation the weights were trained for)")
     parser.add_argument("--force", action="store_true", help="run weights trained for another sampling anyway")
     parser.set_defaults(func=run)
 
