@@ -52,6 +52,9 @@ CURRICULA = {
                "ref_scale": {"type": "uniform", "low": 1.0, "high": 4.0}, "ref_dropout": 0.25}],
 }
 REFS = {"single": ("none",), "multi": ("hr", "lr", "none")}
+PRIOR = "<prior>"  # stands for the weights of the frozen tissue segmenter trained in the benchmark's first stage
+SAKG2 = {"prior": "external", "prior_init": PRIOR, "prior_dropout": 0.2, "fusion": "residual",
+         "scale_embedding": "log"}
 # variant: (config name, model overrides, mode, learning rate from: None = own sweep, else that variant's)
 VARIANTS: dict[str, tuple[str, dict[str, Any], str, str | None]] = {
     "liif": ("liif", {}, "single", None),
@@ -67,11 +70,37 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str, str | None]] = {
     "sakg-no-semantic": ("sakg", {"semantic": False}, "multi", "sakg"),
     "sakg-no-attention": ("sakg", {"slice_attention": False}, "multi", "sakg"),
     "sakg-no-scalecond": ("sakg", {"scale_conditioning": False}, "multi", "sakg"),
+    # the redesigned components (issue 11, item 6): external frozen prior with prior dropout at two depths,
+    # residual slice attention, log-scale conditioning; each ablated from it, paired
+    "sakg2": ("sakg", SAKG2, "multi", None),
+    "sakg2-learned-prior": ("sakg", {**SAKG2, "prior": "learned", "prior_init": None}, "multi", "sakg2"),
+    "sakg2-no-semantic": ("sakg", {**SAKG2, "semantic": False, "prior_init": None}, "multi", "sakg2"),
+    "sakg2-no-attention": ("sakg", {**SAKG2, "slice_attention": False}, "multi", "sakg2"),
+    "sakg2-mean-fusion": ("sakg", {**SAKG2, "fusion": "mean"}, "multi", "sakg2"),
+    "sakg2-no-scalecond": ("sakg", {**SAKG2, "scale_conditioning": False}, "multi", "sakg2"),
+    # where neighbouring slices carry information: every LR slice with its own Gaussian noise (train and test)
+    "sakg2@noisy": ("sakg", SAKG2, "multi", "sakg2"),
+    "sakg2-mean-fusion@noisy": ("sakg", {**SAKG2, "fusion": "mean"}, "multi", "sakg2"),
+    "sakg2-no-attention@noisy": ("sakg", {**SAKG2, "slice_attention": False}, "multi", "sakg2"),
 }
+COMPONENT_VARIANTS = ("sakg", "sakg2", "sakg2-learned-prior", "sakg2-no-semantic", "sakg2-no-attention",
+                      "sakg2-mean-fusion", "sakg2-no-scalecond", "sakg2@noisy", "sakg2-mean-fusion@noisy",
+                      "sakg2-no-attention@noisy")
 QUICK_VARIANTS = ("liif", "liif+k", "dualarb", "dualarb+k", "sakg", "sakg-no-semantic")
 HEAD_PAIRS = {"liif": "liif+k", "metasr": "metasr+k", "dualarb": "dualarb+k", "sakg-bicubic": "sakg"}
 ABLATIONS = {"semantic": "sakg-no-semantic", "slice attention": "sakg-no-attention",
              "scale conditioning": "sakg-no-scalecond"}
+ABLATIONS2 = {"external prior (vs none)": "sakg2-no-semantic", "external vs learned prior": "sakg2-learned-prior",
+              "residual attention (vs centre only)": "sakg2-no-attention",
+              "residual attention vs mean fusion": "sakg2-mean-fusion",
+              "log-scale conditioning (vs none)": "sakg2-no-scalecond"}
+NOISY_PAIRS = {"residual attention (vs centre only)": ("sakg2@noisy", "sakg2-no-attention@noisy"),
+               "residual attention vs mean fusion": ("sakg2@noisy", "sakg2-mean-fusion@noisy"),
+               "mean fusion (vs centre only)": ("sakg2-mean-fusion@noisy", "sakg2-no-attention@noisy")}
+PROBED = ("sakg", "sakg2", "sakg2-learned-prior")  # variants whose priors and scale inputs are probed
+# scale-conditioning cells (test set): asymmetric target scales, scales beyond training, a mismatched LR reference
+SCALE_CELLS = {"test|none|x2x4": ((2.0, 4.0), None), "test|none|x6": ((6.0, 6.0), None),
+               "test|none|x8": ((8.0, 8.0), None), "test|lr1.5|x4": ((4.0, 4.0), (1.5, 1.5))}
 PRIMARY_REFS = ("lr", "none")  # where semantics could matter (issue 11, item 4)
 
 
@@ -79,10 +108,12 @@ PRIMARY_REFS = ("lr", "none")  # where semantics could matter (issue 11, item 4)
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The protocol's sizes from the flags (``--quick``: a smoke-sized run of a few minutes)."""
+    """The protocol's sizes from the flags (``--quick``: a smoke-sized run of a few minutes; ``--components``:
+    SAKG's old design and its redesigned components, ablated one at a time)."""
     quick = args.quick
+    suite = COMPONENT_VARIANTS if args.components else QUICK_VARIANTS if quick else VARIANTS
     return {
-        "variants": [v for v in (QUICK_VARIANTS if quick else VARIANTS) if not args.only or v in args.only],
+        "variants": [v for v in suite if not args.only or v in args.only],
         "seeds": args.seeds or (2 if quick else 3),
         "lrs": args.lrs or ([1e-3, 4e-3] if quick else [5e-4, 1.5e-3, 4e-3]),
         "scales": args.scales or [2.0, 4.0],
@@ -95,14 +126,52 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "val_slices": args.val_slices or 2,
         "device": args.device,
         "bf16": args.bf16,
+        "noise": args.noise,
+        "prior_steps": args.prior_steps,
     }
 
 
-def model_spec(variant: str) -> dict[str, Any]:
+def model_spec(variant: str, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The variant's model spec; the prior placeholder becomes ``cfg["prior_weights"]`` (the first stage's)."""
     from medsr.config import find_config, load_config, to_dict
 
     name, overrides, _, _ = VARIANTS[variant]
-    return {**to_dict(load_config(find_config(name)))["model"], **overrides}
+    spec = {**to_dict(load_config(find_config(name)))["model"], **overrides}
+    if spec.get("prior_init") == PRIOR:
+        spec["prior_init"] = (cfg or {}).get("prior_weights")
+    return spec
+
+
+def noise_of(variant: str, cfg: dict[str, Any]) -> float:
+    """Standard deviation of the Gaussian noise on every LR slice (normalised units) for ``variant``."""
+    return cfg["noise"] if variant.endswith("@noisy") else 0.0
+
+
+class Noisy:
+    """A dataset view whose items' LR slices carry independent Gaussian noise, fixed by the item's spec (so
+    every variant sees the same noise for the same sample: paired)."""
+
+    def __init__(self, data: Any, sigma: float):
+        self.data, self.sigma = data, sigma
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.data, name)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, spec: Any) -> dict[str, Any]:
+        import torch
+
+        item = dict(self.data[spec])
+        rng = np.random.default_rng([7, spec.index, spec.seed, int(round(spec.scale[0] * 1000))])
+        noise = torch.from_numpy(rng.standard_normal(tuple(item["lr"].shape)).astype(np.float32))
+        item["lr"] = item["lr"] + self.sigma * noise
+        return item
+
+
+def with_noise(data: Any, sigma: float) -> Any:
+    return Noisy(data, sigma) if sigma > 0 else data
 
 
 def resolve_device(name: str) -> str:
@@ -118,17 +187,17 @@ def resolve_device(name: str) -> str:
 
 def loss_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     terms = [{"type": "l1", "weight": 1.0}]
-    if spec["type"] == "sakg" and spec.get("semantic", True):
+    if spec["type"] == "sakg" and spec.get("semantic", True) and spec.get("prior", "learned") == "learned":
         terms.append({"type": "sakg_semantic", "weight": 0.05})
     return terms
 
 
-def build_model(variant: str, seed: int) -> Any:
+def build_model(variant: str, seed: int, cfg: dict[str, Any] | None = None) -> Any:
     import medsr.models  # noqa: F401
     from medsr.models.base import seeded_init
     from medsr.registry import MODELS
 
-    return seeded_init(MODELS.build(model_spec(variant)), seed)
+    return seeded_init(MODELS.build(model_spec(variant, cfg)), seed)
 
 
 def dataset(cfg: dict[str, Any], split: str, mode: str, patch: int | None) -> Any:
@@ -172,10 +241,10 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
     variant, seed, lr, steps, cfg = job["variant"], job["seed"], job["lr"], job["steps"], job["cfg"]
     mode, device = VARIANTS[variant][2], resolve_device(cfg["device"])
-    model = build_model(variant, seed).to(device).train()
-    criterion = WeightedSum(loss_specs(model_spec(variant)))
-    train = dataset(cfg, "train", mode, cfg["patch"])
-    val = dataset(cfg, "val", mode, None)
+    model = build_model(variant, seed, cfg).to(device).train()
+    criterion = WeightedSum(loss_specs(model_spec(variant, cfg)))
+    train = with_noise(dataset(cfg, "train", mode, cfg["patch"]), noise_of(variant, cfg))
+    val = with_noise(dataset(cfg, "val", mode, None), noise_of(variant, cfg))
     val_idx = val_subset(val, cfg["val_slices"])
     val_ref = "lr" if mode == "multi" else "none"
     sampler = ScaleBatchSampler(len(train), cfg["batch"], Curriculum.from_config(CURRICULA[mode]), seed,
@@ -209,7 +278,83 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     torch.save(model.state_dict(), path)
     return progress(job, {"variant": variant, "seed": seed, "lr": lr, "steps": steps, "seconds": seconds,
                           "curve": curve, "val_psnr": curve[-1][2], "weights": str(path),
-                          "params": sum(p.numel() for p in model.parameters())})
+                          "params": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+
+
+def soft_labels(label: Any, size: tuple[int, int], n_classes: int) -> Any:
+    """Tissue fractions ``[B, n_classes, h, w]`` of HR label maps ``[B, H, W]`` on an LR grid (area-averaged
+    one-hot; the prior's training target and its ground-truth probe)."""
+    import torch.nn.functional as F
+
+    onehot = F.one_hot(label, n_classes).permute(0, 3, 1, 2).float()
+    return F.interpolate(onehot, size=size, mode="area")
+
+
+def prior_batch(batch: dict[str, Any]) -> tuple[Any, Any]:
+    """The frozen prior's inputs (centre LR slice, reference on its grid) and soft targets of a training batch."""
+    from medsr.models.sakg import ExternalPrior, resize
+
+    c = batch["lr"].shape[1] // 2
+    lr = batch["lr"][:, c : c + 1]
+    ref = batch.get("ref")
+    x = ExternalPrior.inputs(lr, None if ref is None else resize(ref, lr.shape[-2:]))
+    return x, soft_labels(batch["label"], tuple(lr.shape[-2:]), 4)
+
+
+def train_prior(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    """First stage: the tissue segmenter that SAKG's external prior freezes (``unet``, 3 inputs: LR slice,
+    reference on the LR grid or zeros, reference present), trained alone on the train split with the multi-contrast
+    curriculum (random scale, LR reference or none) against the area-averaged labels (soft cross-entropy), Adam
+    2e-3 with cosine decay, batch 16; its val accuracy (argmax against the majority label of each LR pixel, x2
+    and x4, LR reference and none) is reported."""
+    import torch
+
+    from medsr.checkpoint import save_weights
+    from medsr.data.datasets import ScaleBatchSampler, eval_specs
+    from medsr.evaluation.scores import collate
+    from medsr.models.base import seeded_init
+    from medsr.models.sakg import DEFAULT_PRIOR_NET
+    from medsr.models.unet import UNet
+    from medsr.scales import Curriculum
+    from medsr.tasks.base import lr_factor
+
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    spec = {k: v for k, v in DEFAULT_PRIOR_NET.items() if k != "type"}
+    net = seeded_init(UNet(**spec), 0).train()
+    train = dataset(cfg, "train", "multi", cfg["patch"])
+    steps = cfg["prior_steps"]
+    sampler = ScaleBatchSampler(len(train), 16, Curriculum.from_config(CURRICULA["multi"]), 424242, num_steps=steps)
+    optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
+    schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
+    for specs in sampler:
+        x, target = prior_batch(collate([train[s] for s in specs]))
+        loss = -(target * net(x).log_softmax(dim=1)).sum(dim=1).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        scheduler.step()
+    net.eval()
+    val = dataset(cfg, "val", "multi", None)
+    accuracy = {}
+    with torch.no_grad():
+        for ref in ("lr", "none"):
+            for scale in (2.0, 4.0):
+                specs = eval_specs(val, scale, ref, scale if ref == "lr" else None)[:: max(1, len(val) // 16)]
+                hits = total = 0
+                for i in range(0, len(specs), 8):
+                    x, target = prior_batch(collate([val[s] for s in specs[i : i + 8]]))
+                    hits += int((net(x).argmax(1) == target.argmax(1)).sum())
+                    total += target[:, 0].numel()
+                accuracy[f"val|{ref}|x{scale:g}"] = hits / total
+    path = work / "prior" / "weights.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(path, {"type": "unet", **spec}, net.state_dict(), meta={"task": "segmentation"})
+    record = {"weights": str(path), "steps": steps, "seconds": time.perf_counter() - start, "accuracy": accuracy}
+    print(f"fair: prior stage {steps} steps in {record['seconds']:.0f} s, val accuracy "
+          + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()), flush=True)
+    return record
 
 
 def progress(job: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -252,11 +397,20 @@ def specs_for(data: Any, name: str, scale: float, ref: str, cfg: dict[str, Any])
     return [specs[i] for i in keep]
 
 
-def eval_sets(cfg: dict[str, Any]) -> dict[str, Any]:
+def eval_sets(cfg: dict[str, Any], sigma: float = 0.0) -> dict[str, Any]:
     from medsr.data.datasets import SRSliceDataset
 
     test = SRSliceDataset(cfg["data"], "test", "T2", ref="T1", n_adjacent=1, patch_size=None, use_labels=True)
-    return {"test": test, "synth": synth_dataset(cfg, cfg["synth_items"])}
+    return {"test": with_noise(test, sigma), "synth": with_noise(synth_dataset(cfg, cfg["synth_items"]), sigma)}
+
+
+def scale_specs(data: Any, name: str, cfg: dict[str, Any]) -> list[Any]:
+    """Specs of a :data:`SCALE_CELLS` cell on the test set (the same slices as :func:`specs_for`)."""
+    from dataclasses import replace
+
+    scale, ref_scale = SCALE_CELLS[name]
+    base = specs_for(data, "test", 2.0, "none", cfg)
+    return [replace(s, scale=scale, ref_scale=ref_scale, use_ref=ref_scale is not None) for s in base]
 
 
 def score(model: Any, data: Any, specs: list[Any], device: str, on_batch: Any = None) -> dict[str, float]:
@@ -279,16 +433,19 @@ def eval_run(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     cfg, variant = job["cfg"], job["variant"]
     device = resolve_device(cfg["device"])
-    model = build_model(variant, 0)
+    model = build_model(variant, 0, cfg)
     model.load_state_dict(torch.load(job["weights"], weights_only=True))
     model = model.to(device).eval()
-    sets = eval_sets(cfg)
+    sets = eval_sets(cfg, noise_of(variant, cfg))
     cells = {}
     for name, data in sets.items():
         for ref in REFS[VARIANTS[variant][2]]:
             for s in cfg["scales"]:
                 cells[f"{name}|{ref}|x{s:g}"] = score(model, data, specs_for(data, name, s, ref, cfg), device)
-    if variant == "sakg":
+    if variant.startswith("sakg2") or variant in PROBED:
+        for name in SCALE_CELLS:
+            cells[name] = score(model, sets["test"], scale_specs(sets["test"], name, cfg), device)
+    if variant in PROBED:
         cells.update(probes(model, sets, cfg, device))
     return progress(job, {**job, "cells": cells})
 
@@ -297,7 +454,6 @@ def probes(model: Any, sets: dict[str, Any], cfg: dict[str, Any], device: str) -
     """Semantic-prior test (predicted / ground-truth / uniform prior) and wrong-scale test, without reference and
     with an LR reference, on both evaluation sets."""
     import torch
-    import torch.nn.functional as F
 
     state: dict[str, Any] = {}
 
@@ -305,16 +461,19 @@ def probes(model: Any, sets: dict[str, Any], cfg: dict[str, Any], device: str) -
         if state.get("prior") == "uniform":
             return torch.zeros_like(logits)
         if state.get("prior") == "truth":
-            onehot = F.one_hot(state["label"].to(logits.device), logits.shape[1]).permute(0, 3, 1, 2).float()
-            prob = F.interpolate(onehot, size=logits.shape[-2:], mode="area")
+            prob = soft_labels(state["label"].to(logits.device), tuple(logits.shape[-2:]), logits.shape[1])
             repeat = logits.shape[0] // prob.shape[0]  # every slice of the stack gets the centre's labels
             return torch.log(prob.clamp_min(1e-4)).repeat_interleave(repeat, dim=0).to(logits.dtype)
         return None
 
     def wrong_cell(module: Any, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor] | None:
-        return (inputs[0] * 2.0,) if state.get("wrong_scale") else None
+        """The scale claimed half the true one: the cell twice as large (linear), log-scale minus 1/3 (log)."""
+        if not state.get("wrong_scale"):
+            return None
+        return (inputs[0] - 1 / 3,) if model.scale_embedding == "log" else (inputs[0] * 2.0,)
 
-    hooks = [model.semantic.head.register_forward_hook(replace_logits)] if model.semantic is not None else []
+    prior = model.semantic.head if model.semantic is not None else model.prior
+    hooks = [prior.register_forward_hook(replace_logits)] if prior is not None else []
     if model.cell is not None:
         hooks.append(model.cell.register_forward_pre_hook(wrong_cell))
     out = {}
@@ -335,8 +494,9 @@ def probes(model: Any, sets: dict[str, Any], cfg: dict[str, Any], device: str) -
     return out
 
 
-def fixed_rows(cfg: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
-    """Zero-filling, bicubic and the leakage rows on every evaluation set and scale (deterministic)."""
+def fixed_rows(cfg: dict[str, Any], sigma: float = 0.0) -> dict[str, dict[str, dict[str, float]]]:
+    """Zero-filling, bicubic and the leakage rows on every evaluation set and scale (deterministic); with input
+    noise ``sigma``, zero-filling and bicubic of the noisy inputs only."""
     import torch
 
     import medsr.models  # noqa: F401
@@ -345,12 +505,14 @@ def fixed_rows(cfg: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     torch.set_num_threads(1)
     train = dataset(cfg, "train", "multi", None)
     lut, label_means = fit_leaks(train)
-    sets = eval_sets(cfg)
+    sets = eval_sets(cfg, sigma)
     methods = {"zerofill": (MODELS.build({"type": "zerofill"}), "none"),
                "bicubic": (MODELS.build({"type": "bicubic"}), "none"),
                "leak: ref LUT": (LeakModel("lut", lut, label_means), "hr"),
                "leak: zero-fill + LUT out-of-band": (LeakModel("zf+lut", lut, label_means), "hr"),
                "leak: label mean": (LeakModel("labels", lut, label_means), "none")}
+    if sigma > 0:
+        methods = {k: methods[k] for k in ("zerofill", "bicubic")}
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for method, (model, ref) in methods.items():
         cells = {}
@@ -493,15 +655,15 @@ def diff_table(evals: list[dict[str, Any]], pairs: dict[str, tuple[str, str]], c
     return lines
 
 
-def probe_table(evals: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+def probe_table(evals: list[dict[str, Any]], cfg: dict[str, Any], variant: str) -> list[str]:
     cells = cell_names(cfg, PRIMARY_REFS)
-    lines = ["| probe (SAKG, PSNR dB) | " + " | ".join(c.replace("|", " ") for c in cells) + " |",
+    lines = [f"| probe ({variant}, PSNR dB) | " + " | ".join(c.replace("|", " ") for c in cells) + " |",
              "|---|" + "---|" * len(cells)]
-    runs = [e for e in evals if e["variant"] == "sakg"]
+    runs = [e for e in evals if e["variant"] == variant]
     if not runs:
         return []
     for label, key in (("predicted prior", None), ("ground-truth prior", "prior=truth"),
-                       ("uniform prior", "prior=uniform"), ("wrong scale (cell x2)", "wrong-scale")):
+                       ("uniform prior", "prior=uniform"), ("wrong scale (claimed half)", "wrong-scale")):
         vals = [t_interval([r["cells"][c if key is None else f"{c}|{key}"]["psnr"] for r in runs]) for c in cells]
         lines.append(f"| {label} | " + " | ".join(fmt(m, h) for m, h in vals) + " |")
     for label, key_a, key_b in (("truth - predicted", "prior=truth", None), ("predicted - uniform", None, "prior=uniform"),
@@ -572,20 +734,71 @@ def protocol(cfg: dict[str, Any], steps: int, wall: float) -> dict[str, Any]:
         "curricula": json.dumps(CURRICULA),
         "optimiser": "Adam, warm-up 5% + cosine to 0, grad clip 1, L1 (+0.05 tissue CE for SAKG's semantics)",
         "models": "CPU-sized: " + "; ".join(f"{v}: {json.dumps(model_spec(v))}" for v in cfg["variants"]
-                                             if not v.endswith(("+k", "-bicubic")) and "-no-" not in v),
+                                             if not v.endswith(("+k", "-bicubic", "@noisy")) and "-no-" not in v),
         "device": f"{resolve_device(cfg['device'])}{', bf16 autocast' if cfg['bf16'] else ''}",
         "interval": "mean ± 95% Student-t half-width over seeds (paired over seeds for differences)",
         "wall time": f"{wall / 60:.1f} min",
     }
 
 
+def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: dict[str, Any],
+                       prior: dict[str, Any] | None) -> list[str]:
+    """The redesign study (issue 11, item 6): old vs new design, paired ablations of each new component, slice
+    fusion under noisy inputs, the scale-conditioning cells, and the external prior's own accuracy."""
+    variants = cfg["variants"]
+    have = lambda *vs: all(v in variants for v in vs)  # noqa: E731
+    primary, hr_cells = cell_names(cfg, PRIMARY_REFS), cell_names(cfg, ("hr",))
+    rule = ("Verdict rule: 'helps' only if significantly positive in most primary cells (LR and no reference, both "
+            "sets) and significantly negative in none.")
+    lines = ["## Redesigned components (sakg2: external frozen prior + prior dropout at two depths, residual slice "
+             "attention, log-scale conditioning)", ""]
+    if prior is not None:
+        lines += [f"First stage: the frozen tissue segmenter, {prior['steps']} steps in {prior['seconds']:.0f} s; "
+                  "val accuracy (argmax vs majority label per LR pixel): "
+                  + ", ".join(f"{k.replace('|', ' ')} {v:.3f}" for k, v in prior["accuracy"].items()), ""]
+    if have("sakg2", "sakg"):
+        lines += ["Redesign vs old design (paired, PSNR dB):", ""]
+        lines += diff_table(evals, {"sakg2 - sakg": ("sakg2", "sakg")}, primary + hr_cells, "psnr", True) + [""]
+    abl = {f"{c}: sakg2 - {v}": ("sakg2", v) for c, v in ABLATIONS2.items() if have("sakg2", v)}
+    lines += ["Paired ablations of sakg2 (gain of the component, PSNR dB). " + rule, ""]
+    lines += diff_table(evals, abl, primary, "psnr", True)
+    lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, primary, "psnr_mask", True)
+    lines += ["", "With an HR reference (not primary):", ""] + diff_table(evals, abl, hr_cells, "psnr", False)
+    noisy = {k: p for k, p in NOISY_PAIRS.items() if have(*p)}
+    if noisy:
+        lines += ["", f"Slice fusion where neighbours carry information: every LR slice with independent Gaussian "
+                  f"noise (std {cfg['noise']:g} of the normalised intensity; trained and tested so). Results:", ""]
+        noisy_variants = [v for v in variants if v.endswith("@noisy")]
+        lines += results_table(evals, fixed, cfg, noisy_variants, ("hr", "lr", "none"), "psnr",
+                               ["zerofill (noisy input)", "bicubic (noisy input)"])
+        lines += ["", "Paired (PSNR dB). " + rule, ""] + diff_table(evals, noisy, primary, "psnr", True)
+    scale_pairs = {f"{v}: {a} - {b}": (a, b) for v, (a, b) in {
+        "log-scale conditioning (vs none)": ("sakg2", "sakg2-no-scalecond")}.items() if have(a, b)}
+    cells = list(SCALE_CELLS)
+    if any(c in e["cells"] for e in evals for c in cells):
+        lines += ["", "Scale conditioning off the training grid (test set): asymmetric x2 by x4, x6 and x8 beyond the "
+                  "training range, target x4 with an LR reference at x1.5. PSNR dB:", ""]
+        lines += ["| method | " + " | ".join(c.replace("|", " ") for c in cells) + " |", "|---|" + "---|" * len(cells)]
+        for v in [v for v in variants if any(c in e["cells"] for e in evals if e["variant"] == v for c in cells)]:
+            vals = [t_interval(list(per_seed(evals, v, c, "psnr").values())) for c in cells]
+            lines.append(f"| {v} | " + " | ".join(fmt(m, h) for m, h in vals) + " |")
+        if scale_pairs:
+            lines += ["", "Paired:", ""] + diff_table(evals, scale_pairs, cells, "psnr", True)
+    for v in PROBED:
+        if v in variants and v != "sakg":
+            lines += ["", f"Probes of {v} (every seed): the prior replaced by the ground truth or a uniform prior, and "
+                      "a wrong scale fed to the conditioning:", ""] + probe_table(evals, cfg, v)
+    return lines + [""]
+
+
 def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str, Any]],
-             evals: list[dict[str, Any]], fixed: dict[str, Any], sweep: dict[str, Any], out: Path) -> str:
+             evals: list[dict[str, Any]], fixed: dict[str, Any], sweep: dict[str, Any], out: Path,
+             prior: dict[str, Any] | None = None) -> str:
     from medsr.evaluation.report import protocol_header
 
     variants = cfg["variants"]
     single = [v for v in variants if VARIANTS[v][2] == "single"]
-    multi = [v for v in variants if VARIANTS[v][2] == "multi"]
+    multi = [v for v in variants if VARIANTS[v][2] == "multi" and not v.endswith("@noisy")]
     lines = ["# Fair quality benchmark (issue 11)", "", "```", protocol_header(protocol(cfg, steps, wall)), "```", ""]
     for title, metric in (("PSNR (dB), whole field", "psnr"), ("PSNR (dB), brain mask", "psnr_mask"),
                           ("SSIM, whole field", "ssim"), ("SSIM, brain mask", "ssim_mask")):
@@ -611,7 +824,11 @@ def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str
     lines += diff_table(evals, abl, cell_names(cfg, ("hr",)), "psnr", False)
     lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, cell_names(cfg, PRIMARY_REFS),
                                                                         "psnr_mask", True)
-    lines += ["", "## Semantic-prior and wrong-scale probes (full SAKG, every seed)", ""] + probe_table(evals, cfg)
+    if "sakg" in variants:
+        lines += ["", "## Semantic-prior and wrong-scale probes (full SAKG, every seed)", ""]
+        lines += probe_table(evals, cfg, "sakg")
+    if any(v.startswith("sakg2") for v in variants):
+        lines += [""] + component_sections(evals, fixed, cfg, prior)
     budget, eq = equal_time(trains, variants)
     lines += ["", "## Equal steps vs equal wall time (val split, x2 and x4; curves: curves.png)", ""] + eq
     plot_curves(trains, variants, budget, out / "curves.png")
@@ -622,7 +839,8 @@ def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str
         lines.append(f"| {v} | " + " | ".join(f"{rec['scores'].get(str(x), math.nan):.2f}" for x in cfg["lrs"])
                      + f" | {rec['chosen']:g} |")
     params = {t["variant"]: t["params"] for t in trains}
-    lines += ["", "Parameters: " + ", ".join(f"{v} {params[v] / 1e6:.3f} M" for v in variants if v in params)]
+    lines += ["", "Trainable parameters (a frozen prior network not counted): "
+              + ", ".join(f"{v} {params[v] / 1e6:.3f} M" for v in variants if v in params)]
     return "\n".join(lines) + "\n"
 
 
@@ -653,14 +871,14 @@ def estimate_steps(cfg: dict[str, Any], budget_minutes: float, workers: int, n_j
     for v, runs in n_jobs.items():
         record = train_run({"variant": v, "seed": 0, "lr": 1e-3, "steps": 4, "cfg": probe_cfg,
                             "work": str(work / "probe")})
-        model = build_model(v, 0).eval()
+        model = build_model(v, 0, cfg).eval()
         start = time.perf_counter()
         with torch.no_grad():
             model(item["lr"][None], tuple(item["hr"].shape[-2:]), item["ref"][None])
         forward = time.perf_counter() - start
         n_sets = len(cfg["scales"]) * len(REFS[VARIANTS[v][2]])
         slices = 2 * cfg["test_slices"] + 0.4 * cfg["synth_items"]  # generated slices are smaller
-        evals = n_sets * slices * (1 + (3 * len(PRIMARY_REFS) / len(REFS["multi"]) if v == "sakg" else 0))
+        evals = n_sets * slices * (1 + (3 * len(PRIMARY_REFS) / len(REFS["multi"]) if v in PROBED else 0))
         curve = cfg["curve_points"] * 2 * cfg["val_slices"]
         train_cost += runs * record["seconds"] / 4
         fixed_cost += runs * curve * forward + cfg["seeds"] * evals * forward
@@ -673,6 +891,10 @@ def estimate_steps(cfg: dict[str, Any], budget_minutes: float, workers: int, n_j
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke-sized protocol (a few minutes on one core)")
+    parser.add_argument("--components", action="store_true",
+                        help="SAKG's component study: old design, redesign (sakg2) and its paired ablations")
+    parser.add_argument("--noise", type=float, default=0.05, help="LR noise std of the @noisy variants")
+    parser.add_argument("--prior-steps", type=int, default=300, help="steps of the external prior's stage")
     parser.add_argument("--budget-minutes", type=float, default=40.0, help="wall-time budget; sets the steps")
     parser.add_argument("--steps", type=int, help="training steps of every run (overrides --budget-minutes)")
     parser.add_argument("--seeds", type=int)
@@ -701,6 +923,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = {**settings(args), "data": str(store.resolve())}
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
+    prior = None
+    if any(VARIANTS[v][1].get("prior_init") == PRIOR for v in cfg["variants"]):
+        prior = train_prior(cfg, args.work)
+        cfg["prior_weights"] = prior["weights"]
     swept = [v for v in cfg["variants"] if VARIANTS[v][3] is None]
     followers = [v for v in cfg["variants"] if VARIANTS[v][3] is not None]
     n_jobs = {v: len(cfg["lrs"]) + cfg["seeds"] - 1 for v in swept} | {v: cfg["seeds"] for v in followers}
@@ -728,17 +954,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fair: training done ({(time.time() - start) / 60:.1f} min)", flush=True)
     finals = [t for t in trains if t.get("final")]
     fixed = fixed_rows(cfg)
+    if any(noise_of(v, cfg) for v in cfg["variants"]):
+        fixed |= {f"{k} (noisy input)": v for k, v in fixed_rows(cfg, cfg["noise"]).items()}
     evals = pool_map(eval_run, [{"variant": t["variant"], "seed": t["seed"], "weights": t["weights"], "cfg": cfg,
                                  "work": str(args.work)} for t in finals], args.workers)
     wall = time.time() - start
     for e in evals:
         e.pop("cfg")
-    text = markdown(cfg, steps, wall, trains, evals, fixed, sweep, args.out)
-    with atomic_path(args.out / "fair.md") as tmp:
+    text = markdown(cfg, steps, wall, trains, evals, fixed, sweep, args.out, prior)
+    name = "components" if args.components else "fair"
+    with atomic_path(args.out / f"{name}.md") as tmp:
         tmp.write_text(text)
-    with atomic_path(args.out / "fair.json") as tmp:
+    with atomic_path(args.out / f"{name}.json") as tmp:
         tmp.write_text(json.dumps({"protocol": protocol(cfg, steps, wall), "steps": steps, "sweep": sweep,
-                                   "train": trains, "eval": evals, "fixed": fixed}, indent=1) + "\n")
+                                   "prior": prior, "train": trains, "eval": evals, "fixed": fixed}, indent=1) + "\n")
     print(text)
     return 0
 

@@ -103,6 +103,14 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
         raise InputError(path, f"meta.scales must be [low, high] with 1 <= low <= high, got {scales!r}")
 
 
+def rebuild_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The model spec a weights file is rebuilt from: ``spec`` without the model's ``init_args`` (arguments that
+    only initialise parameters from another file, which the weights file's own parameters replace)."""
+    cls = MODELS.get(spec["type"]) if isinstance(spec.get("type"), str) and spec["type"] in MODELS else None
+    drop = getattr(cls, "init_args", ())
+    return {k: v for k, v in spec.items() if k not in drop}
+
+
 def build_from_weights(path: str | Path, ema: bool = True, task: str | tuple[str, ...] | None = None
                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model a weights file describes, load its (EMA) parameters, return it in eval mode with meta.
@@ -114,7 +122,7 @@ def build_from_weights(path: str | Path, ema: bool = True, task: str | tuple[str
         raise InputError(path, f"holds {meta.get('task')} weights ({meta['model']['type']}); this command needs "
                          f"{' or '.join(accepted)} weights")
     try:
-        model = MODELS.build(meta["model"])
+        model = MODELS.build(rebuild_spec(meta["model"]))
     except (TypeError, ValueError, KeyError) as err:
         raise InputError(path, f"meta.model {dict(meta['model'])}: cannot build it ({err})") from None
     state = payload.get("params_ema") if ema and payload.get("params_ema") else payload["params"]

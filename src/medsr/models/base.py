@@ -83,9 +83,10 @@ def bicubic_upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def zero_init(layer: nn.Module) -> nn.Module:
-    """``layer`` with zero weight and bias (a branch that starts as a no-op)."""
+    """``layer`` with zero weight and bias, if it has one (a branch that starts as a no-op)."""
     nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 
@@ -98,13 +99,14 @@ def band_projection(x: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
 def seeded_init(model: nn.Module, seed: int) -> nn.Module:
     """Redraw the parameters of every layer of ``model`` (in place; returned) from its own seed, derived from
     ``(seed, qualified module name)``, with the layer's own ``reset_parameters`` (PyTorch's defaults, SIREN's for
-    sine layers). Layers whose parameters are all zero (zero-initialised branches) stay zero. Children are redrawn
+    sine layers). Layers whose parameters are all zero (zero-initialised branches) or all frozen (a loaded prior
+    network) are left as they are. Children are redrawn
     before their parents, so a parent's own rule wins. The global RNG state is left as it was."""
     modules = [(name, m) for name, m in model.named_modules() if hasattr(m, "reset_parameters")]
     with torch.random.fork_rng(devices=[]):
         for name, module in reversed(modules):
             own = list(module.parameters(recurse=False))
-            if own and all(not bool(p.detach().any()) for p in own):
+            if own and all(not bool(p.detach().any()) or not p.requires_grad for p in own):
                 continue
             torch.manual_seed(seed_from_name(f"{seed}:{name}"))
             module.reset_parameters()
@@ -125,11 +127,14 @@ class SRModel(nn.Module):
     integer scales equal on both axes (None = arbitrary scale); ``uses_ref`` says whether the model reads the
     reference contrast; ``n_slices`` is the input depth ``S`` used when a weights file does not record the
     training's ``n_adjacent``; ``aux_outputs`` names the auxiliary outputs a training forward may return in
-    :attr:`ModelOutput.aux`; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
+    :attr:`ModelOutput.aux`; ``init_args`` names constructor arguments that only initialise parameters from
+    another file (e.g. SAKG's frozen prior network), dropped when a weights file rebuilds the model because its
+    parameters replace them; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
     ``kspace`` of an undersampled input (:mod:`medsr.models.joint`).
     """
 
     fixed_scales: tuple[int, ...] | None = None
+    init_args: tuple[str, ...] = ()
     uses_ref: bool = False
     n_slices: int = 1
     aux_outputs: tuple[str, ...] = ()
