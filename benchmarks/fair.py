@@ -229,7 +229,9 @@ def quick_psnr(model: Any, data: Any, indices: list[int], ref: str, scales: list
 
 
 def train_run(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one (variant, seed, lr) for ``steps``; record the val learning curve; save the weights."""
+    """Train one (variant, seed, lr) for ``steps``; record the val learning curve; save the weights. Optional job
+    keys (a second training stage, ``benchmarks/twostage.py``): ``init`` (state dict to start from), ``extra_loss``
+    (loss specs added to the variant's), ``batch_seed`` (batches other than the seed's) and ``tag`` (run name)."""
     import torch
 
     torch.set_num_threads(1)
@@ -241,14 +243,17 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
     variant, seed, lr, steps, cfg = job["variant"], job["seed"], job["lr"], job["steps"], job["cfg"]
     mode, device = VARIANTS[variant][2], resolve_device(cfg["device"])
-    model = build_model(variant, seed, cfg).to(device).train()
-    criterion = WeightedSum(loss_specs(model_spec(variant, cfg)))
+    model = build_model(variant, seed, cfg)
+    if job.get("init"):
+        model.load_state_dict(torch.load(job["init"], weights_only=True))
+    model = model.to(device).train()
+    criterion = WeightedSum(loss_specs(model_spec(variant, cfg)) + list(job.get("extra_loss", [])))
     train = with_noise(dataset(cfg, "train", mode, cfg["patch"]), noise_of(variant, cfg))
     val = with_noise(dataset(cfg, "val", mode, None), noise_of(variant, cfg))
     val_idx = val_subset(val, cfg["val_slices"])
     val_ref = "lr" if mode == "multi" else "none"
-    sampler = ScaleBatchSampler(len(train), cfg["batch"], Curriculum.from_config(CURRICULA[mode]), seed,
-                                num_steps=steps)
+    sampler = ScaleBatchSampler(len(train), cfg["batch"], Curriculum.from_config(CURRICULA[mode]),
+                                job.get("batch_seed", seed), num_steps=steps)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
@@ -273,10 +278,11 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
     curve.append([steps, seconds, quick_psnr(model, val, val_idx, val_ref, [2.0, 4.0], device)])
-    path = Path(job["work"]) / "runs" / f"{variant}-s{seed}-lr{lr:g}.pt"
+    path = Path(job["work"]) / "runs" / f"{variant}{job.get('tag', '')}-s{seed}-lr{lr:g}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
-    return progress(job, {"variant": variant, "seed": seed, "lr": lr, "steps": steps, "seconds": seconds,
+    return progress(job, {"variant": variant, "tag": job.get("tag", ""), "seed": seed, "lr": lr, "steps": steps,
+                          "seconds": seconds,
                           "curve": curve, "val_psnr": curve[-1][2], "weights": str(path),
                           "params": sum(p.numel() for p in model.parameters() if p.requires_grad)})
 
@@ -290,10 +296,17 @@ def soft_labels(label: Any, size: tuple[int, int], n_classes: int) -> Any:
     return F.interpolate(onehot, size=size, mode="area")
 
 
-def prior_batch(batch: dict[str, Any]) -> tuple[Any, Any]:
-    """The frozen prior's inputs (centre LR slice, reference on its grid) and soft targets of a training batch."""
+SEGMENTERS = {"prior": {"in_channels": 3, "base": 8, "depth": 2},  # SAKG's external prior (DEFAULT_PRIOR_NET)
+              "hr": {"in_channels": 1, "base": 8, "depth": 2}}  # the feature network of seg_perceptual
+
+
+def segmenter_batch(batch: dict[str, Any], kind: str) -> tuple[Any, Any]:
+    """A segmenter's inputs and soft targets from a batch: ``prior``, the centre LR slice with the reference on
+    its grid (SAKG's external prior, targets on the LR grid); ``hr``, the HR target image (its own labels)."""
     from medsr.models.sakg import ExternalPrior, resize
 
+    if kind == "hr":
+        return batch["hr"], soft_labels(batch["label"], tuple(batch["hr"].shape[-2:]), 4)
     c = batch["lr"].shape[1] // 2
     lr = batch["lr"][:, c : c + 1]
     ref = batch.get("ref")
@@ -301,26 +314,27 @@ def prior_batch(batch: dict[str, Any]) -> tuple[Any, Any]:
     return x, soft_labels(batch["label"], tuple(lr.shape[-2:]), 4)
 
 
-def train_prior(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
-    """First stage: the tissue segmenter that SAKG's external prior freezes (``unet``, 3 inputs: LR slice,
-    reference on the LR grid or zeros, reference present), trained alone on the train split with the multi-contrast
-    curriculum (random scale, LR reference or none) against the area-averaged labels (soft cross-entropy), Adam
-    2e-3 with cosine decay, batch 16; its val accuracy (argmax against the majority label of each LR pixel, x2
-    and x4, LR reference and none) is reported."""
+def train_segmenter(cfg: dict[str, Any], work: Path, kind: str = "prior") -> dict[str, Any]:
+    """A tissue segmenter (``unet``, :data:`SEGMENTERS`) trained alone on the train split: ``prior``, the one
+    SAKG's external prior freezes (first stage of the component study: LR slice, reference on the LR grid or
+    zeros, reference present, with the multi-contrast curriculum's random scales and references); ``hr``, the
+    feature network of the segmentation-guided perceptual loss (HR images). Soft cross-entropy against the
+    area-averaged labels, Adam 2e-3 with cosine decay, batch 16, ``cfg["prior_steps"]`` steps; its val accuracy
+    (argmax against the majority label of each pixel: x2 and x4, LR reference and none, for the prior) is
+    reported."""
     import torch
 
     from medsr.checkpoint import save_weights
     from medsr.data.datasets import ScaleBatchSampler, eval_specs
     from medsr.evaluation.scores import collate
     from medsr.models.base import seeded_init
-    from medsr.models.sakg import DEFAULT_PRIOR_NET
     from medsr.models.unet import UNet
     from medsr.scales import Curriculum
     from medsr.tasks.base import lr_factor
 
     torch.set_num_threads(2)
     start = time.perf_counter()
-    spec = {k: v for k, v in DEFAULT_PRIOR_NET.items() if k != "type"}
+    spec = SEGMENTERS[kind]
     net = seeded_init(UNet(**spec), 0).train()
     train = dataset(cfg, "train", "multi", cfg["patch"])
     steps = cfg["prior_steps"]
@@ -329,7 +343,7 @@ def train_prior(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
     for specs in sampler:
-        x, target = prior_batch(collate([train[s] for s in specs]))
+        x, target = segmenter_batch(collate([train[s] for s in specs]), kind)
         loss = -(target * net(x).log_softmax(dim=1)).sum(dim=1).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -338,21 +352,21 @@ def train_prior(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     net.eval()
     val = dataset(cfg, "val", "multi", None)
     accuracy = {}
+    cells = [("lr", 2.0), ("lr", 4.0), ("none", 2.0), ("none", 4.0)] if kind == "prior" else [("none", 2.0)]
     with torch.no_grad():
-        for ref in ("lr", "none"):
-            for scale in (2.0, 4.0):
-                specs = eval_specs(val, scale, ref, scale if ref == "lr" else None)[:: max(1, len(val) // 16)]
-                hits = total = 0
-                for i in range(0, len(specs), 8):
-                    x, target = prior_batch(collate([val[s] for s in specs[i : i + 8]]))
-                    hits += int((net(x).argmax(1) == target.argmax(1)).sum())
-                    total += target[:, 0].numel()
-                accuracy[f"val|{ref}|x{scale:g}"] = hits / total
-    path = work / "prior" / "weights.pth"
+        for ref, scale in cells:
+            specs = eval_specs(val, scale, ref, scale if ref == "lr" else None)[:: max(1, len(val) // 16)]
+            hits = total = 0
+            for i in range(0, len(specs), 8):
+                x, target = segmenter_batch(collate([val[s] for s in specs[i : i + 8]]), kind)
+                hits += int((net(x).argmax(1) == target.argmax(1)).sum())
+                total += target[:, 0].numel()
+            accuracy[f"val|{ref}|x{scale:g}" if kind == "prior" else "val|hr"] = hits / total
+    path = work / kind / "weights.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_weights(path, {"type": "unet", **spec}, net.state_dict(), meta={"task": "segmentation"})
     record = {"weights": str(path), "steps": steps, "seconds": time.perf_counter() - start, "accuracy": accuracy}
-    print(f"fair: prior stage {steps} steps in {record['seconds']:.0f} s, val accuracy "
+    print(f"fair: {kind} segmenter {steps} steps in {record['seconds']:.0f} s, val accuracy "
           + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()), flush=True)
     return record
 
@@ -445,7 +459,7 @@ def eval_run(job: dict[str, Any]) -> dict[str, Any]:
     if variant.startswith("sakg2") or variant in PROBED:
         for name in SCALE_CELLS:
             cells[name] = score(model, sets["test"], scale_specs(sets["test"], name, cfg), device)
-    if variant in PROBED:
+    if variant in PROBED and job.get("probes", True):
         cells.update(probes(model, sets, cfg, device))
     return progress(job, {**job, "cells": cells})
 
@@ -925,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     prior = None
     if any(VARIANTS[v][1].get("prior_init") == PRIOR for v in cfg["variants"]):
-        prior = train_prior(cfg, args.work)
+        prior = train_segmenter(cfg, args.work)
         cfg["prior_weights"] = prior["weights"]
     swept = [v for v in cfg["variants"] if VARIANTS[v][3] is None]
     followers = [v for v in cfg["variants"] if VARIANTS[v][3] is not None]
@@ -966,8 +980,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(args.out / f"{name}.md") as tmp:
         tmp.write_text(text)
     with atomic_path(args.out / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps({"protocol": protocol(cfg, steps, wall), "steps": steps, "sweep": sweep,
-                                   "prior": prior, "train": trains, "eval": evals, "fixed": fixed}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"protocol": protocol(cfg, steps, wall), "cfg": cfg, "steps": steps,
+                                   "sweep": sweep, "prior": prior, "train": trains, "eval": evals,
+                                   "fixed": fixed}, indent=1) + "\n")
     print(text)
     return 0
 

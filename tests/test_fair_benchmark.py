@@ -101,6 +101,16 @@ def test_component_study_end_to_end(tmp_path: Path) -> None:
     prior = torch.load(record["prior"]["weights"], weights_only=True)["params"]
     assert all(torch.equal(weights[f"prior.net.{k}"], v) for k, v in prior.items())  # frozen through training
 
+    import twostage  # the second stage starts from these runs
+
+    assert twostage.main(["--source", str(out / "components.json"), "--steps", "1", "--seg-steps", "2",
+                          "--workers", "1", "--out", str(out), "--work", str(work / "two")]) == 0
+    second = json.loads((out / "twostage.json").read_text())
+    assert sorted((t["tag"], t["seed"]) for t in second["train"]) == sorted(
+        (arm, s) for arm in twostage.ARMS for s in (0, 1))
+    assert all(0 <= f["accuracy"] <= 1 for f in second["fidelity"])
+    assert "seg_perceptual stage vs L1 stage" in (out / "twostage.md").read_text()
+
 
 def test_noisy_view_is_paired_and_leaves_the_target(tmp_path: Path) -> None:
     store = write_store(tmp_path / "store", shape=(3, 24, 24))
