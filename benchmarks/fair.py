@@ -28,8 +28,15 @@ Protocol (the header of ``results.md`` prints every number)
   labels of the centre slice) or a uniform prior; and a wrong scale fed to its scale conditioning (the cell
   claimed twice as large).
 
-    python benchmarks/fair.py [--quick] [--budget-minutes 40] [--seeds 3] [--steps N] [--workers 2]
+* Component study (``--components``, results ``components.md``): SAKG's old design next to its redesign
+  ``sakg2`` (an external frozen tissue prior trained first, on its own, by :func:`train_segmenter`; residual slice
+  attention; log-scale conditioning) and sakg2 without each new component, paired; slice fusion again where
+  neighbouring slices carry information (``@noisy``: independent Gaussian noise on every LR slice, ``--noise``);
+  the scale conditioning on asymmetric, x6/x8 and mismatched-reference cells; the prior probes of each design.
+
+    python benchmarks/fair.py [--quick | --components] [--budget-minutes 40] [--seeds 3] [--steps N] [--workers 2]
                               [--device auto] [--bf16] [--out benchmarks/results/quality] [--work runs/fair]
+    make bench                # the CPU protocol: both, then benchmarks/twostage.py (flags in the Makefile)
 """
 
 from __future__ import annotations
