@@ -753,8 +753,8 @@ def protocol(cfg: dict[str, Any], steps: int, wall: float) -> dict[str, Any]:
         "lr sweep": ", ".join(f"{x:g}" for x in cfg["lrs"]) + " (val split, seed 0; val PSNR at x2/x4, "
                     f"{cfg['val_slices']} slices, LR ref for multi-contrast models)",
         "curricula": json.dumps(CURRICULA),
-        "optimiser": "Adam, warm-up 5% + cosine to 0, grad clip 1, L1 (+0.05 tissue CE for SAKG's semantics)",
-        "models": "CPU-sized: " + "; ".join(f"{v}: {json.dumps(model_spec(v))}" for v in cfg["variants"]
+        "optimiser": "Adam, warm-up 5% + cosine to 0, grad clip 1, L1 (+0.05 tissue CE for SAKG's learned prior)",
+        "models": "CPU-sized: " + "; ".join(f"{v}: {json.dumps(model_spec(v, cfg))}" for v in cfg["variants"]
                                              if not v.endswith(("+k", "-bicubic", "@noisy")) and "-no-" not in v),
         "device": f"{resolve_device(cfg['device'])}{', bf16 autocast' if cfg['bf16'] else ''}",
         "interval": "mean ± 95% Student-t half-width over seeds (paired over seeds for differences)",
@@ -814,13 +814,15 @@ def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: 
 
 def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str, Any]],
              evals: list[dict[str, Any]], fixed: dict[str, Any], sweep: dict[str, Any], out: Path,
-             prior: dict[str, Any] | None = None) -> str:
+             prior: dict[str, Any] | None = None, name: str = "fair") -> str:
     from medsr.evaluation.report import protocol_header
 
     variants = cfg["variants"]
     single = [v for v in variants if VARIANTS[v][2] == "single"]
     multi = [v for v in variants if VARIANTS[v][2] == "multi" and not v.endswith("@noisy")]
-    lines = ["# Fair quality benchmark (issue 11)", "", "```", protocol_header(protocol(cfg, steps, wall)), "```", ""]
+    curves = "curves.png" if name == "fair" else f"{name}_curves.png"
+    title = "Fair quality benchmark" if name == "fair" else "SAKG component study"
+    lines = [f"# {title} (issue 11)", "", "```", protocol_header(protocol(cfg, steps, wall)), "```", ""]
     for title, metric in (("PSNR (dB), whole field", "psnr"), ("PSNR (dB), brain mask", "psnr_mask"),
                           ("SSIM, whole field", "ssim"), ("SSIM, brain mask", "ssim_mask")):
         lines += [f"## {title}", "", "Single-contrast (no reference), mean ± 95% t over seeds:", ""]
@@ -831,28 +833,31 @@ def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str
                                ["leak: ref LUT", "leak: zero-fill + LUT out-of-band", "zerofill", "leak: label mean"])
         lines.append("")
     heads = {f"{k} - {b}": (k, b) for b, k in HEAD_PAIRS.items() if k in variants and b in variants}
-    lines += ["## Paired differences (PSNR dB, same seeds): k-space head minus bicubic head", ""]
-    lines += diff_table(evals, {n: p for n, p in heads.items() if VARIANTS[p[0]][2] == "single"},
-                        cell_names(cfg, ("none",)), "psnr", True)
-    lines += [""] + diff_table(evals, {n: p for n, p in heads.items() if VARIANTS[p[0]][2] == "multi"},
-                               cell_names(cfg, ("hr", "lr", "none")), "psnr", True)
+    if heads:
+        lines += ["## Paired differences (PSNR dB, same seeds): k-space head minus bicubic head", ""]
+        lines += diff_table(evals, {n: p for n, p in heads.items() if VARIANTS[p[0]][2] == "single"},
+                            cell_names(cfg, ("none",)), "psnr", True)
+        lines += [""] + diff_table(evals, {n: p for n, p in heads.items() if VARIANTS[p[0]][2] == "multi"},
+                                   cell_names(cfg, ("hr", "lr", "none")), "psnr", True) + [""]
     abl = {f"{c}: sakg - {v}": ("sakg", v) for c, v in ABLATIONS.items() if v in variants and "sakg" in variants}
-    lines += ["", "## Paired ablations (PSNR dB gain of the component: full SAKG minus SAKG without it)", "",
-              f"Primary cells: LR and no reference (where the components could matter), both sets. Verdict rule: "
-              f"'helps' only if significantly positive in most primary cells and significantly negative in none.", ""]
-    lines += diff_table(evals, abl, cell_names(cfg, PRIMARY_REFS), "psnr", True)
-    lines += ["", "With an HR reference (not primary):", ""]
-    lines += diff_table(evals, abl, cell_names(cfg, ("hr",)), "psnr", False)
-    lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, cell_names(cfg, PRIMARY_REFS),
-                                                                        "psnr_mask", True)
+    if abl:
+        lines += ["## Paired ablations (PSNR dB gain of the component: full SAKG minus SAKG without it)", "",
+                  "Primary cells: LR and no reference (where the components could matter), both sets. Verdict rule: "
+                  "'helps' only if significantly positive in most primary cells and significantly negative in none.",
+                  ""]
+        lines += diff_table(evals, abl, cell_names(cfg, PRIMARY_REFS), "psnr", True)
+        lines += ["", "With an HR reference (not primary):", ""]
+        lines += diff_table(evals, abl, cell_names(cfg, ("hr",)), "psnr", False)
+        lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(
+            evals, abl, cell_names(cfg, PRIMARY_REFS), "psnr_mask", True)
     if "sakg" in variants:
         lines += ["", "## Semantic-prior and wrong-scale probes (full SAKG, every seed)", ""]
         lines += probe_table(evals, cfg, "sakg")
     if any(v.startswith("sakg2") for v in variants):
         lines += [""] + component_sections(evals, fixed, cfg, prior)
     budget, eq = equal_time(trains, variants)
-    lines += ["", "## Equal steps vs equal wall time (val split, x2 and x4; curves: curves.png)", ""] + eq
-    plot_curves(trains, variants, budget, out / "curves.png")
+    lines += ["", f"## Equal steps vs equal wall time (val split, x2 and x4; curves: {curves})", ""] + eq
+    plot_curves(trains, variants, budget, out / curves)
     lines += ["", "## Learning-rate sweep (val PSNR dB at the end, seed 0)", "",
               "| method | " + " | ".join(f"lr {x:g}" for x in cfg["lrs"]) + " | chosen |",
               "|---|" + "---|" * (len(cfg["lrs"]) + 1)]
@@ -909,6 +914,19 @@ def estimate_steps(cfg: dict[str, Any], budget_minutes: float, workers: int, n_j
     return steps
 
 
+def render(path: Path) -> int:
+    """Re-render ``<name>.md`` and ``curves.png`` beside a results JSON written by :func:`main` (same tables)."""
+    from medsr.io.atomic import atomic_path
+
+    r = json.loads(path.read_text())
+    text = markdown(r["cfg"], r["steps"], r["wall_s"], r["train"], r["eval"], r["fixed"], r["sweep"], path.parent,
+                    r.get("prior"), path.stem)
+    with atomic_path(path.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke-sized protocol (a few minutes on one core)")
@@ -932,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU protocol)")
     parser.add_argument("--data", type=Path, default=Path("data/mni"))
+    parser.add_argument("--report", type=Path, help="only re-render the report of a results JSON (next to it)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
     parser.add_argument("--work", type=Path, default=Path("runs/fair"))
     args = parser.parse_args(argv)
@@ -939,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.data.embedded import ensure_mni
     from medsr.io.atomic import atomic_path
 
+    if args.report is not None:
+        return render(args.report)
     start = time.time()
     store = args.data if (args.data / "manifest.json").is_file() else ensure_mni(args.data)  # any prepared store
     cfg = {**settings(args), "data": str(store.resolve())}
@@ -982,13 +1003,13 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - start
     for e in evals:
         e.pop("cfg")
-    text = markdown(cfg, steps, wall, trains, evals, fixed, sweep, args.out, prior)
     name = "components" if args.components else "fair"
+    text = markdown(cfg, steps, wall, trains, evals, fixed, sweep, args.out, prior, name)
     with atomic_path(args.out / f"{name}.md") as tmp:
         tmp.write_text(text)
     with atomic_path(args.out / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps({"protocol": protocol(cfg, steps, wall), "cfg": cfg, "steps": steps,
-                                   "sweep": sweep, "prior": prior, "train": trains, "eval": evals,
+        tmp.write_text(json.dumps({"protocol": protocol(cfg, steps, wall), "cfg": cfg, "wall_s": wall,
+                                   "steps": steps, "sweep": sweep, "prior": prior, "train": trains, "eval": evals,
                                    "fixed": fixed}, indent=1) + "\n")
     print(text)
     return 0

@@ -90,6 +90,10 @@ def test_component_study_end_to_end(tmp_path: Path) -> None:
     assert Path(record["prior"]["weights"]).is_file() and set(record["prior"]["accuracy"]) == {
         f"val|{r}|x{s}" for r in ("lr", "none") for s in (2, 4)}
     text = (out / "components.md").read_text()
+    (out / "components.md").unlink()
+    assert fair.main(["--report", str(out / "components.json")]) == 0
+    assert (out / "components.md").read_text() == text  # the JSON alone re-renders the report
+    assert (out / "components_curves.png").stat().st_size > 0
     for needle in ("external prior (vs none): sakg2 - sakg2-no-semantic", "noisy input",
                    "residual attention (vs centre only)", "test none x6", "Probes of sakg2", "ground-truth prior"):
         assert needle in text, needle
