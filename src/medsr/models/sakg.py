@@ -43,9 +43,8 @@ plus a learned residual whose last layer starts at zero, so training starts at t
 outside the LR band (its in-band part is projected out), and the in-band content is the input plus a
 zero-initialised correction predicted at LR resolution (3x3 convolution on the fused features). A hard
 data-consistency step (band = input) would be wrong here: inputs are magnitude images, and ``|LR|`` differs from
-the band of the HR image wherever ringing went negative. Measured on the MNI test split (T2 from T1, x2, HR
-reference, 300 steps at lr 1e-3): no split 27.68 dB / 0.865 SSIM, hard data consistency 29.79 / 0.841, split with
-correction 30.58 / 0.898.
+the band of the HR image wherever ringing went negative. Whether each of these components helps is measured, with
+seeds and paired ablations, by ``benchmarks/fair.py`` (results in ``benchmarks/results/quality/``).
 """
 
 from __future__ import annotations
