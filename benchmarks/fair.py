@@ -109,6 +109,11 @@ PROBED = ("sakg", "sakg2", "sakg2-learned-prior")  # variants whose priors and s
 SCALE_CELLS = {"test|none|x2x4": ((2.0, 4.0), None), "test|none|x6": ((6.0, 6.0), None),
                "test|none|x8": ((8.0, 8.0), None), "test|lr1.5|x4": ((4.0, 4.0), (1.5, 1.5))}
 PRIMARY_REFS = ("lr", "none")  # where semantics could matter (issue 11, item 4)
+# the flagship against the baselines under the same inputs (same seeds = same batches; different models)
+COMPARISONS = {"single": {"sakg-noref - liif+k": ("sakg-noref", "liif+k"), "sakg-noref - liif": ("sakg-noref", "liif"),
+                          "sakg-noref - liif-swinir": ("sakg-noref", "liif-swinir")},
+               "multi": {"sakg - dualarb+k": ("sakg", "dualarb+k"), "sakg - dualarb": ("sakg", "dualarb"),
+                         "sakg2 - dualarb+k": ("sakg2", "dualarb+k")}}
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -250,6 +255,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
     variant, seed, lr, steps, cfg = job["variant"], job["seed"], job["lr"], job["steps"], job["cfg"]
     mode, device = VARIANTS[variant][2], resolve_device(cfg["device"])
+    torch.manual_seed(job.get("batch_seed", seed))  # in-forward randomness (prior dropout): a run repeats exactly
     model = build_model(variant, seed, cfg)
     if job.get("init"):
         model.load_state_dict(torch.load(job["init"], weights_only=True))
@@ -781,10 +787,11 @@ def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: 
         lines += ["Redesign vs old design (paired, PSNR dB):", ""]
         lines += diff_table(evals, {"sakg2 - sakg": ("sakg2", "sakg")}, primary + hr_cells, "psnr", True) + [""]
     abl = {f"{c}: sakg2 - {v}": ("sakg2", v) for c, v in ABLATIONS2.items() if have("sakg2", v)}
-    lines += ["Paired ablations of sakg2 (gain of the component, PSNR dB). " + rule, ""]
-    lines += diff_table(evals, abl, primary, "psnr", True)
-    lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, primary, "psnr_mask", True)
-    lines += ["", "With an HR reference (not primary):", ""] + diff_table(evals, abl, hr_cells, "psnr", False)
+    if abl:
+        lines += ["Paired ablations of sakg2 (gain of the component, PSNR dB). " + rule, ""]
+        lines += diff_table(evals, abl, primary, "psnr", True)
+        lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, primary, "psnr_mask", True)
+        lines += ["", "With an HR reference (not primary):", ""] + diff_table(evals, abl, hr_cells, "psnr", False)
     noisy = {k: p for k, p in NOISY_PAIRS.items() if have(*p)}
     if noisy:
         lines += ["", f"Slice fusion where neighbours carry information: every LR slice with independent Gaussian "
@@ -839,6 +846,15 @@ def markdown(cfg: dict[str, Any], steps: int, wall: float, trains: list[dict[str
                             cell_names(cfg, ("none",)), "psnr", True)
         lines += [""] + diff_table(evals, {n: p for n, p in heads.items() if VARIANTS[p[0]][2] == "multi"},
                                    cell_names(cfg, ("hr", "lr", "none")), "psnr", True) + [""]
+    versus = {mode: {k: p for k, p in pairs.items() if p[0] in variants and p[1] in variants}
+              for mode, pairs in COMPARISONS.items()}
+    if any(versus.values()):
+        lines += ["## SAKG against the baselines (paired over seeds: same batches; PSNR dB)", "",
+                  "Single-contrast models against SAKG trained and tested without reference; multi-contrast against "
+                  "multi-contrast. Same verdict rule ('helps' = SAKG significantly better in most cells, worse in "
+                  "none).", ""]
+        lines += diff_table(evals, versus["single"], cell_names(cfg, ("none",)), "psnr", True) + [""]
+        lines += diff_table(evals, versus["multi"], cell_names(cfg, ("hr", "lr", "none")), "psnr", True) + [""]
     abl = {f"{c}: sakg - {v}": ("sakg", v) for c, v in ABLATIONS.items() if v in variants and "sakg" in variants}
     if abl:
         lines += ["## Paired ablations (PSNR dB gain of the component: full SAKG minus SAKG without it)", "",
