@@ -104,6 +104,7 @@ ABLATIONS2 = {"external prior (vs none)": "sakg2-no-semantic", "external vs lear
 NOISY_PAIRS = {"residual attention (vs centre only)": ("sakg2@noisy", "sakg2-no-attention@noisy"),
                "residual attention vs mean fusion": ("sakg2@noisy", "sakg2-mean-fusion@noisy"),
                "mean fusion (vs centre only)": ("sakg2-mean-fusion@noisy", "sakg2-no-attention@noisy")}
+SCALE_PAIRS = {"log-scale conditioning (vs none): sakg2 - sakg2-no-scalecond": ("sakg2", "sakg2-no-scalecond")}
 PROBED = ("sakg", "sakg2", "sakg2-learned-prior")  # variants whose priors and scale inputs are probed
 # scale-conditioning cells (test set): asymmetric target scales, scales beyond training, a mismatched LR reference
 SCALE_CELLS = {"test|none|x2x4": ((2.0, 4.0), None), "test|none|x6": ((6.0, 6.0), None),
@@ -205,7 +206,6 @@ def loss_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_model(variant: str, seed: int, cfg: dict[str, Any] | None = None) -> Any:
-    import medsr.models  # noqa: F401
     from medsr.models.base import seeded_init
     from medsr.registry import MODELS
 
@@ -240,6 +240,17 @@ def quick_psnr(model: Any, data: Any, indices: list[int], ref: str, scales: list
     return float(np.mean(values))
 
 
+def adam_cosine(params: Any, lr: float, steps: int) -> tuple[Any, Any]:
+    """The protocol's optimiser: Adam at ``lr``, 5% linear warm-up, then cosine decay to 0 over ``steps``."""
+    import torch
+
+    from medsr.tasks.base import lr_factor
+
+    optimiser = torch.optim.Adam(params, lr=lr)
+    schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
+    return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
+
+
 def train_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one (variant, seed, lr) for ``steps``; record the val learning curve; save the weights. Optional job
     keys (a second training stage, ``benchmarks/twostage.py``): ``init`` (state dict to start from), ``extra_loss``
@@ -251,7 +262,6 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     from medsr.scales import Curriculum
     from medsr.evaluation.scores import collate
     from medsr.losses import WeightedSum
-    from medsr.tasks.base import lr_factor
 
     variant, seed, lr, steps, cfg = job["variant"], job["seed"], job["lr"], job["steps"], job["cfg"]
     mode, device = VARIANTS[variant][2], resolve_device(cfg["device"])
@@ -267,9 +277,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     val_ref = "lr" if mode == "multi" else "none"
     sampler = ScaleBatchSampler(len(train), cfg["batch"], Curriculum.from_config(CURRICULA[mode]),
                                 job.get("batch_seed", seed), num_steps=steps)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
+    optimiser, scheduler = adam_cosine(model.parameters(), lr, steps)
     marks = set(np.linspace(0, steps, cfg["curve_points"]).round().astype(int).tolist())
     curve, seconds = [], 0.0
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg["bf16"])
@@ -309,8 +317,7 @@ def soft_labels(label: Any, size: tuple[int, int], n_classes: int) -> Any:
     return F.interpolate(onehot, size=size, mode="area")
 
 
-SEGMENTERS = {"prior": {"in_channels": 3, "base": 8, "depth": 2},  # SAKG's external prior (DEFAULT_PRIOR_NET)
-              "hr": {"in_channels": 1, "base": 8, "depth": 2}}  # the feature network of seg_perceptual
+HR_SEGMENTER = {"in_channels": 1, "base": 8, "depth": 2}  # the feature network of seg_perceptual
 
 
 def segmenter_batch(batch: dict[str, Any], kind: str) -> tuple[Any, Any]:
@@ -328,7 +335,7 @@ def segmenter_batch(batch: dict[str, Any], kind: str) -> tuple[Any, Any]:
 
 
 def train_segmenter(cfg: dict[str, Any], work: Path, kind: str = "prior") -> dict[str, Any]:
-    """A tissue segmenter (``unet``, :data:`SEGMENTERS`) trained alone on the train split: ``prior``, the one
+    """A tissue segmenter (``unet``) trained alone on the train split: ``prior``, the one
     SAKG's external prior freezes (first stage of the component study: LR slice, reference on the LR grid or
     zeros, reference present, with the multi-contrast curriculum's random scales and references); ``hr``, the
     feature network of the segmentation-guided perceptual loss (HR images). Soft cross-entropy against the
@@ -341,20 +348,18 @@ def train_segmenter(cfg: dict[str, Any], work: Path, kind: str = "prior") -> dic
     from medsr.data.datasets import ScaleBatchSampler, eval_specs
     from medsr.evaluation.scores import collate
     from medsr.models.base import seeded_init
+    from medsr.models.sakg import DEFAULT_PRIOR_NET
     from medsr.models.unet import UNet
     from medsr.scales import Curriculum
-    from medsr.tasks.base import lr_factor
 
     torch.set_num_threads(2)
     start = time.perf_counter()
-    spec = SEGMENTERS[kind]
+    spec = HR_SEGMENTER if kind == "hr" else {k: v for k, v in DEFAULT_PRIOR_NET.items() if k != "type"}
     net = seeded_init(UNet(**spec), 0).train()
     train = dataset(cfg, "train", "multi", cfg["patch"])
     steps = cfg["prior_steps"]
     sampler = ScaleBatchSampler(len(train), 16, Curriculum.from_config(CURRICULA["multi"]), 424242, num_steps=steps)
-    optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
-    schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
+    optimiser, scheduler = adam_cosine(net.parameters(), 2e-3, steps)
     for specs in sampler:
         x, target = segmenter_batch(collate([train[s] for s in specs]), kind)
         loss = -(target * net(x).log_softmax(dim=1)).sum(dim=1).mean()
@@ -526,20 +531,17 @@ def fixed_rows(cfg: dict[str, Any], sigma: float = 0.0) -> dict[str, dict[str, d
     noise ``sigma``, zero-filling and bicubic of the noisy inputs only."""
     import torch
 
-    import medsr.models  # noqa: F401
     from medsr.registry import MODELS
 
     torch.set_num_threads(1)
-    train = dataset(cfg, "train", "multi", None)
-    lut, label_means = fit_leaks(train)
     sets = eval_sets(cfg, sigma)
     methods = {"zerofill": (MODELS.build({"type": "zerofill"}), "none"),
-               "bicubic": (MODELS.build({"type": "bicubic"}), "none"),
-               "leak: ref LUT": (LeakModel("lut", lut, label_means), "hr"),
-               "leak: zero-fill + LUT out-of-band": (LeakModel("zf+lut", lut, label_means), "hr"),
-               "leak: label mean": (LeakModel("labels", lut, label_means), "none")}
-    if sigma > 0:
-        methods = {k: methods[k] for k in ("zerofill", "bicubic")}
+               "bicubic": (MODELS.build({"type": "bicubic"}), "none")}
+    if sigma == 0:  # the leakage rows read clean references and labels: fitted once, on the training slabs
+        lut, label_means = fit_leaks(dataset(cfg, "train", "multi", None))
+        methods |= {"leak: ref LUT": (LeakModel("lut", lut, label_means), "hr"),
+                    "leak: zero-fill + LUT out-of-band": (LeakModel("zf+lut", lut, label_means), "hr"),
+                    "leak: label mean": (LeakModel("labels", lut, label_means), "none")}
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for method, (model, ref) in methods.items():
         cells = {}
@@ -773,7 +775,7 @@ def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: 
     """The redesign study (issue 11, item 6): old vs new design, paired ablations of each new component, slice
     fusion under noisy inputs, the scale-conditioning cells, and the external prior's own accuracy."""
     variants = cfg["variants"]
-    have = lambda *vs: all(v in variants for v in vs)  # noqa: E731
+    present = set(variants)
     primary, hr_cells = cell_names(cfg, PRIMARY_REFS), cell_names(cfg, ("hr",))
     rule = ("Verdict rule: 'helps' only if significantly positive in most primary cells (LR and no reference, both "
             "sets) and significantly negative in none.")
@@ -783,16 +785,16 @@ def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: 
         lines += [f"First stage: the frozen tissue segmenter, {prior['steps']} steps in {prior['seconds']:.0f} s; "
                   "val accuracy (argmax vs majority label per LR pixel): "
                   + ", ".join(f"{k.replace('|', ' ')} {v:.3f}" for k, v in prior["accuracy"].items()), ""]
-    if have("sakg2", "sakg"):
+    if {"sakg2", "sakg"} <= present:
         lines += ["Redesign vs old design (paired, PSNR dB):", ""]
         lines += diff_table(evals, {"sakg2 - sakg": ("sakg2", "sakg")}, primary + hr_cells, "psnr", True) + [""]
-    abl = {f"{c}: sakg2 - {v}": ("sakg2", v) for c, v in ABLATIONS2.items() if have("sakg2", v)}
+    abl = {f"{c}: sakg2 - {v}": ("sakg2", v) for c, v in ABLATIONS2.items() if {"sakg2", v} <= present}
     if abl:
         lines += ["Paired ablations of sakg2 (gain of the component, PSNR dB). " + rule, ""]
         lines += diff_table(evals, abl, primary, "psnr", True)
         lines += ["", "Brain-masked PSNR, primary cells:", ""] + diff_table(evals, abl, primary, "psnr_mask", True)
         lines += ["", "With an HR reference (not primary):", ""] + diff_table(evals, abl, hr_cells, "psnr", False)
-    noisy = {k: p for k, p in NOISY_PAIRS.items() if have(*p)}
+    noisy = {k: p for k, p in NOISY_PAIRS.items() if set(p) <= present}
     if noisy:
         lines += ["", f"Slice fusion where neighbours carry information: every LR slice with independent Gaussian "
                   f"noise (std {cfg['noise']:g} of the normalised intensity; trained and tested so). Results:", ""]
@@ -800,8 +802,7 @@ def component_sections(evals: list[dict[str, Any]], fixed: dict[str, Any], cfg: 
         lines += results_table(evals, fixed, cfg, noisy_variants, ("hr", "lr", "none"), "psnr",
                                ["zerofill (noisy input)", "bicubic (noisy input)"])
         lines += ["", "Paired (PSNR dB). " + rule, ""] + diff_table(evals, noisy, primary, "psnr", True)
-    scale_pairs = {f"{v}: {a} - {b}": (a, b) for v, (a, b) in {
-        "log-scale conditioning (vs none)": ("sakg2", "sakg2-no-scalecond")}.items() if have(a, b)}
+    scale_pairs = {k: p for k, p in SCALE_PAIRS.items() if set(p) <= present}
     cells = list(SCALE_CELLS)
     if any(c in e["cells"] for e in evals for c in cells):
         lines += ["", "Scale conditioning off the training grid (test set): asymmetric x2 by x4, x6 and x8 beyond the "
@@ -902,8 +903,6 @@ def estimate_steps(cfg: dict[str, Any], budget_minutes: float, workers: int, n_j
     training steps (after a warm-up step) and of one whole-slice forward, which prices its evaluation (slices x
     scales x reference modes, both sets, the probes of SAKG) and its learning-curve points."""
     import torch
-
-    import medsr.models  # noqa: F401
 
     torch.set_num_threads(1)
     probe_cfg = {**cfg, "curve_points": 0, "val_slices": 1, "device": "cpu", "bf16": False}

@@ -58,7 +58,6 @@ def train_speed(spec: dict[str, Any], device: str, batch: int, patch: int, steps
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    import medsr.models  # noqa: F401
     from medsr.models.base import as_image
     from medsr.registry import MODELS
 

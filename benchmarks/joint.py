@@ -120,7 +120,6 @@ def job(args: tuple[str, int, int, int, int, Path, int | None]) -> list[dict[str
     """Train and test every method on one (dataset, scale, seed); one row per method and branch."""
     kind, scale, seed, steps, batch, data, max_volumes = args
     torch.set_num_threads(1)
-    import medsr.models  # noqa: F401
     from medsr.evaluation.joint import evaluate_joint
     from medsr.registry import MODELS
 

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsr.checkpoint import load_weights
+from medsr.checkpoint import build_from_weights
 from medsr.errors import InputError
 from medsr.models.base import ModelOutput, Output, SRModel, zero_init
 from medsr.models.blocks import Query, ResBlock, build_encoder, conv, decode_grid
@@ -105,18 +105,16 @@ class ExternalPrior(nn.Module):
 
     def __init__(self, spec: dict[str, Any], init: str | None, n_classes: int):
         super().__init__()
-        spec = {**DEFAULT_PRIOR_NET, **spec}
-        if spec.pop("type") != "unet" or spec.get("in_channels") != 3 or spec.get("num_classes", n_classes) != n_classes:
+        spec = {**DEFAULT_PRIOR_NET, "num_classes": n_classes, **spec}
+        if spec["type"] != "unet" or spec["in_channels"] != 3 or spec["num_classes"] != n_classes:
             raise InputError("model.prior_net", f"expected a unet with in_channels 3 and {n_classes} classes, got "
                              f"{spec}")
-        self.spec = spec
-        self.net = UNet(**spec)
-        if init is not None:
-            payload = load_weights(init)
-            trained = {k: v for k, v in payload["meta"]["model"].items() if k != "type"}
-            if {**DEFAULT_PRIOR_NET, **trained, "type": None} != {**DEFAULT_PRIOR_NET, **spec, "type": None}:
-                raise InputError(init, f"holds a prior network {trained}, the model expects {spec}")
-            self.net.load_state_dict(payload["params_ema"] or payload["params"])
+        if init is None:
+            self.net = UNet(**{k: v for k, v in spec.items() if k != "type"})
+        else:
+            self.net, meta = build_from_weights(init, task="segmentation")
+            if {**DEFAULT_PRIOR_NET, "num_classes": n_classes, **meta["model"]} != spec:
+                raise InputError(init, f"holds a prior network {meta['model']}, the model expects {spec}")
         self.net.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> "ExternalPrior":
@@ -259,7 +257,7 @@ class SAKG(SRModel):
         self.prior = ExternalPrior(prior_net or {}, prior_init, n_classes) if external else None
         self.prior_sft = nn.ModuleList([SFT(C, n_classes, sem_width) for _ in range(2)]) if external else None
         self.prior_dropout, self.n_classes = prior_dropout, n_classes
-        self.attention = (SliceAttention(C, n_classes if semantic else 0, fusion) if slice_attention else None)
+        self.attention = SliceAttention(C, n_classes if semantic else 0, fusion) if slice_attention else None
         self.fuse = nn.Sequential(conv(C + Cr, C, 1), *[ResBlock(C) for _ in range(n_fuse)])
         self.code = conv(C, hidden, 1)
         self.rel = nn.Linear(2, hidden, bias=False)
@@ -268,7 +266,8 @@ class SAKG(SRModel):
         self.cell = nn.Linear(2, hidden, bias=False) if scale_conditioning else None
         self.ref_scale = nn.Linear(3 if log else 2, hidden, bias=False) if scale_conditioning else None
         if log and scale_conditioning:
-            zero_init(self.cell), zero_init(self.ref_scale)
+            zero_init(self.cell)
+            zero_init(self.ref_scale)
         self.local = nn.Linear(hidden, hidden)
         self.ref_code = conv(Cr, hidden, 1)
         self.blend = conv(hidden, hidden, 1)
@@ -285,11 +284,11 @@ class SAKG(SRModel):
         return F.relu(self.local(F.relu(h)))
 
     def _reference_code(self, ref: torch.Tensor | None, B: int, out_size: tuple[int, int],
-                        like: torch.Tensor) -> torch.Tensor:
+                        like: torch.Tensor) -> torch.Tensor | float:
         """The reference-resolution embedding ``[B, Hd, 1, 1]`` (scale conditioning): raw size ratios (linear) or
         ``[present, log-scale y, log-scale x]`` (log); zero without a reference."""
         if ref is None:
-            return self.ref_scale(like.new_zeros(B, self.ref_scale.in_features))[:, :, None, None]
+            return 0.0  # a bias-free projection of zeros
         ratio = like.new_tensor([ref.shape[-2] / out_size[0], ref.shape[-1] / out_size[1]]).expand(B, 2)
         if self.scale_embedding == "log":
             ratio = torch.cat([ratio.new_ones(B, 1), -log_scale(ratio)], dim=1)
