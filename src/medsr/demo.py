@@ -107,7 +107,6 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
     """``medsr demo --task ct``: train CNCL on the embedded CT data within ``minutes``, score the low-dose input
     and the trained model on the validation split in the RED-CNN and LDCT-bench abdomen windows, write
     ``report.md`` and ``comparison.png``; return the report's path."""
-
     if not (math.isfinite(minutes) and minutes > 0):
         raise InputError("--minutes", f"must be a positive finite number, got {minutes:g}")
     if out.exists() and any(out.iterdir()) and not (out / "config.yaml").is_file():

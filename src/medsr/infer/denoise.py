@@ -69,7 +69,6 @@ def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | P
     """Denoise ``input_path`` into ``output`` (see the module docstring)."""
     from tqdm import tqdm
 
-
     src, dst = Path(input_path), Path(output)
     kind = "nifti" if is_nifti(dst) else "dicom"
     if kind == "dicom" and not src.is_dir():

@@ -149,7 +149,6 @@ def write_dicom_like(source: str | Path, output: str | Path, volume: np.ndarray,
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-
     images = series_slices(source)
     if volume.shape != (int(images[0].Columns), int(images[0].Rows), len(images)):
         raise ValueError(f"volume {volume.shape} does not match the series ({len(images)} slices)")

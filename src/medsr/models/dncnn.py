@@ -20,7 +20,6 @@ from medsr.registry import MODELS
 class DnCNN(Denoiser):
     """``forward(x [B, 1, H, W]) -> x - noise(x)``."""
 
-
     def __init__(self, depth: int = 10, width: int = 32, batch_norm: bool = True):
         super().__init__()
         if depth < 2:

@@ -22,7 +22,6 @@ from medsr.registry import MODELS
 class REDCNN(Denoiser):
     """``forward(x [B, 1, H, W]) -> [B, 1, H, W]``, the denoised image."""
 
-
     def __init__(self, width: int = 32, kernel_size: int = 5):
         super().__init__()
         channels = [1] + [width] * 5
