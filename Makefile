@@ -24,7 +24,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The CPU quality protocol of issue 11 (64 min measured on 2 cores, within the 90-min target; the figures in benchmarks/results/quality/):
+# The CPU quality protocol of issue 11 (66 min measured on 2 cores, within the 90-min target; the figures in benchmarks/results/quality/):
 # the fair comparison (8 methods), SAKG's component study (old design, redesign, paired ablations, noisy-input
 # fusion), then the two-stage segmentation-guided perceptual fine-tuning of the redesign's runs.
 BENCH_STEPS ?= 250

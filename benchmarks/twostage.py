@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     source = json.loads(args.source.read_text())
     cfg = {**source["cfg"], "curve_points": 2}
     firsts = {t["seed"]: t for t in source["train"] if t["variant"] == "sakg2" and t.get("final")}
-    if not firsts:
-        raise SystemExit(f"{args.source}: no final sakg2 runs (run benchmarks/fair.py --components first)")
+    missing = [t["weights"] for t in firsts.values() if not Path(t["weights"]).is_file()] + [
+        w for w in [cfg.get("prior_weights")] if w and not Path(w).is_file()]
+    if not firsts or missing:
+        raise SystemExit(f"{args.source}: {'weights missing: ' + missing[0] if missing else 'no final sakg2 runs'} "
+                         "(run benchmarks/fair.py --components first, as make bench does)")
     segmenter = fair.train_segmenter({**cfg, "prior_steps": args.seg_steps}, args.work, kind="hr")
     lr = firsts[min(firsts)]["lr"] / 4
     extra = {"+ft-l1": [], "+ft-segperc": [{"type": "seg_perceptual", "weight": args.weight,
