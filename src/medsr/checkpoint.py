@@ -13,6 +13,7 @@ import torch
 import medsr
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
+from medsr.models.base import SRModel
 from medsr.registry import MODELS, TASKS
 
 
@@ -106,8 +107,6 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
 def rebuild_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The model spec a weights file is rebuilt from: ``spec`` without the model's ``init_args`` (arguments that
     only initialise parameters from another file, which the weights file's own parameters replace)."""
-    from medsr.models.base import SRModel
-
     cls = MODELS.get(spec["type"])
     drop = cls.init_args if isinstance(cls, type) and issubclass(cls, SRModel) else ()
     return {k: v for k, v in spec.items() if k not in drop}
