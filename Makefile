@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/medsr demo
 
+# The suite, then its float-sensitive part again on one thread (results must not depend on the thread count).
 test: setup
 	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -m float_sensitive
 
 # The CPU quality protocol of issue 11 (66 min measured on 2 cores, within the 90-min target; the figures in benchmarks/results/quality/):
 # the fair comparison (8 methods), SAKG's component study (old design, redesign, paired ablations, noisy-input
