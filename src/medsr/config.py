@@ -75,7 +75,9 @@ class DataConfig:
     keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
     store's (validation stays on the store). ``mask`` undersamples the LR inputs of training and validation.
     ``fov`` and ``intensity`` (orthonormal | t2net-compat) apply to the reconstruction and joint tasks
-    (:mod:`medsr.data.joint`)."""
+    (:mod:`medsr.data.joint`). ``phase`` (none | smooth-random, SR task) puts a smooth random phase on each HR
+    slice before it is sampled, so a mask's acceleration is not flattered by Hermitian symmetry; ``slices``
+    (all | t2net) reads every slice or T2Net's 21 per volume (:data:`medsr.data.datasets.SLICE_SUBSETS`)."""
 
     dataset: str = "store"
     root: str = "data/mni"
@@ -96,6 +98,8 @@ class DataConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     fov: Optional[List[int]] = None
     intensity: str = "orthonormal"
+    phase: str = "none"
+    slices: str = "all"
     noise_scale: Optional[List[float]] = None  # task denoise: [low, high] factor on each training item's ld - fd
 
 
@@ -112,7 +116,9 @@ class SchedulerConfig:
 
 @dataclass
 class GanConfig:
-    """Adversarial training: a discriminator (MODELS spec), its loss, weight and update ratio."""
+    """Adversarial training: a discriminator (MODELS spec), its loss, weight and update ratio; ``condition`` (a
+    batch key, e.g. ``ld``) and ``noise`` add the network input and the noise estimate to what the discriminator
+    sees (:mod:`medsr.tasks.adversarial`)."""
 
     enabled: bool = False
     discriminator: Dict[str, Any] = field(default_factory=lambda: {"type": "patch_discriminator"})
@@ -120,6 +126,8 @@ class GanConfig:
     weight: float = 0.01
     g_steps_per_d_step: int = 1
     d_lr: float = 1e-4
+    condition: Optional[str] = None
+    noise: bool = False
 
 
 @dataclass

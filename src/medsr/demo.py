@@ -99,12 +99,12 @@ def run_demo(
     return path
 
 
-CT_DEMO_CONFIG = CONFIG_DIR / "ct_cncl.yaml"
+CT_DEMO_CONFIG = CONFIG_DIR / "ct_cncl_lite.yaml"
 CT_DEMO_WINDOWS = ("redcnn", "ldctbench-abdomen")
 
 
 def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CONFIG) -> Path:
-    """``medsr demo --task ct``: train CNCL on the embedded CT data within ``minutes``, score the low-dose input
+    """``medsr demo --task ct``: train CNCL-lite on the embedded CT data within ``minutes``, score the low-dose input
     and the trained model on the validation split in the RED-CNN and LDCT-bench abdomen windows, write
     ``report.md`` and ``comparison.png``; return the report's path."""
     if not (math.isfinite(minutes) and minutes > 0):

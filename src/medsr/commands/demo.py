@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Prepares the embedded MNI store if needed, trains the built-in demo config within --minutes, tests "
         "it at x1.5, x2, x3, x4 against bicubic and zero-filling (and the shipped weights when present), and "
         "writes OUT/report.md and OUT/comparison.png. An existing OUT is replaced. With --task ct: the embedded CT "
-        "store (built on first use), CNCL (config ct_cncl) trained within --minutes and scored against the "
+        "store (built on first use), CNCL-lite (config ct_cncl_lite) trained within --minutes and scored against the "
         "low-dose input in the RED-CNN and LDCT-bench abdomen windows.",
     )
     parser.add_argument("--task", choices=tuple(DEFAULTS), default="sr", help="sr (default) or ct")

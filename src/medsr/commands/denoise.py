@@ -11,8 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "denoise",
         help="denoise a low-dose CT volume (NIfTI or DICOM series in HU) into NIfTI or a DICOM series",
-        description="Denoise every axial slice of a CT volume in HU with a 2-D denoiser (default: the shipped CNCL "
-        "weights). Output: a float32 NIfTI in HU with the input's header and affine (OUTPUT ends in .nii or "
+        description="Denoise every axial slice of a CT volume in HU with a 2-D denoiser (default: the shipped "
+        "CNCL-lite weights). Output: a float32 NIfTI in HU with the input's header and affine (OUTPUT ends in .nii or "
         ".nii.gz), or, for a DICOM series input, a new DICOM series in the folder OUTPUT with the input's tags and "
         "geometry.",
     )

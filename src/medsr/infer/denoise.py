@@ -54,13 +54,13 @@ class PlaneDenoiser(nn.Module):
 
 
 def default_ct_weights() -> Path:
-    """The shipped CNCL weights, or a clear error."""
+    """The shipped CNCL-lite weights, or a clear error."""
     resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_CT_WEIGHTS)
     if resource.is_file():
         return Path(str(resource))
     raise InputError("--weights", f"no weights given and the shipped {SHIPPED_CT_WEIGHTS} is not installed; run "
-                     "scripts/train_ct_weights.sh, or train a denoise config (medsr train ct_cncl) and pass "
-                     "--weights runs/ct_cncl")
+                     "scripts/train_ct_weights.sh, or train a denoise config (medsr train ct_cncl_lite) and "
+                     "pass --weights runs/ct_cncl_lite")
 
 
 def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | Path | None = None,

@@ -1,23 +1,22 @@
-"""CNCL, content-noise complementary learning: Geng et al., "Content-Noise Complementary Learning for Medical
-Image Denoising", IEEE TMI 41(2), 2022.
+"""CNCL, content-noise complementary learning, in the paper's configuration: Geng et al., "Content-Noise
+Complementary Learning for Medical Image Denoising", IEEE TMI 41(2), 2022; reference code
+github.com/gengmufeng/CNCL-denoising (``code/model.py``, ``code/train.py``), read, not copied.
 
-Two predictors read the same low-dose image ``x``: the content predictor estimates the clean image directly
-(``content1``), the noise predictor estimates the noise, which gives a second content estimate
-``content2 = x - noise``. The two estimates err differently (one blurs, the other leaves residual noise) and a
-fusion layer combines them:
+Two U-Net predictors read the same low-dose image ``x``: the content predictor estimates the clean image
+(``content1``), the noise predictor the noise, which gives a second estimate ``content2 = x - noise``. The fusion is
+the paper's: a 1x1 convolution over ``[content1, content2]`` (initialised here to their mean). A training forward
+returns a :class:`~medsr.models.base.ModelOutput` whose ``aux`` holds ``content`` (content1) and ``noise``.
 
-* ``fusion: conv``: a 1x1 convolution over ``[content1, content2]`` (initialised to their mean);
-* ``fusion: cross_attention``: feature-level fusion. The last features of each predictor attend to the other's
-  (transposed channel attention as in Restormer's MDTA, queries from one branch, keys and values from the
-  other, :func:`medsr.models.restormer.channel_attention`); a 3x3 convolution of both attended features is added
-  to the 1x1 fusion of the two images.
+Training (config ``ct_cncl``), as the reference code: the pixel loss ``content_noise`` (L1 between
+``[fused, noise]`` and ``[fd, ld - fd]``) x 100 plus an LSGAN term x 1 from a conditional PatchGAN that sees
+``[fused, noise, ld]`` (real: ``[fd, ld - fd, ld]``; :mod:`medsr.tasks.adversarial`); no texture term.
 
-Each predictor is a head convolution, ``n_blocks`` blocks of ``width`` channels and a tail convolution, with a
-long feature skip; ``block: conv`` uses EDSR residual blocks (:class:`medsr.models.blocks.ResBlock`),
-``block: restormer`` Restormer transformer blocks (:class:`medsr.models.restormer.TransformerBlock`). The paper's
-predictors are larger U-Nets trained with an LSGAN; the adversarial, pixel, texture and perceptual terms are the
-training config's (``ct_cncl``). A training forward returns a :class:`~medsr.models.base.ModelOutput` with the
-two branch outputs in ``aux`` (``content``: content1, ``noise``), read by the ``complementary`` loss.
+The predictors are the project's U-Net (:class:`medsr.models.unet.UNet`: Ronneberger's layout, 'same'
+convolutions with batch normalisation, transposed-convolution upsampling, a 1x1 output convolution). The reference
+code's U-Net has the same encoder widths (64 to 1024 over four poolings, batch normalisation) but upsamples
+bilinearly, halves the channels in each decoder stage and ends in two plain 3x3 convolutions: about 21.9 M
+parameters per predictor where this one has 31.0 M (43.8 M and 62.1 M for the whole generator at ``base: 64``,
+``depth: 4``). For smaller or faster runs, lower ``base`` or ``depth``; the reduced variant is ``cncl_lite``.
 """
 
 from __future__ import annotations
@@ -26,83 +25,28 @@ import torch
 from torch import nn
 
 from medsr.models.base import Denoiser, ModelOutput
-from medsr.models.blocks import ResBlock, conv
-from medsr.models.restormer import ChannelNorm, TransformerBlock, channel_attention
+from medsr.models.unet import UNet
 from medsr.registry import MODELS
-
-FUSIONS = ("conv", "cross_attention")
-BLOCKS = ("conv", "restormer")
-
-
-class Predictor(nn.Module):
-    """``x [B, 1, H, W] -> (features [B, width, H, W], prediction [B, 1, H, W])``."""
-
-    def __init__(self, width: int, n_blocks: int, block: str, heads: int):
-        super().__init__()
-        self.head = conv(1, width)
-        make = (lambda: ResBlock(width)) if block == "conv" else (lambda: TransformerBlock(width, heads))
-        self.body = nn.Sequential(*[make() for _ in range(n_blocks)])
-        self.tail = conv(width, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        head = self.head(x)
-        features = head + self.body(head)
-        return features, self.tail(features)
-
-
-class CrossAttention(nn.Module):
-    """Queries from ``a``, keys and values from ``b`` (both ``[B, C, H, W]``), transposed channel attention."""
-
-    def __init__(self, channels: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm_a, self.norm_b = ChannelNorm(channels), ChannelNorm(channels)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.kv = nn.Conv2d(channels, 2 * channels, 1)
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.project = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        k, v = self.kv(self.norm_b(b)).chunk(2, dim=1)
-        return a + self.project(channel_attention(self.q(self.norm_a(a)), k, v, self.heads, self.temperature))
 
 
 @MODELS.register("cncl")
 class CNCL(Denoiser):
-    """``forward(x [B, 1, H, W]) -> ModelOutput(fused, aux={"content": content1, "noise": noise})``."""
+    """``forward(x [B, 1, H, W]) -> ModelOutput(fused, aux={"content": content1, "noise": noise})`` for any
+    ``H, W``; ``base``: the first U-Net level's width, ``depth``: its number of poolings."""
 
     aux_outputs = ("content", "noise")
 
-    def __init__(self, width: int = 32, n_blocks: int = 3, fusion: str = "conv", block: str = "conv",
-                 heads: int = 2):
+    def __init__(self, base: int = 64, depth: int = 4, batch_norm: bool = True):
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        if block not in BLOCKS:
-            raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
-        if width % heads:
-            raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
-        self.fusion = fusion
-        self.content = Predictor(width, n_blocks, block, heads)
-        self.noise = Predictor(width, n_blocks, block, heads)
-        self.mix = nn.Conv2d(2, 1, 1)
+        self.content = UNet(in_channels=1, num_classes=1, base=base, depth=depth, batch_norm=batch_norm)
+        self.noise = UNet(in_channels=1, num_classes=1, base=base, depth=depth, batch_norm=batch_norm)
+        self.fusion = nn.Conv2d(2, 1, 1)
         with torch.no_grad():
-            self.mix.weight.fill_(0.5)
-            self.mix.bias.zero_()
-        if fusion == "cross_attention":
-            self.content_from_noise = CrossAttention(width, heads)
-            self.noise_from_content = CrossAttention(width, heads)
-            self.refine = conv(2 * width, 1)
-            nn.init.zeros_(self.refine.weight)
-            nn.init.zeros_(self.refine.bias)
+            self.fusion.weight.fill_(0.5)
+            self.fusion.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        content_features, content1 = self.content(x)
-        noise_features, noise = self.noise(x)
-        content2 = x - noise
-        fused = self.mix(torch.cat([content1, content2], dim=1))
-        if self.fusion == "cross_attention":
-            attended = torch.cat([self.content_from_noise(content_features, noise_features),
-                                  self.noise_from_content(noise_features, content_features)], dim=1)
-            fused = fused + self.refine(attended)
+        content1 = self.content(x)
+        noise = self.noise(x)
+        fused = self.fusion(torch.cat([content1, x - noise], dim=1))
         return ModelOutput(fused, {"content": content1, "noise": noise})

@@ -7,7 +7,7 @@ convolution; per head, ``softmax(temperature * q_hat k_hat^T) v`` with ``q_hat, 
 pixels, so the attention map is ``C/heads x C/heads`` and the cost is linear in the number of pixels. GDFN
 expands the channels by ``expansion``, gates one depthwise-convolved half by the GELU of the other, and projects
 back. Each sublayer is pre-normalised (layer norm over the channels of each pixel) and residual.
-:func:`channel_attention` is shared with CNCL's cross-attention fusion (:mod:`medsr.models.cncl`).
+:func:`channel_attention` is shared with CNCL-lite's cross-attention fusion (:mod:`medsr.models.cncl_lite`).
 """
 
 from __future__ import annotations

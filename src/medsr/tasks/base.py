@@ -36,7 +36,7 @@ from medsr.config import RunConfig, to_dict
 from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
 from medsr.losses import WeightedSum
-from medsr.models.base import Output, as_image
+from medsr.models.base import Output
 from medsr.registry import MODELS
 from medsr.tasks.adversarial import Adversary
 
@@ -143,8 +143,10 @@ class TrainingTask(pl.LightningModule, abc.ABC):
             if self.adversarial_target is None:
                 raise InputError("train.gan.enabled", f"no adversarial mode for task: {cfg.task}")
             gan = cfg.train.gan
-            self.adversary = build("train.gan", lambda spec: Adversary(spec, gan.loss, gan.weight,
-                                                                       gan.g_steps_per_d_step), plain["train"]["gan"]["discriminator"])
+            self.adversary = build("train.gan", lambda spec: Adversary(
+                spec, gan.loss, gan.weight, gan.g_steps_per_d_step, self.adversarial_target, gan.condition, gan.noise),
+                plain["train"]["gan"]["discriminator"])
+            build("train.gan", self.adversary.check, self.model)
         self.automatic_optimization = False
         self.step = 0
         self.best_score = -math.inf
@@ -226,12 +228,11 @@ class TrainingTask(pl.LightningModule, abc.ABC):
         lr = optimizers[0].param_groups[0]["lr"]
         loss, terms, prediction = self.compute_loss(batch)
         if self.adversary is not None:
-            fake = as_image(prediction)
-            adv = self.adversary.generator_loss(fake)
+            adv = self.adversary.generator_loss(prediction, batch)
             loss, terms = loss + self.adversary.weight * adv, {**terms, "gan_g": adv}
         self._update(optimizers[0], schedulers[0], loss)
         if self.adversary is not None and self.adversary.due(self.step):
-            d_loss = self.adversary.discriminator_loss(batch[self.adversarial_target], fake.detach())
+            d_loss = self.adversary.discriminator_loss(prediction, batch)
             self._update(optimizers[1], schedulers[1], d_loss)
             terms["gan_d"] = d_loss
         self._log_terms(loss, terms, lr)
