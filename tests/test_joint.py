@@ -16,7 +16,7 @@ from medsr.data.joint import JointSliceDataset, t2net_lr_gain
 from medsr.data.masks import MaskSpec
 from medsr.engine.runs import train
 from medsr.errors import InputError
-from medsr.models.dc import DCCascade, DataConsistency
+from medsr.models.dc import DCCascade, DataConsistency, has_data_consistency
 from medsr.models.joint import measurements
 from medsr.models.sequential import Sequential
 from medsr.models.t2net import T2Net, relevance_max
@@ -46,6 +46,8 @@ def test_hard_dc_restores_the_sampled_kspace_exactly_and_soft_dc_is_the_weighted
     soft = kspace.data_consistency(kx, measured[0], measured[1], 3.0)
     np.testing.assert_allclose(soft[inside].numpy(), ((kx + 3 * measured[0]) / 4)[inside].numpy(), rtol=1e-5)
     assert DataConsistency("soft", 2.0)(x, None) is x
+    assert measurements(image, mask, None) is None  # never derived from the magnitude image
+    assert has_data_consistency(DCCascade(1, 4, 2)) and not has_data_consistency(torch.nn.Conv2d(1, 1, 1))
 
 
 def test_dc_cascade_output_keeps_the_measurement():
@@ -209,8 +211,21 @@ def test_tasks_train_end_to_end_and_record_the_degradation(tmp_path, capsys, tas
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(f"x{scale} ")]
     branches = {"joint": {"recon", "sr"}, "reconstruction": {"recon"}}[task]
     assert {(r[2], r[3]) for r in rows} == {(b, m) for b in branches for m in (model["type"], "zero-filling")}
-    if task == "joint":
+    if task == "joint" and model["type"] == "t2net":  # t2net without DC: medsr sr runs it on magnitude images
         _sr_refuses_other_sampling(tmp_path, capsys, run)
+    elif task == "joint":
+        _sr_refuses_data_consistency_without_kspace(tmp_path, capsys, run)
+
+
+def _sr_refuses_data_consistency_without_kspace(tmp_path, capsys, run):
+    volume = tmp_path / "in.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((16, 16, 2), np.float32), np.eye(4)), volume)
+    argv = ["sr", str(volume), str(tmp_path / "out.nii.gz"), "--scale", "2,2,1", "--weights", str(run),
+            "--no-self-test", "--mask", "random", "--acceleration", "2", "--center-fraction", "0.25"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data-consistency layers" in err[0] and "complex k-space" in err[0], err
+    assert not (tmp_path / "out.nii.gz").exists()
 
 
 def _sr_refuses_other_sampling(tmp_path, capsys, run):
@@ -237,8 +252,10 @@ def _sr_refuses_other_sampling(tmp_path, capsys, run):
 
 
 @pytest.mark.parametrize("name,overrides,words", [
-    ("t2net_ixi_x2", [], "256x256 -> 128x128, then t2net mask: 38/128 columns sampled on the LR grid (effective R 3.37)"),
-    ("t2net_ixi_x4", [], "256x256 -> 64x64, then t2net mask: 28/64 columns sampled on the LR grid (effective R 2.29)"),
+    ("t2net_ixi_x2", [], "256x256 -> 128x128, then t2net mask: 38/128 columns sampled on the LR grid (effective R 3.37; R 2.51 "
+                     "counting the conjugate mirrors"),
+    ("t2net_ixi_x4", [], "256x256 -> 64x64, then t2net mask: 28/64 columns sampled on the LR grid (effective R 2.29; R 1.73 "
+                     "counting the conjugate mirrors"),
     ("mtrans_fastmri", ["data.target=T2", "data.ref=PD"], "320x320 -> 320x320, then random mask"),
 ])
 def test_protocol_configs_print_their_sampling_on_the_embedded_data(mni_store, name, overrides, words):

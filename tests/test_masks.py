@@ -18,13 +18,17 @@ from medsr import kspace
 from medsr.cli import main
 from medsr.config import load_config
 from medsr.data.datasets import SampleSpec, SRSliceDataset
-from medsr.data.masks import MaskSpec, parse_mask
+from medsr.data.masks import MaskSpec, mirror_acceleration, mirrored, parse_mask, published_mask
 from medsr.data.store import StoreWriter
 from medsr.errors import InputError
 from medsr.tasks.sr import SRTask
 
 GOLDEN = Path(__file__).parent / "data" / "degrade_hr_grid"
 LINE = re.compile(r"mask: (\d+)/(\d+) (columns|k-space samples) sampled on the LR grid \(effective R ([\d.]+)")
+# The column indices of T2Net's two mask files (chunmeifeng/T2Net at 5a4f8fc: 1D-Cartesian_6X_128128.mat and
+# 1D-Cartesian_6x_6464.mat, every row identical), read from the files, written here independently of the shipped copy.
+T2NET_128 = [5, 10, 27, 30, 35, 39, *range(54, 74), 84, 89, 95, 96, 101, 104, 107, 109, 111, 118, 120, 121]
+T2NET_64 = [6, 15, 19, *range(22, 42), 50, 53, 54, 60, 61]
 
 
 def _complex(shape, seed):
@@ -69,7 +73,7 @@ def test_t2net_preset_reproduces_38_of_128_columns():
     assert len({m.tobytes() for m in masks}) == len(masks)  # different seeds, different masks
     np.testing.assert_array_equal(gen(128, seed=7), kspace.T2NetMask(20, 18)(128, seed=7))
     x4 = kspace.T2NetMask.preset(64)(64, seed=3)
-    assert x4.sum() == 28 and x4[32 - 7 : 32 + 8].all()
+    assert x4.sum() == 28 and x4[32 - 10 : 32 + 10].all()  # the published x4 file's 20 + 8
     a, b = kspace.T2NetMask(20, 18, seed=5), kspace.T2NetMask(20, 18, seed=5)
     first = a(128)
     np.testing.assert_array_equal(first, b(128))
@@ -91,7 +95,7 @@ def test_lr_grid_crops_then_masks_and_prints_the_measured_r(tmp_path, capsys):
     out = np.load(tmp_path / "t.npy")
     assert out.shape == (12, 128)
     columns = _sampled_columns(out)  # the LR k-space is zero exactly in the unsampled columns
-    want = kspace.T2NetMask.preset(128)(128, seed=kspace.seed_from_name("z.npy"))
+    want = published_mask("t2net", 128)
     np.testing.assert_array_equal(columns, want)
     assert (sampled, size, unit, r) == (38, 128, "columns", round(128 / 38, 2))
     np.testing.assert_allclose(out, kspace.degrade(z, (1, 2), mask=want, magnitude=False), atol=1e-5)
@@ -110,7 +114,7 @@ def test_nifti_output_records_the_mask(tmp_path, capsys):
     assert "38/128" in img.header["descrip"].item().decode() and "LR grid" in img.header["descrip"].item().decode()
     (ext,) = [e for e in img.header.extensions if e.get_code() == 6]
     record = json.loads(ext.get_content())["medsr_degradation"]
-    want = kspace.T2NetMask.preset(128)(128, seed=kspace.seed_from_name("v.nii.gz"))
+    want = published_mask("t2net", 128)
     assert record["mask"]["indices"] == np.flatnonzero(want).tolist()
     assert record["mask"]["effective_acceleration"] == pytest.approx(128 / 38, abs=1e-4)
     assert record["mask"]["grid"] == "lr" and record["scale"] == [1.0, 2.0]
@@ -200,7 +204,7 @@ def test_dataset_items_carry_the_mask_and_its_r(tmp_path):
     writer.finish("synthetic", {"train": ["s0"], "val": ["s0"], "test": []}, {})
     ds = SRSliceDataset(tmp_path / "store", "train", "T2", mask=MaskSpec("t2net"))
     item = ds[SampleSpec(index=1, scale=(1.0, 2.0))]
-    want = kspace.T2NetMask.preset(128)(128, seed=kspace.seed_from_name("s0"))
+    want = published_mask("t2net", 128)
     assert item["mask"].dtype == torch.bool
     np.testing.assert_array_equal(item["mask"].numpy(), want)
     assert item["acceleration"] == pytest.approx(128 / 38)
@@ -246,7 +250,7 @@ def _bad_mask(tmp_path, values):
     ("no-centre", lambda p: _bad_mask(p, np.r_[np.ones(64), 0, np.ones(63)]), ["bad.npy", "k-space centre", "64"]),
     ("empty", lambda p: _bad_mask(p, np.zeros(128)), ["bad.npy", "samples nothing"]),
     ("levels", lambda p: _bad_mask(p, np.linspace(0, 1, 128)), ["bad.npy", "one positive level"]),
-    ("t2net-width", lambda p: ["--scale", "3", "--mask", "t2net"], ["--mask", "this grid has 85"]),
+    ("t2net-width", lambda p: ["--scale", "3", "--mask", "t2net"], ["--mask", "published masks exist for 64 and 128 columns", "this LR grid has 85"]),
     ("both", lambda p: ["--mask", "random", "--acceleration", "4", *_bad_mask(p, np.ones(128))], ["--mask-file"]),
 ])
 def test_bad_masks_one_line_exit_2_nothing_written(tmp_path, capsys, case, flags, words):
@@ -256,3 +260,104 @@ def test_bad_masks_one_line_exit_2_nothing_written(tmp_path, capsys, case, flags
     line = _fail(capsys, argv, out)
     for word in words:
         assert word in line, line
+
+
+def test_t2net_masks_are_the_published_files_and_fixed_for_every_slice(tmp_path):
+    for width, indices in ((128, T2NET_128), (64, T2NET_64)):
+        shipped = published_mask("t2net", width)
+        assert shipped.dtype == bool and np.flatnonzero(shipped).tolist() == indices
+        for seed in (0, 1, 12345):  # one fixed mask, whatever the subject
+            np.testing.assert_array_equal(MaskSpec("t2net").draw((2 * width,) * 2, (width, width), seed), shipped)
+    assert (len(T2NET_128), len(T2NET_64)) == (38, 28)
+    with pytest.raises(InputError, match="64 and 128"):
+        MaskSpec("t2net").draw((170, 170), (85, 85), 0)
+    drawn = [MaskSpec("t2net-random").draw((128, 128), (64, 64), seed) for seed in range(20)]
+    assert all(m.sum() == 28 and m[22:42].all() for m in drawn) and len({m.tobytes() for m in drawn}) == 20
+
+
+def test_t2net_ixi_x4_samples_exactly_the_published_64_column_mask(mni_store):
+    from medsr.registry import TASKS
+
+    cfg = load_config("t2net_ixi_x4", [f"data.root={mni_store}", "data.fov=[256,256]"])
+    dataset = TASKS.get(cfg.task)(cfg).dataset("val", training=False)
+    for index in (0, len(dataset) - 1):  # two subjects, one mask
+        item = dataset[SampleSpec(index=index, scale=(4.0, 4.0))]
+        assert np.flatnonzero(item["mask"].numpy()).tolist() == T2NET_64
+        assert item["acceleration"] == pytest.approx(64 / 28)
+
+
+def test_t2net_slice_subset_keeps_its_21_slices(tmp_path):
+    writer = StoreWriter(tmp_path / "store", ["T2"], {})
+    writer.add_subject("long", {"T2": np.ones((130, 8, 8), np.float32)})
+    writer.add_subject("short", {"T2": np.ones((60, 8, 8), np.float32)})
+    writer.finish("synthetic", {"train": ["long", "short"], "val": ["long"], "test": []}, {})
+    subset = SRSliceDataset(tmp_path / "store", "train", "T2", slices="t2net")
+    assert [z for sid, z in subset.items if sid == "long"] == [*range(20, 116, 5), 119]
+    assert [z for sid, z in subset.items if sid == "short"] == list(range(20, 60, 5))
+    assert len(SRSliceDataset(tmp_path / "store", "train", "T2").items) == 190
+    with pytest.raises(InputError, match="data.slices"):
+        SRSliceDataset(tmp_path / "store", "train", "T2", slices="odd")
+
+
+def test_mirror_counted_acceleration_of_magnitude_kspace():
+    t2net = published_mask("t2net", 128)
+    assert round(128 / 38, 2) == 3.37 and round(mirror_acceleration(t2net), 2) == 2.51
+    assert (mirrored(t2net) & ~t2net).sum() == 13  # 13 of the 90 unsampled columns have a sampled mirror
+    assert round(mirror_acceleration(published_mask("t2net", 64)), 2) == 1.73
+    odd = np.zeros(7, bool)
+    odd[[3, 1]] = True  # centre 3: column 1 mirrors 5
+    np.testing.assert_array_equal(np.flatnonzero(mirrored(odd)), [1, 3, 5])
+    even = np.zeros(8, bool)
+    even[[4, 0, 1]] = True  # centre 4: 0 mirrors itself (the Nyquist column), 1 mirrors 7
+    np.testing.assert_array_equal(np.flatnonzero(mirrored(even)), [0, 1, 4, 7])
+    square = np.zeros((4, 4), bool)
+    square[2, 2] = square[1, 3] = True  # (1, 3) mirrors (3, 1)
+    assert mirrored(square).sum() == 3 and mirrored(square)[3, 1]
+    fastmri = np.mean([mirror_acceleration(kspace.RandomMask(4, 0.08)(320, seed=s)) for s in range(50)])
+    assert 2.4 < fastmri < 2.8  # fastMRI's "R 4" on magnitude images
+
+
+def test_degrade_prints_nominal_and_mirror_counted_r(tmp_path, capsys):
+    np.save(tmp_path / "s.npy", np.random.default_rng(0).uniform(0.5, 1, size=(256, 256)).astype(np.float32))
+    _, _, _, r, out = _run(capsys, [tmp_path / "s.npy", tmp_path / "o.npy", "--scale", "2", "--mask", "t2net"])
+    assert r == 3.37 and "R 3.37" in out and "R 2.51 counting the conjugate mirrors" in out
+    _, _, _, r, out = _run(capsys, [tmp_path / "s.npy", tmp_path / "p.npy", "--scale", "2", "--mask", "t2net",
+                                    "--phase", "smooth-random"])
+    assert r == 3.37 and "smooth-random phase: no Hermitian symmetry" in out and "2.51" not in out
+    assert not np.allclose(np.load(tmp_path / "o.npy"), np.load(tmp_path / "p.npy"), atol=1e-3)
+    np.save(tmp_path / "c.npy", _complex((16, 32), 1))
+    _fail(capsys, [tmp_path / "c.npy", tmp_path / "q.npy", "--scale", "2", "--phase", "smooth-random"],
+          tmp_path / "q.npy")
+
+
+def test_with_the_smooth_phase_a_mirrored_column_is_no_longer_recoverable():
+    image = np.random.default_rng(3).uniform(0.2, 1.0, size=(64, 64))
+    phase = kspace.smooth_random_phase(image.shape, seed=7)
+    np.testing.assert_array_equal(phase, kspace.smooth_random_phase(image.shape, seed=7))  # a function of the seed
+    assert np.abs(phase).max() == pytest.approx(np.pi, rel=1e-5) and np.abs(np.diff(phase, axis=1)).max() < 0.5
+    mirror = (2 * 32 - np.arange(64)) % 64
+
+    def recovery_error(x):  # column 40 predicted from the conjugate of its mirror, column 24
+        k = kspace.fft2c(x)
+        guess = np.conj(k[mirror, 24])
+        return np.linalg.norm(guess - k[:, 40]) / np.linalg.norm(k[:, 40])
+
+    assert recovery_error(image.astype(np.complex128)) < 1e-10  # magnitude: known from the mirror
+    assert recovery_error(image * np.exp(1j * phase)) > 0.5  # phased: not
+
+
+def test_sr_items_with_the_smooth_phase(tmp_path):
+    rng = np.random.default_rng(4)
+    writer = StoreWriter(tmp_path / "store", ["T2"], {})
+    writer.add_subject("s0", {"T2": rng.uniform(0.5, 1.5, size=(2, 32, 32)).astype(np.float32)})
+    writer.finish("synthetic", {"train": ["s0"], "val": ["s0"], "test": []}, {})
+    spec = SampleSpec(index=0, scale=(1.0, 2.0))
+    plain, phased = (SRSliceDataset(tmp_path / "store", "val", "T2", mask=MaskSpec("random", 2, 0.25), phase=p)[spec]
+                     for p in ("none", "smooth-random"))
+    assert torch.equal(plain["hr"], phased["hr"])  # the target stays the magnitude image
+    assert not torch.allclose(plain["lr"], phased["lr"], atol=1e-3)
+    assert phased["kspace"].dtype == torch.complex64 and (phased["kspace"].imag.abs() > 1e-3).any()
+    cfg = load_config(None, ["model.type=bicubic", f"data.root={tmp_path / 'store'}", "data.phase=smooth-random"])
+    assert SRTask(cfg).dataset("val", training=False).phase == "smooth-random"
+    with pytest.raises(InputError, match="data.phase"):
+        SRSliceDataset(tmp_path / "store", "val", "T2", phase="random")

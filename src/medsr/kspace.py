@@ -232,15 +232,18 @@ MASKS = {"random": RandomMask, "equispaced": EquispacedMask}
 
 
 class T2NetMask:
-    """T2Net's column statistics: a contiguous, fully sampled block of ``center_columns`` at the k-space centre
-    (columns ``W // 2 - c // 2`` to ``W // 2 - c // 2 + c - 1``) plus ``random_columns`` drawn uniformly without
-    replacement among the other columns; owns its generator like :class:`CartesianMask`.
+    """T2Net's column statistics drawn anew: a contiguous, fully sampled block of ``center_columns`` at the k-space
+    centre (columns ``W // 2 - c // 2`` to ``W // 2 - c // 2 + c - 1``) plus ``random_columns`` drawn uniformly
+    without replacement among the other columns; owns its generator like :class:`CartesianMask`.
 
-    T2Net's ``1D-Cartesian_6X_128128.mat`` samples 38 of 128 columns, a 20-column centre block and 18 outer
-    columns (:data:`T2NET_PRESETS`). Its "6X" is a file name, not the acceleration of the data: T2Net applies
-    the mask on the 128-column LR grid (crop 256 -> 128, then mask), where it keeps 38 columns, R = 128 / 38 = 3.37;
-    counted over the 256 columns of the HR spectrum (whose outer 128 are never kept) it is 38 / 256, R = 6.7, which
-    may be what the name rounds down; the paper and code say neither how the file was made nor what "6X" counts.
+    T2Net itself (Feng et al., MICCAI 2021) applies one fixed mask file to every slice; those files ship with
+    medsr (:func:`medsr.data.masks.published_mask`, mask kind ``t2net``). This class draws masks with the same
+    counts per subject (mask kind ``t2net-random``, a named variant): :data:`T2NET_PRESETS` are the published
+    files' statistics. ``1D-Cartesian_6X_128128.mat`` samples 38 of 128 columns (20 centre + 18 outer);
+    ``1D-Cartesian_6x_6464.mat`` 28 of 64 (20 centre + 8 outer). Their "6X" is a file name, not the acceleration
+    of the data: T2Net applies the mask on the LR grid (crop 256 -> 128 or 64, then mask), where it keeps 38 of
+    128 columns, R = 3.37 (28 of 64, R = 2.29); a magnitude image's Hermitian spectrum lowers both further
+    (:func:`medsr.data.masks.mirror_acceleration`).
     """
 
     def __init__(self, center_columns: int, random_columns: int, seed: int | None = None):
@@ -269,11 +272,8 @@ class T2NetMask:
         return mask
 
 
-T2NET_PRESETS = {128: (20, 18), 64: (15, 13)}
-"""Columns (centre, random) per LR grid width. 128 (x2 from 256): T2Net's 38/128 file. 64 (x4): 28 columns, as
-the T2Net x4 setting samples, split in the 128-column file's proportion (28 * 20 / 38 = 14.7 -> 15 centre, 13
-random) -- an assumption: the x4 file's own split is not published (keeping the 128 file's centre fraction instead
-would give 10 + 18)."""
+T2NET_PRESETS = {128: (20, 18), 64: (20, 8)}
+"""Columns (centre, outer) per LR grid width, counted in T2Net's published mask files (x2: 128 columns, x4: 64)."""
 
 
 def crop_mask(mask: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -333,6 +333,30 @@ def degrade(
         noise_i = torch.randn(out.shape, generator=generator, dtype=out.real.dtype, device=out.device)
         out = out + sigma * torch.complex(noise, noise_i)
     return _back(out.abs() if magnitude else out, was_numpy)
+
+
+PHASES = ("none", "smooth-random")
+"""Phases put on a magnitude image before it is sampled: none (its spectrum stays Hermitian) or smooth-random."""
+
+
+def smooth_random_phase(shape: Sequence[int], seed: int, cycles: int = 2, peak: float = math.pi) -> np.ndarray:
+    """A smooth random phase map ``[H, W]`` (radians, float32), a pure function of ``seed``.
+
+    MR images are complex with a slowly varying phase (coil sensitivities, B0 inhomogeneity); a magnitude image
+    has none, so its spectrum is Hermitian and half of it is redundant (Shimron et al., "Implicit data crimes",
+    PNAS 2022). Multiplying the magnitude by ``exp(i phase)`` before sampling restores an honest task. The map is
+    the real part of a random sum of plane waves with at most ``cycles`` periods across the field of view per axis
+    (complex Gaussian amplitudes falling as ``1 / (1 + |k|^2)``), scaled so its largest magnitude is ``peak``.
+    """
+    rows, cols = int(shape[0]), int(shape[1])
+    rng = np.random.default_rng(seed)
+    ky, kx = np.meshgrid(np.arange(-cycles, cycles + 1), np.arange(-cycles, cycles + 1), indexing="ij")
+    amplitude = (rng.normal(size=ky.shape) + 1j * rng.normal(size=ky.shape)) / (1 + ky**2 + kx**2)
+    y = (np.arange(rows) + 0.5) / rows
+    x = (np.arange(cols) + 0.5) / cols
+    waves = np.exp(2j * np.pi * (ky.reshape(-1, 1, 1) * y[:, None] + kx.reshape(-1, 1, 1) * x[None, :]))
+    field = np.tensordot(amplitude.reshape(-1), waves, axes=1).real
+    return (peak * field / np.abs(field).max()).astype(np.float32)
 
 
 def data_consistency(k: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor,

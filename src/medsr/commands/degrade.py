@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output file of the same kind as the input")
     parser.add_argument("--scale", metavar="S", help="scale of both in-plane axes, 1 < S <= 16 (default: 1, no crop)")
     parser.add_argument("--scale-y", metavar="SY", help="scale of the first in-plane axis (default: S)")
-    add_mask_options(parser, "undersampling mask: random, equispaced or t2net")
+    add_mask_options(parser, "undersampling mask: random, equispaced, t2net (T2Net's published mask) or "
+                             "t2net-random (its column counts drawn per file)")
+    parser.add_argument("--phase", metavar="KIND", help="phase put on a real image before sampling: none (default; "
+                        "its k-space is Hermitian, so mirrored columns are known) or smooth-random (an honest "
+                        "acceleration; the output is the magnitude)")
     parser.add_argument("--noise-snr", metavar="DB", help="add complex Gaussian noise: 20 log10(rms of the clean "
                         "low-resolution image / noise std per real and imaginary part) = DB")
     parser.add_argument("--seed", metavar="N", help="seed of the mask and noise (default: from the file name)")
@@ -54,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise")
 KSPACE_FLAGS = ("scale", "scale_y", "mask", "mask_file", "mask_grid", "acceleration", "center_fraction", "noise_snr",
-                "axis")
+                "axis", "phase")
 THICK_FLAGS = ("slice_thickness", "slice_gap", "profile")
 
 def run_ct(args: argparse.Namespace) -> int:
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if any(getattr(args, name) is not None for name in THICK_FLAGS):
         return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,
-                                    args.noise_snr, args.seed, args.mask_grid, args.mask_file)
+                                    args.noise_snr, args.seed, args.mask_grid, args.mask_file, args.phase)
     before, after, mask_line = degrade_file(args.input, args.output, degradation, axis=args.axis)
     print(f"{args.output}: {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}")
     if mask_line is not None:

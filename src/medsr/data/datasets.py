@@ -10,7 +10,10 @@ size: ``[1, 1]`` for an HR reference, ``[0, 0]`` when there is no reference), ``
 (``"sid:z"``), and with a ``mask``: ``mask [w]`` bool (``[h, w]`` for a 2-D mask file; the k-space samples the LR
 input keeps, on its grid, centred), ``acceleration`` (float, the effective R of that mask), ``lr_clean [1, h, w]``
 (the fully sampled LR centre slice) and ``kspace [h, w]`` complex64 (its measured samples; ``lr`` is the magnitude
-of their inverse FFT).
+of their inverse FFT). With ``phase="smooth-random"`` the HR stack is multiplied by a smooth random phase
+(:func:`medsr.kspace.smooth_random_phase`, seeded by the item key) before it is sampled, so the LR input is the
+magnitude of a complex acquisition and a mask's nominal acceleration is the task's (no Hermitian redundancy).
+``slices="t2net"`` keeps T2Net's slice subset (:data:`SLICE_SUBSETS`).
 
 Every random choice of an item (flips/rot90, patch position) comes from ``spec.seed``; every choice of a batch
 (items, scale, reference scale, reference dropout, item seeds) is a pure function of ``(seed, step)``, so items
@@ -31,7 +34,8 @@ import torch
 from medsr.data.masks import MaskSpec, effective_acceleration, on_lr_grid
 from medsr.data.store import SliceStore
 from medsr.errors import InputError
-from medsr.kspace import check_scale, downsample, fft2c, lr_shape, seed_from_name, undersample
+from medsr.kspace import (PHASES, check_scale, downsample, fft2c, lr_shape, seed_from_name, smooth_random_phase,
+                          undersample)
 from medsr.scales import REF_MODES, Curriculum, Scale
 
 _PERMUTATION, _STEP = 0, 1
@@ -67,13 +71,22 @@ def augment_arrays(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> li
     return [apply(a) for a in arrays]
 
 
+SLICE_SUBSETS: dict[str, tuple[int, ...] | None] = {
+    "all": None,
+    "t2net": (20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100, 105, 110, 115, 119),
+}
+"""Slice indices read per volume: every slice, or the 21 slices T2Net's IXI loader takes from each volume
+(``fastmri/mri_ixi_t2net.py`` of its repository; volumes with fewer slices keep those they have)."""
+
+
 def degrade_cell(region: np.ndarray, cells: tuple[int, int], lr_cell: tuple[int, int],
                  cell: tuple[int, int], magnitude: bool = True) -> np.ndarray:
     """Downsample an HR ``region`` tiled by ``cells`` (rows, cols) to ``cells * lr_cell`` in k-space, and return
     the LR tile ``cell`` (complex unless ``magnitude``): it covers exactly the field of view of the matching HR
     tile (pixel-centre geometry)."""
     size = (cells[0] * lr_cell[0], cells[1] * lr_cell[1])
-    return hr_cell(downsample(np.ascontiguousarray(region, dtype=np.float32), size=size, magnitude=magnitude),
+    dtype = np.complex64 if np.iscomplexobj(region) else np.float32
+    return hr_cell(downsample(np.ascontiguousarray(region, dtype=dtype), size=size, magnitude=magnitude),
                    lr_cell, cell)
 
 
@@ -133,6 +146,8 @@ class SRSliceDataset(VolumeIndex, torch.utils.data.Dataset):
         augment: bool = False,
         use_labels: bool = True,
         mask: MaskSpec | None = None,
+        phase: str = "none",
+        slices: str = "all",
     ):
         self.store = SliceStore(root)
         self.store.check_contrast(target)
@@ -144,8 +159,14 @@ class SRSliceDataset(VolumeIndex, torch.utils.data.Dataset):
             raise InputError("patch_size", f"must be a positive integer or None, got {patch_size!r}")
         self.split, self.target, self.ref = split, target, ref
         self.n_adjacent, self.patch_size, self.augment, self.use_labels = n_adjacent, patch_size, augment, use_labels
-        self.mask = mask
-        self.items = [(sid, z) for sid in self.store.subjects(split) for z in range(self.store.num_slices(sid))]
+        if phase not in PHASES:
+            raise InputError("data.phase", f"must be one of {', '.join(PHASES)}, got {phase!r}")
+        if slices not in SLICE_SUBSETS:
+            raise InputError("data.slices", f"must be one of {', '.join(SLICE_SUBSETS)}, got {slices!r}")
+        self.mask, self.phase = mask, phase
+        subset = SLICE_SUBSETS[slices]
+        self.items = [(sid, z) for sid in self.store.subjects(split) for z in range(self.store.num_slices(sid))
+                      if subset is None or z in subset]
         if not self.items:
             raise InputError(self.store.root, f"split '{split}' has no slices")
 
@@ -181,7 +202,7 @@ class SRSliceDataset(VolumeIndex, torch.utils.data.Dataset):
         if self.mask is not None:
             drawn = self.mask.draw(lay["cell_hr"], lay["cell_lr"], seed_from_name(sid))
             mask = on_lr_grid(drawn, self.mask.grid, lay["cell_lr"])
-        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}", mask)
+        return make_item(region, lay, spec, self.store.norm(sid, self.target), f"{sid}:{z}", mask, self.phase)
 
 
 def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
@@ -203,13 +224,17 @@ def patch_layout(shape: tuple[int, int], patch_size: int | None, scale: Scale,
 
 
 def make_item(region: dict[str, np.ndarray], lay: dict[str, Any], spec: SampleSpec, norm: float,
-              key: str, mask: np.ndarray | None = None) -> dict[str, Any]:
+              key: str, mask: np.ndarray | None = None, phase: str = "none") -> dict[str, Any]:
     """The item of the module docstring from the HR ``region`` arrays of a :func:`patch_layout`: ``stack``
     ``[S, ., .]`` (the centre slice is the target), ``ref`` when ``spec.use_ref``, optional ``label``. The LR
     input (and an LR reference) are the k-space downsampling of the whole region, cut to the chosen cell; an
     LR-grid ``mask`` then undersamples the input cell's own spectrum (crop, then mask), and the item also keeps
-    the clean LR centre slice and its measured k-space."""
-    lr = degrade_cell(region["stack"], lay["cells"], lay["cell_lr"], lay["cell"], magnitude=mask is None)
+    the clean LR centre slice and its measured k-space. ``phase`` (:data:`medsr.kspace.PHASES`) is put on the HR
+    stack before it is sampled (seeded by ``key``)."""
+    stack = region["stack"]
+    if phase != "none":
+        stack = stack * np.exp(1j * smooth_random_phase(stack.shape[-2:], seed_from_name(key)))
+    lr = degrade_cell(stack, lay["cells"], lay["cell_lr"], lay["cell"], magnitude=mask is None)
     if mask is not None:
         clean, measured = lr, undersample(lr, mask, magnitude=False)
         lr = np.abs(measured)

@@ -15,7 +15,10 @@ The undersampling mask (:mod:`medsr.data.masks`) selects columns (phase-encode l
 axis) or, from a 2-D mask file, k-space samples; it lives on the LR grid (crop, then mask: the default, T2Net's
 order) or on the HR grid (mask, then crop), is the same for every plane of a volume (one Cartesian acquisition),
 and is seeded by ``seed`` or else by the input file name (:func:`medsr.kspace.seed_from_name`), so a file gets
-the same mask on every run. The noise level is set for the whole file: its SNR is relative to the rms of the whole
+the same mask on every run. ``phase="smooth-random"`` multiplies each real plane by a smooth random phase
+(:func:`medsr.kspace.smooth_random_phase`, seeded like the mask) before sampling and returns magnitudes, so the
+conjugate mirrors of unsampled columns carry no information; the printed line gives the nominal acceleration and,
+without a phase, the mirror-counted one (:func:`medsr.data.masks.mirror_acceleration`). The noise level is set for the whole file: its SNR is relative to the rms of the whole
 clean low-resolution stack.
 
 Outputs: NIfTI as float32 with the affine of the new grid (:func:`medsr.io.nifti.resampled_affine`) and the input
@@ -52,6 +55,7 @@ class Degradation:
     mask: masks.MaskSpec | None = None
     noise_snr_db: float | None = None
     seed: int | None = None
+    phase: str = "none"
 
     def draw_mask(self, plane: tuple[int, int], seed: int) -> np.ndarray | None:
         """The mask (on its grid) for planes of shape ``plane``, or ``None`` without undersampling."""
@@ -79,6 +83,7 @@ def parse_degradation(
     seed: object = None,
     mask_grid: object = None,
     mask_file: object = None,
+    phase: object = None,
 ) -> Degradation:
     """Check command-line values (strings or numbers) and build a :class:`Degradation`; errors name the flag."""
     sx = _scale(scale, "--scale")
@@ -89,7 +94,9 @@ def parse_degradation(
     require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be an integer in [0, 2^63), got {seed}")
     require((sy, sx) != (1.0, 1.0) or mask_spec is not None or snr is not None, "--scale",
             "nothing to do: give a scale above 1, a --mask or a --noise-snr")
-    return Degradation((sy, sx), mask_spec, snr, seed_value)
+    phase = "none" if phase is None else phase
+    require(phase in kspace.PHASES, "--phase", f"must be one of {', '.join(kspace.PHASES)}, got {phase!r}")
+    return Degradation((sy, sx), mask_spec, snr, seed_value, phase)
 
 
 def degrade_stack(stack: np.ndarray, degradation: Degradation, seed: int) -> np.ndarray:
@@ -101,6 +108,8 @@ def degrade_stack(stack: np.ndarray, degradation: Degradation, seed: int) -> np.
     complex_in = np.iscomplexobj(stack)
     signed = not complex_in and bool((stack < 0).any())
     data = stack.astype(np.complex64 if complex_in else np.float32, copy=False)
+    if degradation.phase != "none":
+        data = data * np.exp(1j * kspace.smooth_random_phase(stack.shape[-2:], seed)).astype(np.complex64)
     generator = torch.Generator().manual_seed(seed) if degradation.noise_snr_db is not None else None
     out = kspace.degrade(
         data,
@@ -197,6 +206,9 @@ def degrade_file(
     _check_output(dst, kind, data.dtype)
     stack, stack_axis = _planes(data, kind, axis, src)
     _check_size(src, stack.shape[-2:], degradation)
+    require(degradation.phase == "none" or not (np.iscomplexobj(stack) or (stack < 0).any()), src,
+            "--phase applies to magnitude images: this input is complex or has negative values (it has a phase or "
+            "a sign of its own)")
     seed = degradation.seed if degradation.seed is not None else kspace.seed_from_name(src.name)
     planes = degrade_stack(stack, degradation, seed)
     out = planes[0] if data.ndim == 2 else np.moveaxis(planes, 0, stack_axis)
@@ -204,11 +216,12 @@ def degrade_file(
     if degradation.mask is not None:
         plane = stack.shape[-2:]
         lr_mask = masks.on_lr_grid(degradation.draw_mask(plane, seed), degradation.mask.grid, planes.shape[-2:])
-        line = masks.describe(lr_mask, degradation.mask, plane)
+        line = masks.describe(lr_mask, degradation.mask, plane, degradation.phase)
         record = masks.metadata(lr_mask, degradation.mask)
         description = (f"medsr: {record['kind']} mask, {degradation.mask.grid.upper()} grid, {record['sampled']}/"
                        f"{record['size']} on LR, R {record['effective_acceleration']:.2f}")
-        comment = json.dumps({"medsr_degradation": {"scale": list(degradation.scale), "seed": seed, "mask": record}})
+        comment = json.dumps({"medsr_degradation": {"scale": list(degradation.scale), "seed": seed,
+                                                    "phase": degradation.phase, "mask": record}})
     if kind == "nifti":
         write_volume(dst, out, nifti, resampled_affine(nifti.affine, data.shape, out.shape), description=description,
                      comment=comment)

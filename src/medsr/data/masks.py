@@ -14,6 +14,21 @@ Grids
 Whatever the grid, the *effective* acceleration is measured on the mask actually applied, restricted to the LR
 grid (:func:`on_lr_grid`): ``size / sampled``. :func:`describe` prints it and :func:`metadata` stores it.
 
+Magnitude images
+----------------
+The spectrum of a real image is Hermitian, ``K(-k) = conj(K(k))``: an unsampled column whose mirror is sampled is
+known all the same, so undersampling a magnitude image asks less than its nominal R (the "implicit data crime" of
+Shimron et al., PNAS 2022). :func:`mirror_acceleration` counts those columns (column ``j`` mirrors
+``(2 (N // 2) - j) mod N`` with the centre at ``N // 2``); :func:`describe` prints both figures. A smooth random
+phase on the image before sampling (:func:`medsr.kspace.smooth_random_phase`, ``--phase smooth-random``,
+``data.phase``) breaks the symmetry, so the nominal R is then the task's.
+
+Published masks
+---------------
+``t2net`` is T2Net's own fixed mask for every slice (Feng et al., MICCAI 2021; the two files of its repository
+for 128 and 64 LR columns, shipped in ``medsr/data/published`` with their source and hashes in ``sources.json``);
+``t2net-random`` draws masks with the same counts per subject (:class:`medsr.kspace.T2NetMask`).
+
 Mask files (``.npy``, ``.mat`` MATLAB v5 or v7.3, ``.png``; read by :func:`medsr.io.images.read_image`) hold a
 column mask (a vector, also as a 1 x W or W x 1 matrix) or a 2-D ``[rows, columns]`` mask applied as it is, in
 the centred convention (the k-space centre at index ``N // 2``); zeros are unsampled, one positive level sampled.
@@ -33,7 +48,7 @@ from medsr import kspace
 from medsr.errors import InputError, as_number, require
 from medsr.io.images import read_image
 
-KINDS = ("random", "equispaced", "t2net", "file")
+KINDS = ("random", "equispaced", "t2net", "t2net-random", "file")
 GRIDS = ("lr", "hr")
 DEFAULT_GRID = "lr"
 DEFAULT_CENTER_FRACTION = 0.08
@@ -63,10 +78,12 @@ class MaskSpec:
         if self.kind == "file":
             return check_mask(load_mask(self.file), shape, self.file, self.grid)
         if self.kind == "t2net":
+            return published_mask("t2net", shape[1], self.source, self.grid)
+        if self.kind == "t2net-random":
             try:
                 return kspace.T2NetMask.preset(shape[1])(shape[1], seed=seed)
             except ValueError as err:
-                raise InputError(self.source, f"t2net: {err} ({self.grid.upper()} grid)") from None
+                raise InputError(self.source, f"t2net-random: {err} ({self.grid.upper()} grid)") from None
         return kspace.MASKS[self.kind](self.acceleration, self.center_fraction)(shape[1], seed=seed)
 
 
@@ -86,7 +103,7 @@ def parse_mask(kind: object = None, acceleration: object = None, center_fraction
     if kind in kspace.MASKS:
         require(acceleration is not None, names["acceleration"], f"is required with a {kind} mask")
     else:
-        why = "a mask file" if kind == "file" else "T2Net's statistics"
+        why = "a mask file" if kind == "file" else "T2Net's mask files"
         for key, value in (("acceleration", acceleration), ("center_fraction", center_fraction)):
             require(value is None, names[key], f"does not apply: {why} set the sampled columns")
     accel = as_number(acceleration, names["acceleration"]) if acceleration is not None else None
@@ -99,6 +116,18 @@ def parse_mask(kind: object = None, acceleration: object = None, center_fraction
     if file is not None:
         load_mask(file)  # a bad file fails before any work
     return MaskSpec(kind, accel, cf, grid, None if file is None else str(file), names["kind"])
+
+
+PUBLISHED = Path(__file__).parent / "published"
+
+
+def published_mask(name: str, width: int, source: object = "--mask", grid: str = "lr") -> np.ndarray:
+    """The published column mask ``name`` (``t2net``) for a grid of ``width`` columns, as its authors' file holds
+    it; an :class:`InputError` naming ``source`` when no published mask has that width."""
+    widths = sorted(int(p.stem.rsplit("_", 1)[1]) for p in PUBLISHED.glob(f"{name}_*.npy"))
+    require(width in widths, source, f"{name}: published masks exist for {' and '.join(map(str, widths))} "
+                                     f"columns; this {grid.upper()} grid has {width}")
+    return load_mask(PUBLISHED / f"{name}_{width}.npy")
 
 
 @functools.lru_cache(maxsize=8)
@@ -159,11 +188,30 @@ def effective_acceleration(mask: np.ndarray) -> float:
     return size / sampled
 
 
-def describe(mask: np.ndarray, spec: MaskSpec, hr_shape: tuple[int, int]) -> str:
-    """One line on the LR-grid ``mask``, e.g. ``mask: 38/128 columns sampled on the LR grid (effective R 3.37)``."""
+def mirrored(mask: np.ndarray) -> np.ndarray:
+    """What a Hermitian spectrum reveals of an LR-grid ``mask`` (``[W]`` or ``[H, W]``): the sampled positions and
+    their conjugate mirrors, index ``j`` mirroring ``(2 (N // 2) - j) mod N`` on every axis (centre at ``N // 2``)."""
+    m = np.asarray(mask, dtype=bool)
+    return m | m[np.ix_(*((2 * (n // 2) - np.arange(n)) % n for n in m.shape))]
+
+
+def mirror_acceleration(mask: np.ndarray) -> float:
+    """``size / known`` of an LR-grid mask on a magnitude image: the sampled samples and those whose conjugate
+    mirror is sampled count as known (:func:`mirrored`)."""
+    sampled, size, unit = sampling(mask)
+    line = mask[0] if unit == "columns" and mask.ndim == 2 else mask
+    return size / int(mirrored(line).sum())
+
+
+def describe(mask: np.ndarray, spec: MaskSpec, hr_shape: tuple[int, int], phase: str = "none") -> str:
+    """One line on the LR-grid ``mask``, e.g. ``mask: 38/128 columns sampled on the LR grid (effective R 3.37;
+    R 2.51 counting the conjugate mirrors of a magnitude image's Hermitian k-space)``; with a random ``phase``
+    on the image the mirrors carry nothing and the line says so."""
     sampled, size, unit = sampling(mask)
     drawn = f"; drawn on the {hr_shape[1]}-column HR grid, then cropped" if spec.grid == "hr" else ""
-    return f"mask: {sampled}/{size} {unit} sampled on the LR grid (effective R {size / sampled:.2f}{drawn})"
+    mirror = (f"{phase} phase: no Hermitian symmetry" if phase != "none" else
+              f"R {mirror_acceleration(mask):.2f} counting the conjugate mirrors of a magnitude image's k-space")
+    return f"mask: {sampled}/{size} {unit} sampled on the LR grid (effective R {size / sampled:.2f}; {mirror}{drawn})"
 
 
 def metadata(mask: np.ndarray, spec: MaskSpec) -> dict[str, Any]:
@@ -174,4 +222,5 @@ def metadata(mask: np.ndarray, spec: MaskSpec) -> dict[str, Any]:
     return {"kind": spec.kind, "grid": spec.grid, "acceleration": spec.acceleration,
             "center_fraction": spec.center_fraction if spec.kind in kspace.MASKS else None, "file": spec.file,
             "sampled": sampled, "size": size, "unit": unit, "effective_acceleration": round(size / sampled, 4),
+            "mirror_acceleration": round(mirror_acceleration(mask), 4),
             "mask_shape": list(mask.shape), "indices": np.flatnonzero(flat).tolist()}

@@ -53,12 +53,13 @@ class SynthSliceDataset(VolumeIndex, torch.utils.data.Dataset):
     ``params``: a :class:`medsr.config.SynthConfig`; ``length``: the number of spec indices (index ``i`` uses
     store slice ``i mod`` the number of slices); ``n_adjacent``, ``patch_size``, ``use_labels`` as for
     :class:`~medsr.data.datasets.SRSliceDataset`; ``mask`` (a :class:`~medsr.data.masks.MaskSpec`) undersamples the
-    input as that dataset does, the mask seeded by the item's seed (each generated item is its own acquisition).
+    input as that dataset does, the mask seeded by the item's seed (each generated item is its own acquisition);
+    ``phase`` as there.
     """
 
     def __init__(self, root: str | Path, params: Any, *, split: str = "train", n_adjacent: int = 0,
                  patch_size: int | None = 24, use_labels: bool = True, length: int | None = None,
-                 mask: MaskSpec | None = None):
+                 mask: MaskSpec | None = None, phase: str = "none"):
         check_params(params)
         store = SliceStore(root)
         sids = [sid for sid in store.subjects(split) if store.has_labels(sid)]
@@ -77,7 +78,7 @@ class SynthSliceDataset(VolumeIndex, torch.utils.data.Dataset):
         self.params, self.n_adjacent, self.patch_size = params, n_adjacent, patch_size
         self.use_labels = use_labels and bool(sids)
         self.length = length if length is not None else max(len(self.items), 1)
-        self.mask = mask
+        self.mask, self.phase = mask, phase
         self.store, self.sids = store, sids
 
     def __len__(self) -> int:
@@ -122,7 +123,7 @@ class SynthSliceDataset(VolumeIndex, torch.utils.data.Dataset):
         if self.mask is not None:
             drawn = self.mask.draw(lay["cell_hr"], lay["cell_lr"], spec.seed)
             mask = on_lr_grid(drawn, self.mask.grid, lay["cell_lr"])
-        return make_item(region, lay, spec, norm, key, mask)
+        return make_item(region, lay, spec, norm, key, mask, self.phase)
 
     def _anatomy(self, n: int, z: int, shape: tuple[int, int],
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

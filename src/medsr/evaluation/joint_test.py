@@ -49,7 +49,8 @@ def run_joint_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, An
                                 "ssim_ci": (q.ci95_low, q.ci95_high), "nmse": e.mean, "n_volumes": len(mine)})
     header = {**PROTOCOL, **protocol(deg["intensity"], deg["fov"]), "weights": str(setup.weights),
               "data": str(setup.data), "split": setup.split, "target": target,
-              "mask": f"{spec.kind} on the {spec.grid.upper()} grid (trained R: {deg['effective_acceleration']})"}
+              "mask": f"{spec.kind} on the {spec.grid.upper()} grid (trained R: {deg['effective_acceleration']}; "
+                      f"counting conjugate mirrors of magnitude k-space: {deg.get('mirror_acceleration', 'not recorded')})"}
     return {"protocol": header, "results": results}
 
 

@@ -28,6 +28,9 @@ def describe(record: Mapping[str, Any] | None) -> str:
         words.append(f"file {record['file']}")
     if record.get("effective_acceleration"):
         words.append("effective R " + ", ".join(f"{k} {v}" for k, v in record["effective_acceleration"].items()))
+    if record.get("mirror_acceleration"):
+        words.append("R counting conjugate mirrors " + ", ".join(f"{k} {v}" for k, v in
+                                                                 record["mirror_acceleration"].items()))
     return "; ".join(words)
 
 

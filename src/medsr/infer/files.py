@@ -29,6 +29,7 @@ from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import sr_model
+from medsr.models.dc import has_data_consistency
 from medsr.resample import overlap_fraction, resample_to_grid
 
 MAX_VOXELS = 2**31
@@ -207,6 +208,10 @@ def super_resolve_file(
     torch_device = resolve_device(device)
     path = weights if weights is not None else default_weights()
     model, meta = build_from_weights(path, task=("sr", "joint"))
+    if has_data_consistency(model):
+        raise InputError(path, "the model has data-consistency layers, which need the measured complex k-space; "
+                         "medsr sr reads magnitude images (whose spectrum is not the measurement), so they would do "
+                         "nothing: use weights trained without DC (e.g. t2net dc: none)")
     model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
     notes = check_degradation(meta, sampling, force, path) + _scale_notes(meta, volume.shape, out_shape)

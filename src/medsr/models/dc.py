@@ -44,6 +44,12 @@ class DataConsistency(nn.Module):
         return ifft2c(data_consistency(fft2c(x), measured[0], measured[1], weight))
 
 
+def has_data_consistency(model: nn.Module) -> bool:
+    """Whether ``model`` holds a :class:`DataConsistency` layer (it then needs measured complex k-space to be the
+    model it was trained as; without it every such layer is the identity)."""
+    return any(isinstance(m, DataConsistency) for m in model.modules())
+
+
 class Refiner(nn.Module):
     """A plain CNN on (real, imaginary): ``x + cnn(x)``, last layer zero-initialised (starts as the identity)."""
 
@@ -88,7 +94,7 @@ class DCCascade(SRModel):
                     ) -> torch.Tensor:
         """The complex reconstruction ``[B, 1, h, w]`` of the centre slice (its magnitude is the output)."""
         measured = measurements(centre, mask, kspace)
-        x = ifft2c(measured[0]) if measured is not None and kspace is not None else centre.float().to(torch.complex64)
+        x = ifft2c(measured[0]) if measured is not None else centre.float().to(torch.complex64)
         for refine, dc in zip(self.refiners, self.dcs):
             x = dc(refine(x), measured)
         return x

@@ -6,8 +6,9 @@ and ``kspace`` (``[B, h, w]`` complex, the measured samples, zero elsewhere). :m
 :class:`~medsr.models.base.ModelOutput` with the HR image and ``aux["recon"]``, the reconstruction on the LR grid
 (what ``task: joint`` scores against the clean LR); ``forward`` returns it in training mode and the image otherwise.
 
-Without ``kspace`` (``medsr sr`` on a magnitude NIfTI) the measurement is taken from the input image itself:
-``mask * fft2c(centre slice)``; without ``mask`` the data-consistency layers do nothing (:func:`measurements`).
+Without ``mask`` or without ``kspace`` the data-consistency layers do nothing (:func:`measurements`): the
+measurement is never derived from a magnitude image, and ``medsr sr`` refuses weights with such layers
+(:func:`medsr.models.dc.has_data_consistency`).
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ from typing import Sequence
 
 import torch
 
-from medsr.kspace import fft2c
 from medsr.models.base import ModelOutput, Output, SRModel
 
 
 def measurements(centre: torch.Tensor, mask: torch.Tensor | None, kspace: torch.Tensor | None
                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(measured k-space [B, 1, h, w], mask [B, 1, 1 | h, w] bool)`` of the centre slice ``[B, 1, h, w]``, or
-    None without a mask (see the module docstring)."""
-    if mask is None:
+    None without a mask or without measured ``kspace`` (see the module docstring). Measurements are never derived
+    from the magnitude ``centre``: a magnitude image has lost the phase, so its spectrum is not what was measured
+    and data consistency with it would be wrong."""
+    if mask is None or kspace is None:
         return None
     B, _, h, w = centre.shape
     m = mask.to(torch.bool).reshape(B, 1, -1 if mask.dim() == 3 else 1, w)
-    k = fft2c(centre.float()) if kspace is None else kspace.reshape(B, 1, h, w)
+    k = kspace.reshape(B, 1, h, w)
     return torch.where(m, k, torch.zeros((), dtype=k.dtype, device=k.device)), m
 
 

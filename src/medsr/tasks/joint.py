@@ -34,18 +34,21 @@ from medsr.tasks.sr import SRTask
 
 def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int]) -> dict[str, Any]:
     """What weights record of their training degradation: the mask settings, intensity scale, field of view and,
-    per validation scale, the effective R of the mask on an ``hr_shape`` slice's LR grid (subject seed 0)."""
-    effective = {}
+    per validation scale, the effective R of the mask on an ``hr_shape`` slice's LR grid (subject seed 0), nominal
+    and counting the conjugate mirrors of a magnitude image's spectrum (:func:`medsr.data.masks.mirror_acceleration`)."""
+    effective, mirror = {}, {}
     for scale in cfg.val.scales:
         lr = lr_shape(hr_shape, scale)
         try:
             mask = masks.on_lr_grid(spec.draw(hr_shape, lr, 0), spec.grid, lr)
             effective[f"x{scale:g}"] = round(masks.effective_acceleration(mask), 4)
+            mirror[f"x{scale:g}"] = round(masks.mirror_acceleration(mask), 4)
         except InputError:
-            effective[f"x{scale:g}"] = None
+            effective[f"x{scale:g}"] = mirror[f"x{scale:g}"] = None
     return {"mask": spec.kind, "grid": spec.grid, "acceleration": spec.acceleration,
             "center_fraction": spec.center_fraction if spec.kind in ("random", "equispaced") else None,
-            "file": spec.file, "effective_acceleration": effective, "intensity": cfg.data.intensity,
+            "file": spec.file, "effective_acceleration": effective, "mirror_acceleration": mirror,
+            "intensity": cfg.data.intensity,
             "fov": None if cfg.data.fov is None else list(cfg.data.fov)}
 
 
@@ -66,9 +69,13 @@ class JointTask(SRTask):
 
     def dataset(self, split: str, *, training: bool) -> Any:
         d = self.cfg.data
+        if d.phase != "none":
+            raise InputError("data.phase", f"task {self.cfg.task} reconstructs magnitude images with magnitude "
+                             "data consistency; a complex (phased) pipeline is not built for it yet")
         real = JointSliceDataset(d.root, split, d.target, ref=d.ref, n_adjacent=d.n_adjacent,
                                  patch_size=d.patch_size if training else None, augment=d.augment and training,
-                                 use_labels=d.use_labels, mask=self.mask_spec, fov=d.fov, intensity=d.intensity)
+                                 use_labels=d.use_labels, mask=self.mask_spec, fov=d.fov, intensity=d.intensity,
+                                 slices=d.slices)
         if not training or d.dataset != "synth":
             return real
         if d.intensity != "orthonormal":

@@ -69,14 +69,14 @@ class SRTask(TrainingTask):
         sets = [
             SRSliceDataset(d.root, split, target, ref=ref, n_adjacent=d.n_adjacent,
                            patch_size=d.patch_size if training else None, augment=d.augment and training,
-                           use_labels=d.use_labels, mask=mask)
+                           use_labels=d.use_labels, mask=mask, phase=d.phase, slices=d.slices)
             for target, ref in pairs
         ]
         real = sets[0] if len(sets) == 1 else PairMixture(sets)
         if not training or d.dataset != "synth":
             return real
         synth = SynthSliceDataset(d.root, d.synth, split=split, n_adjacent=d.n_adjacent, patch_size=d.patch_size,
-                                  use_labels=d.use_labels, length=len(real))
+                                  use_labels=d.use_labels, length=len(real), phase=d.phase)
         return SynthMixture(real, synth, d.synth.real_fraction)
 
     def batch_sampler(self, num_items: int, **position: Any) -> ScaleBatchSampler:
