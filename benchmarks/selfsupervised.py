@@ -6,7 +6,10 @@ PSNR against the original (data range = its maximum) beside k-space zero-filling
 ``--through-axis`` of the original becomes Z (axes permuted), thick slices are simulated along it by
 ``medsr degrade --slice-thickness`` (thickness = S voxels, no gap, ``--profile``), and ``medsr sr --scale 1,1,S``
 (with ``--slice-thickness`` = that thickness) restores it; PSNR beside cubic interpolation along Z. Every run
-prints the self-test line and its cost relative to the inference. The volume is only read, never trained on
+prints the self-test line (mean PSNR over the tested planes, the margin with its per-plane paired 95 % interval)
+and its cost relative to the inference. With ``--adapt``, the self-test holds out blocks of Z slices (with a gap)
+that adaptation never trains on, scores the original and the adapted weights on them and keeps the better; the
+notes say which, and the rows' PSNR is that of the kept weights. The volume is only read, never trained on
 outside the ``--adapt`` runs measured here.
 
     python benchmarks/selfsupervised.py VOLUME.nii.gz [--voxel 2,2,2] [--scale 2] [--through-axis 1]

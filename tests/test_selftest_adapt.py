@@ -1,5 +1,6 @@
-"""``medsr sr`` self-test (margin sign, warning, --strict, --no-self-test, budget) and --adapt (loss goes down,
-deterministic for a seed, held-out slices, aligned pairs, --save-adapted round trip, bad input)."""
+"""``medsr sr`` self-test (margin sign and paired interval, warning, --strict, --no-self-test, budget, the
+through-plane width rule, interpolated inputs) and --adapt (loss goes down, deterministic for a seed, held-out
+blocks never targets nor inputs, worse adapted weights not kept, aligned pairs, --save-adapted, bad input)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ from _registered import registered
 from medsr import kspace
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
-from medsr.infer.adapt import AdaptOptions, adapt_model, inplane_pairs, lattice, through_pairs
-from medsr.infer.selftest import BUDGET, plan_self_test, run_self_test
+from medsr.infer import guard
+from medsr.infer.adapt import AdaptOptions, adapt_model, inplane_pairs, lattice, through_pairs, training_slices
+from medsr.infer.band import EMPTY_BAND_RATIO, inplane_ratio, through_ratio
+from medsr.infer.guard import Safeguards, guard_model
+from medsr.infer.selftest import BUDGET, plan_self_test, redegrade_width, run_self_test
+from medsr.infer.volume import InferenceOptions
 from medsr.models.base import SRModel, bicubic_upsample
 from medsr.registry import MODELS
-from medsr.slice_profile import SliceProfile
+from medsr.slice_profile import SliceProfile, profile_weights, thick_slices
 
 NORM = {"norm": {"method": "percentile", "percentile": 99.5}, "scales": [1.5, 4.0]}
 
@@ -85,7 +90,7 @@ def test_zerofill_model_margin_is_zero_in_plane(tmp_path, weights, capsys):
                  weights["zerofill"]]) == 0
     captured = capsys.readouterr()
     line = next(line for line in captured.out.splitlines() if "self-test: model" in line)
-    assert "vs zero-filling" in line and "(+0.0 dB; in-plane x2," in line, line
+    assert "vs zero-filling" in line and "(+0.00 dB, per-slice paired 95 % interval +0.00 to +0.00 dB;" in line, line
     assert "warning" not in captured.err
     assert any("self-test took" in line for line in captured.out.splitlines())
 
@@ -109,7 +114,7 @@ def test_noise_model_loses_warns_and_strict_refuses(tmp_path, weights, capsys):
     assert main(["sr", str(src), str(out), "--scale", "2,2,1", "--weights", weights["_test_noise"]]) == 0
     captured = capsys.readouterr()
     line = next(line for line in captured.out.splitlines() if "self-test: model" in line)
-    assert "(-" in line, line
+    assert "(-" in line and "per-slice paired 95 % interval -" in line, line
     warnings = [w for w in captured.err.splitlines() if w.startswith("medsr: warning: self-test")]
     assert len(warnings) == 1 and "worse than zero-filling" in warnings[0]
     assert out.exists()
@@ -143,8 +148,9 @@ def test_plan_stays_within_budget(shape, out_shape):
         work = len(plan.x_planes) * Y * Z + len(plan.y_planes) * X * Z
         assert work <= 2 * BUDGET * Xo * Yo * Zo
     held = plan_self_test(shape, out_shape, hold_out=True)
+    assert 1 <= len(held.held_out) <= max(1, Z // 4)
     if held.slices is not None:
-        assert 1 <= len(held.slices) <= max(1, Z // 4)
+        assert np.array_equal(held.slices, held.held_out)
 
 
 def _options(**kw) -> AdaptOptions:
@@ -174,101 +180,134 @@ def test_held_out_slices_are_never_targets():
     rng = np.random.default_rng(0)
     assert {pairs._crop(rng)[0] for _ in range(300)} <= {0, 1, 3, 4, 6, 7}
     _, report = adapt_model(volume, (48, 48, 8), Tiny(), held_out=[2, 5], options=_options(steps=2))
-    assert report.trained_slices == 6 and report.held_out == [2, 5]
+    assert report.trained_slices == 2 and report.held_out == [2, 5]  # slices 0 and 7: a gap of one around each
 
 
-@pytest.mark.parametrize("scale", [2.0, 1.5])
-def test_inplane_pairs_are_aligned(scale):
-    """A patch's LR upsampled (zero-filling is exact for this band-limited volume) matches its HR patch, which a
-    one-pixel shift of the HR window would not."""
-    n = 48
-    grid = np.arange(n)
-    plane = np.cos(2 * np.pi * 3 * grid / n)[:, None] * np.sin(2 * np.pi * 5 * grid / n)[None, :] + 2
-    volume = np.repeat(plane[:, :, None], 3, axis=2).astype(np.float32)
-    pairs = inplane_pairs(volume, (scale, scale), [1], 1, None, 24)
-    assert lattice(scale) == ({2.0: (2, 1), 1.5: (3, 2)}[scale])
-    up = kspace.zero_fill_upsample(pairs.lr, pairs.hr.shape[1:])
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        z, lo, hi = pairs._crop(rng)
-        aligned = np.abs(up[z][hi] - pairs.hr[z][hi]).max()
-        low = kspace.zero_fill_upsample(pairs.lr[z][lo], (hi[0].stop - hi[0].start, hi[1].stop - hi[1].start))
-        assert aligned < 1e-4
-        assert np.abs(low - pairs.hr[z][hi]).mean() < np.abs(low - np.roll(pairs.hr[z], 1, axis=0)[hi]).mean()
+@pytest.mark.parametrize("n_slices", [1, 3, 5, 4])
+@pytest.mark.parametrize("out_shape", [(64, 64, 32), (32, 32, 64)])
+def test_held_out_blocks_are_never_targets_nor_neighbour_inputs(n_slices, out_shape):
+    """Blocks from the plan; every adaptation target and every plane of its model input avoids them, and with
+    the held-out slices set to NaN, adaptation (whose every batch would turn NaN on touching one) stays finite."""
+    volume = phantom((32, 32, 32))
+    plan = plan_self_test(volume.shape, out_shape, hold_out=True)
+    held = set(plan.held_out.tolist())
+    assert len(held) == 8 and np.all(np.diff(plan.held_out)[np.diff(plan.held_out) > 1] > 2 * max(1, n_slices // 2))
+    centres = training_slices(32, plan.held_out, n_slices)
+    gap = max(1, n_slices // 2)
+    assert all(min(abs(z - h) for h in held) > gap for z in centres) and len(centres) > 0
+    sources = ([inplane_pairs(volume, (2.0, 2.0), centres, n_slices, None, 16)] if out_shape[0] > 32 else
+               through_pairs(volume, 2.0, SliceProfile(), centres, n_slices, None, 16))
+    for pairs in sources:
+        rng = np.random.default_rng(0)
+        used = {z for _ in range(200) for z in [pairs._crop(rng)[0]]}
+        assert not used & held
+        assert not {p for z in pairs.centres for p in pairs.input_planes(int(z))} & held
+    poisoned = volume.copy()
+    poisoned[:, :, plan.held_out] = np.nan
+    model = Tiny()
+    model.n_slices = n_slices
+    adapted, report = adapt_model(poisoned, out_shape, model, n_slices=n_slices, held_out=plan.held_out,
+                                  options=_options(steps=6))
+    assert np.isfinite([report.loss_before, report.loss_after]).all()
+    assert all(torch.isfinite(v).all() for v in adapted.state_dict().values())
 
 
-def test_through_pairs_coarsen_the_last_axis_with_the_profile():
-    volume = phantom((20, 16, 4))
-    profile = SliceProfile(0.8, "rect")
-    zero, ninety = through_pairs(volume, 2.0, profile, [0, 1, 2, 3], 3, None, 8)
-    np.testing.assert_allclose(zero.lr, profile.coarsen(np.transpose(volume, (2, 0, 1)), 2, 2.0), rtol=1e-5)
-    np.testing.assert_allclose(ninety.lr, profile.coarsen(np.transpose(volume, (2, 1, 0)), 2, 2.0), rtol=1e-5)
-    lr, hr, ref = zero.batch(np.random.default_rng(0), 3)
-    assert lr.shape == (3, 3, 8, 4) and hr.shape == (3, 1, 8, 8) and ref is None
-    assert torch.equal(lr[:, 0], lr[:, 1]) and torch.equal(lr[:, 1], lr[:, 2])  # the centre plane repeated
+def _guarded(volume, out_shape, model, adapt, **kw):
+    guards = Safeguards(adapt=adapt, **kw)
+    return guard_model(volume, out_shape, model, {"model": {"type": "_test_tiny"}}, n_slices=1, ref_on_grid=None,
+                       options=InferenceOptions(progress=False), guards=guards, voxel_z=1.0, source="in.nii.gz")
 
 
-def test_save_adapted_round_trips(tmp_path, weights, capsys):
-    src = write(tmp_path / "in.nii.gz", phantom())
+def test_adapted_weights_worse_than_the_original_are_not_kept(tmp_path):
+    """A destructive learning rate wrecks the copy: the original weights stay, the note says so, and
+    --save-adapted writes nothing but a warning."""
+    volume, model = phantom((32, 32, 16)), Tiny().eval()
     saved = tmp_path / "adapted.pth"
-    argv = ["sr", str(src), str(tmp_path / "out.nii.gz"), "--scale", "2,2,1", "--weights", weights["_test_tiny"],
-            "--adapt", "--adapt-minutes", "0.02", "--save-adapted", str(saved)]
+    guarded = _guarded(volume, (64, 64, 16), model, _options(steps=5, lr=50.0), save_adapted=saved)
+    assert guarded.model is model
+    choice = next(n for n in guarded.notes if n.startswith("kept the"))
+    assert choice.startswith("kept the original weights: on the held-out slices in-plane adapted"), choice
+    assert any("not written" in w for w in guarded.warnings)
+    guarded.finish(1.0)
+    assert not saved.exists()
+
+
+def test_adapted_weights_better_than_the_original_are_kept():
+    """A model that starts off wrong (a residual adding a constant) is mended by adaptation, which is kept."""
+    model = Tiny().eval()
+    with torch.no_grad():
+        model.body[2].bias.fill_(0.3)
+    guarded = _guarded(phantom((32, 32, 16)), (64, 64, 16), model, _options(steps=60, lr=3e-3))
+    assert guarded.model is not model
+    assert any(n.startswith("kept the adapted weights") for n in guarded.notes), guarded.notes
+
+
+def _interpolated(volume: np.ndarray, factor: int) -> np.ndarray:
+    """What a scanner's zero-fill interpolation by ``factor`` gives: the complex image (``volume`` with a smooth
+    phase and noise) cropped to the central 1/factor of in-plane k-space, zero-filled back, in magnitude."""
+    X, Y, Z = volume.shape
+    rng = np.random.default_rng(0)
+    grid = np.meshgrid(np.linspace(-1, 1, X), np.linspace(-1, 1, Y), indexing="ij")
+    image = volume * np.exp(1j * (1.5 * grid[0] + grid[1] ** 2))[:, :, None]
+    image = image + 0.02 * (rng.standard_normal(volume.shape) + 1j * rng.standard_normal(volume.shape))
+    spectrum = np.fft.fftshift(np.fft.fft2(image, axes=(0, 1)), axes=(0, 1))
+    keep = np.zeros((X, Y, 1))
+    kx, ky = X // (2 * factor), Y // (2 * factor)
+    keep[X // 2 - kx:X // 2 + kx, Y // 2 - ky:Y // 2 + ky] = 1
+    return np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum * keep, axes=(0, 1)), axes=(0, 1))).astype(np.float32)
+
+
+def test_band_ratio_separates_acquired_from_interpolated():
+    acquired = phantom((64, 64, 8)) + 0.02 * np.random.default_rng(1).standard_normal((64, 64, 8)).astype(np.float32)
+    for factor in (2, 3):
+        assert inplane_ratio(acquired, (factor, factor)) > 2 * EMPTY_BAND_RATIO
+        assert inplane_ratio(_interpolated(acquired, factor), (factor, factor)) < EMPTY_BAND_RATIO
+    thick = thick_slices(np.transpose(acquired, (0, 2, 1)), 2, 2.0, 2.0)  # an acquisition along Z: 32 slices
+    assert through_ratio(thick, 2.0) > 2 * EMPTY_BAND_RATIO
+    coarse = thick_slices(np.transpose(acquired, (0, 2, 1)), 2, 4.0, 4.0)  # 16 slices, sinc-interpolated to 32
+    zero_filled = np.transpose(kspace.zero_fill_upsample(np.transpose(coarse, (1, 0, 2)), (64, 32)), (1, 0, 2))
+    assert through_ratio(zero_filled, 2.0) < EMPTY_BAND_RATIO
+
+
+def test_interpolated_input_is_detected_adaptation_skipped_strict_refuses(tmp_path, weights, capsys):
+    src = write(tmp_path / "in.nii.gz", _interpolated(phantom((48, 48, 8)), 2))
+    out, saved = tmp_path / "out.nii.gz", tmp_path / "adapted.pth"
+    argv = ["sr", str(src), str(out), "--scale", "2,2,1", "--weights", weights["_test_tiny"], "--adapt",
+            "--save-adapted", str(saved)]
     assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "adapted to this volume (in-plane)" in out and "held out for the self-test" in out
-    model, meta = build_from_weights(saved)
-    original, original_meta = build_from_weights(weights["_test_tiny"])
-    assert type(model) is Tiny and meta["norm"] == original_meta["norm"]
-    info = meta["adapted_on"]
-    assert info["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest() and info["input"] == "in.nii.gz"
-    assert info["steps"] >= 1 and info["out_shape"] == [48, 48, 6] and info["held_out_slices"]
-    assert any(not torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
-
-
-@pytest.mark.parametrize("flags,flag", [
-    (["--adapt", "--adapt-minutes", "0"], "--adapt-minutes"),
-    (["--adapt", "--adapt-minutes", "-1"], "--adapt-minutes"),
-    (["--adapt", "--adapt-minutes", "nan"], "--adapt-minutes"),
-    (["--adapt", "--adapt-minutes", "inf"], "--adapt-minutes"),
-    (["--adapt", "--adapt-minutes", "soon"], "--adapt-minutes"),
-    (["--adapt-minutes", "1"], "--adapt-minutes"),
-    (["--save-adapted", "SAVED"], "--save-adapted"),
-    (["--strict", "--no-self-test"], "--strict"),
-    (["--slice-thickness", "0"], "--slice-thickness"),
-    (["--slice-thickness", "3", "--scale", "1,1,2"], "--slice-thickness"),  # thicker than the 2 mm spacing
-    (["--profile", "sinc"], "--profile"),
-    (["--adapt", "--weights", "ZEROFILL"], "--adapt"),  # nothing to train
-])
-def test_bad_options_one_line_exit_2(tmp_path, weights, capsys, flags, flag):
-    src = write(tmp_path / "in.nii.gz", phantom((16, 16, 4)), zooms=(1.0, 1.0, 2.0))
-    out, saved = tmp_path / "out.nii.gz", tmp_path / "saved.pth"
-    flags = [{"SAVED": str(saved), "ZEROFILL": weights["zerofill"]}.get(f, f) for f in flags]
-    scale = [] if "--scale" in flags else ["--scale", "2,2,1"]
-    default = [] if "--weights" in flags else ["--weights", weights["_test_tiny"]]
-    assert main(["sr", str(src), str(out), *scale, *default, *flags]) == 2
+    captured = capsys.readouterr()
+    warnings = [w for w in captured.err.splitlines() if "looks interpolated" in w]
+    assert len(warnings) == 1 and warnings[0].startswith("medsr: warning: the input looks interpolated in-plane")
+    assert "--adapt skipped: the input looks interpolated, --save-adapted not written" in captured.out
+    assert "self-test: model" not in captured.out and "adapted to this volume" not in captured.out
+    assert out.exists() and not saved.exists()
+    strict = tmp_path / "strict.nii.gz"
+    assert main(["sr", str(src), str(strict), "--scale", "2,2,1", "--weights", weights["_test_tiny"],
+                 "--strict"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"medsr: error: {flag}: "), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"]
+    assert len(err) == 1 and err[0].startswith("medsr: error: --strict: the input looks interpolated"), err
+    assert not strict.exists()
 
 
-@pytest.mark.parametrize("scale", ["2,2,1", "1,1,2"])
-def test_adapt_needs_three_slices(tmp_path, weights, capsys, scale):
-    src = write(tmp_path / "in.nii.gz", phantom((16, 16, 2)))
-    out = tmp_path / "out.nii.gz"
-    assert main(["sr", str(src), str(out), "--scale", scale, "--weights", weights["_test_tiny"], "--adapt"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "at least 3 slices along Z" in err[0], err
-    assert not out.exists()
+def test_through_plane_width_rule():
+    """Re-blurring an acquisition (FWHM t input slices) by ``redegrade_width`` gives slices whose profile has the
+    width of the acquisition at f times the spacing and thickness (compared by the standard deviation of the
+    composed profile, in input slices, up to the voxel box that re-sampling adds: 1/12 slice^2 of variance);
+    re-blurring by the target width itself (the old rule) gives the FWHM sqrt(1 + f^2) t."""
+    assert redegrade_width(2.0, 1.0) == pytest.approx(3**0.5) and redegrade_width(3.0, 0.5) == pytest.approx(2**0.5)
+    fine, n = 16, 48  # fine samples per input slice, input slices
 
+    def width(weights):  # standard deviation of the middle row's profile, in input slices
+        row = weights[len(weights) // 2]
+        x = (np.arange(len(row)) + 0.5) / fine
+        mean = (row * x).sum()
+        return np.sqrt((row * (x - mean) ** 2).sum())
 
-@pytest.mark.parametrize("direction", ["in-plane", "through-plane"])
-def test_reference_patches_follow_the_target_patches(direction):
-    """A reference equal to the volume gives reference patches equal to the targets (same crop, flips, turns)."""
-    volume = phantom((16, 16, 4))
-    if direction == "in-plane":
-        pairs = [inplane_pairs(volume, (2.0, 2.0), range(4), 3, volume, 8)]
-    else:
-        pairs = through_pairs(volume, 2.0, SliceProfile(), range(4), 3, volume, 8)
-    for source in pairs:
-        lr, hr, ref = source.batch(np.random.default_rng(0), 6)
-        assert ref is not None and torch.equal(ref, hr)
+    for f, t in ((2.0, 1.0), (3.0, 0.8), (1.5, 1.0)):
+        acquire = profile_weights(n * fine, n, t * fine)
+        m = round(n / f)
+        target = width(profile_weights(n * fine, m, f * t * fine))
+        new = width(profile_weights(n, m, redegrade_width(f, t)) @ acquire)
+        old = width(profile_weights(n, m, f * t) @ acquire)
+        assert np.sqrt(new**2 - 1 / 12) == pytest.approx(target, rel=0.02), (new, target)
+        assert np.sqrt(old**2 - 1 / 12) == pytest.approx(target * np.sqrt(1 + f**2) / f, rel=0.02)

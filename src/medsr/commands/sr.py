@@ -27,11 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="skip the self-test (by default the input is degraded once more by the requested "
                         "factor, super-resolved back and compared with zero-filling or cubic interpolation)")
     parser.add_argument("--strict", action="store_true", help="exit 2 without writing when the model loses the "
-                        "self-test")
+                        "self-test or the input looks interpolated (its outer k-space band empty: no test possible)")
     parser.add_argument("--adapt", action="store_true", help="fine-tune a copy of the weights on this volume first "
-                        "(in-plane: zero-shot SR pairs; through-plane: SMORE pairs)")
+                        "(in-plane: zero-shot SR pairs; through-plane: SMORE pairs), holding out blocks of slices on "
+                        "which the self-test scores both weights; the better is kept")
     parser.add_argument("--adapt-minutes", metavar="M", help="time limit of --adapt (default: 2)")
-    parser.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights to FILE")
+    parser.add_argument("--save-adapted", metavar="FILE", help="write the adapted weights to FILE (only when they "
+                        "are kept, i.e. beat the original weights on the held-out slices)")
     parser.add_argument("--slice-thickness", metavar="MM", help="slice thickness of the input for through-plane "
                         "self-test and adaptation (default: the Z spacing, no gap)")
     parser.add_argument("--profile", metavar="KIND", help="slice profile of the input: gaussian (default) or rect")

@@ -20,6 +20,11 @@ Pairs sit on the pixel-centre grid exactly: each scale is taken as a fraction ``
 :data:`MAX_DENOMINATOR`), the targets cropped to a multiple of ``q`` pixels, so a low-resolution patch starting at
 a multiple of ``r`` covers exactly the high-resolution patch starting at the matching multiple of ``q``.
 Every batch is a pure function of ``seed`` and the step; the time limit may end training early.
+
+Z slices held out for the self-test (:func:`medsr.infer.selftest.plan_self_test`) are never targets nor neighbour
+inputs: the targets keep a gap of ``max(1, n_slices // 2)`` slices (the neighbour radius, at least one) from every
+held-out slice (:func:`training_slices`), so no target is a direct neighbour of a held-out slice and no neighbour
+window reaches one.
 """
 
 from __future__ import annotations
@@ -77,6 +82,12 @@ class PatchPairs:
         self.lr_patch = tuple(_lr_patch(patch, n, q, r) for n, (q, r) in zip(lr.shape[1:], lattices))
         self.rotate = lattices[0] == lattices[1] and self.lr_patch[0] == self.lr_patch[1]
 
+    def input_planes(self, z: int) -> list[int]:
+        """The planes of ``lr`` that form the model input for the target plane ``z``."""
+        if self.repeat:
+            return [z] * self.n_slices
+        return neighbour_indices(len(self.lr), [z], self.n_slices)[0].tolist()
+
     def _crop(self, rng: np.random.Generator) -> tuple[int, tuple[slice, slice], tuple[slice, slice]]:
         for _ in range(PATCH_TRIES):
             z = int(rng.choice(self.centres))
@@ -94,8 +105,7 @@ class PatchPairs:
         lrs, hrs, refs = [], [], []
         for _ in range(size):
             z, lo, hi = self._crop(rng)
-            planes = [z] * self.n_slices if self.repeat else neighbour_indices(len(self.lr), [z], self.n_slices)[0]
-            items = [self.lr[planes][(slice(None), *lo)], self.hr[z][None][(slice(None), *hi)]]
+            items = [self.lr[self.input_planes(z)][(slice(None), *lo)], self.hr[z][None][(slice(None), *hi)]]
             if self.ref is not None:
                 items.append(self.ref[z][None][(slice(None), *hi)])
             flips = tuple(axis for axis in (-2, -1) if rng.random() < 0.5)
@@ -106,6 +116,17 @@ class PatchPairs:
             refs.append(items[2] if self.ref is not None else None)
         stack = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays), dtype=np.float32))
         return stack(lrs), stack(hrs), None if self.ref is None else stack(refs)
+
+
+def training_slices(n: int, held_out: Sequence[int], n_slices: int) -> np.ndarray:
+    """The Z slices of ``range(n)`` that may serve as targets: farther than ``max(1, n_slices // 2)`` from every
+    ``held_out`` slice (all of them when nothing is held out)."""
+    held = np.asarray(held_out, dtype=np.int64)
+    if not held.size:
+        return np.arange(n)
+    gap = max(1, n_slices // 2)
+    distance = np.abs(np.arange(n)[:, None] - held[None, :]).min(axis=1)
+    return np.flatnonzero(distance > gap)
 
 
 def _lr_patch(patch: int, n: int, q: int, r: int) -> int:
@@ -170,7 +191,8 @@ class AdaptReport:
     held_out: list[int] = field(default_factory=list)
 
     def note(self) -> str:
-        held = f", {len(self.held_out)} slice(s) held out for the self-test" if self.held_out else ""
+        held = (f", {len(self.held_out)} slice(s) held out for the self-test, with a gap around them"
+                if self.held_out else "")
         return (f"adapted to this volume ({', '.join(self.sources)}) for {self.steps} steps in {self.seconds:.0f} s "
                 f"({self.stopped_by}); L1 on its own pairs {self.loss_before:.4f} -> {self.loss_after:.4f}; "
                 f"trained on {self.trained_slices} slice(s){held}")
@@ -201,12 +223,15 @@ def adapt_model(
 ) -> tuple[torch.nn.Module, AdaptReport]:
     """Fine-tune a copy of ``model`` on the normalised ``volume [X, Y, Z]`` (already shrunk to at most
     ``out_shape``) for the directions it is upscaled in; ``ref`` is the reference on the volume's grid (or None),
-    ``held_out`` Z slices never serve as targets. Returns the adapted copy (eval mode) and a report."""
+    ``held_out`` Z slices never serve as targets or inputs (:func:`training_slices`). Returns the adapted copy
+    (eval mode) and a report."""
     started = time.perf_counter()
     deadline = started + 60.0 * options.minutes
     X, Y, Z = volume.shape
     require(Z >= MIN_SLICES, "--adapt", f"needs at least {MIN_SLICES} slices along Z, the volume has {Z}")
-    centres = np.setdiff1d(np.arange(Z), np.asarray(held_out, dtype=np.int64))
+    centres = training_slices(Z, held_out, n_slices)
+    require(centres.size > 0, "--adapt", f"{Z} slices along Z are too few to hold out {len(held_out)} for the "
+            "self-test with a gap and adapt on the rest (--no-self-test adapts on all of them, untested)")
     sources: list[PatchPairs] = []
     if out_shape[0] > X or out_shape[1] > Y:
         sources.append(inplane_pairs(volume, (out_shape[0] / X, out_shape[1] / Y), centres, n_slices, ref,

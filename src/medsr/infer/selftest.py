@@ -4,10 +4,23 @@ A user's volume has no ground truth at the output resolution, but it is its own 
 degraded by the requested factor it becomes an input whose answer is known. In-plane, the Z slices are
 downsampled with the k-space contract (:func:`medsr.kspace.downsample`), super-resolved back to the input grid and
 compared with the input, beside k-space zero-filling (:func:`medsr.kspace.zero_fill_upsample`, the exact inverse
-inside the band). Through-plane, the volume is coarsened along Z with the slice profile
-(:class:`medsr.slice_profile.SliceProfile`), the planes along X and along Y are super-resolved back along Z and
-compared beside cubic interpolation along Z (the squared errors of both orientations pooled). PSNR uses the
-maximum of the (normalised) input as data range.
+inside the band). Through-plane, the volume is coarsened along Z by the factor with the slice profile: the input's
+slices already carry a profile of FWHM ``t`` (the relative thickness of :class:`medsr.slice_profile.SliceProfile`,
+in input slices), so the extra blur is the width that adds up to the target ``f t``: Gaussian widths (and, for any
+profile, variances) add in quadrature, ``w = t sqrt(f^2 - 1)`` (:func:`redegrade_width`; re-blurring by ``f t``
+would give ``t sqrt(1 + f^2)``). The planes along X and along Y are super-resolved back along Z and compared
+beside cubic interpolation along Z (the squared errors of both orientations pooled). PSNR uses the maximum of the
+(normalised) input as data range.
+
+PSNRs are means over the tested planes (Z slices in-plane, X and Y planes through-plane), so the margin (model minus
+baseline, dB) is the mean of the per-plane margins and comes with their paired 95 % t-interval
+(:func:`medsr.evaluation.report.summarise`). Neighbouring planes are correlated, so the interval is a guide,
+narrower than an interval over independent volumes would be.
+
+When ``medsr sr --adapt`` will fine-tune on the volume, the test holds out contiguous blocks of Z slices
+(:func:`hold_out_blocks`, at most a quarter of the slices): adaptation neither trains on them nor on the slices
+within a gap around them (:func:`medsr.infer.adapt.training_slices`), and the test scores only them (in-plane:
+those slices; through-plane: those Z rows of the tested planes), for the original and the adapted weights alike.
 
 Cost: the model work (output pixels) of each test is at most :data:`BUDGET` of the inference's, the planes taken
 evenly spaced; at x2 in-plane the degraded problem is a quarter the size, so half of the slices are used. The
@@ -19,6 +32,7 @@ et al., "Zero-Shot Super-Resolution using Deep Internal Learning", CVPR 2018.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -26,19 +40,29 @@ import numpy as np
 import torch
 
 from medsr import kspace
+from medsr.evaluation.report import Summary, summarise
 from medsr.infer.volume import InferenceOptions, RefOnGrid, super_resolve_planes
 from medsr.metrics.image import psnr
 from medsr.models.base import bicubic_upsample
-from medsr.slice_profile import SliceProfile
+from medsr.slice_profile import SliceProfile, thick_slices
 
 BUDGET = 0.125
 TOLERANCE_DB = 0.05
 HELD_OUT_FRACTION = 0.25
+BLOCK = 4
 
 
 def evenly(n: int, k: int) -> np.ndarray:
     """``k`` indices spread evenly over ``range(n)``, centred in their shares (the first and last are avoided)."""
     return np.floor((np.arange(k) + 0.5) * n / k).astype(np.int64)
+
+
+def hold_out_blocks(n: int, count: int) -> np.ndarray:
+    """``count`` of ``range(n)`` in contiguous blocks of at most :data:`BLOCK`, the blocks centred in equal shares
+    of the axis (sorted indices)."""
+    sizes = [len(part) for part in np.array_split(np.arange(count), math.ceil(count / BLOCK))]
+    starts = np.clip(evenly(n, len(sizes)) - np.asarray(sizes) // 2, 0, n - np.asarray(sizes))
+    return np.unique(np.concatenate([np.arange(a, a + k) for a, k in zip(starts, sizes)]))
 
 
 def _count(n: int, budget_planes: float) -> int:
@@ -48,35 +72,40 @@ def _count(n: int, budget_planes: float) -> int:
 @dataclass(frozen=True)
 class SelfTestPlan:
     """Which planes each test uses: ``slices`` (Z slices, in-plane test), ``x_planes`` and ``y_planes``
-    (through-plane test); None where that direction is not upscaled."""
+    (through-plane test); None where that direction is not upscaled. ``held_out``: the Z slices held out of
+    adaptation (None without), the only Z rows the through-plane test scores then."""
 
     slices: np.ndarray | None
     x_planes: np.ndarray | None
     y_planes: np.ndarray | None
+    held_out: np.ndarray | None = None
 
 
 def plan_self_test(shape: Sequence[int], out_shape: Sequence[int], hold_out: bool = False) -> SelfTestPlan:
     """Planes for a self-test of ``shape -> out_shape`` (``shape`` already shrunk to at most ``out_shape``) within
-    :data:`BUDGET`. With ``hold_out`` (adaptation will train on the rest) at most a quarter of the Z slices (at
-    least one) are taken for the in-plane test."""
+    :data:`BUDGET`. With ``hold_out`` (adaptation will train on the rest) the held-out Z slices are blocks
+    (:func:`hold_out_blocks`) of at most a quarter of them (at least one), the in-plane test's slices."""
     X, Y, Z = (int(s) for s in shape)
     Xo, Yo, Zo = (int(s) for s in out_shape)
-    slices = x_planes = y_planes = None
+    slices = x_planes = y_planes = held = None
+    count = Z
     if Xo > X or Yo > Y:
-        k = _count(Z, BUDGET * Z * Xo * Yo / (X * Y))
-        if hold_out:
-            k = min(k, max(1, int(Z * HELD_OUT_FRACTION)))
-        slices = evenly(Z, k)
+        count = _count(Z, BUDGET * Z * Xo * Yo / (X * Y))
+        slices = evenly(Z, count)
+    if hold_out:
+        held = hold_out_blocks(Z, min(count, max(1, int(Z * HELD_OUT_FRACTION))))
+        slices = None if slices is None else held
     if Zo > Z:
         work = BUDGET * Xo * Yo * Zo
         x_planes = evenly(X, _count(X, work / (Y * Z)))
         y_planes = evenly(Y, _count(Y, work / (X * Z)))
-    return SelfTestPlan(slices, x_planes, y_planes)
+    return SelfTestPlan(slices, x_planes, y_planes, held)
 
 
 @dataclass(frozen=True)
 class SelfTestResult:
-    """One test: PSNR of the model and of the baseline against the input, in dB."""
+    """One test: mean PSNR over the tested planes of the model and of the baseline against the input, in dB, and
+    the summary of the per-plane margins (``paired``, over ``units``; its mean is the margin)."""
 
     direction: str
     scale: str
@@ -84,18 +113,27 @@ class SelfTestResult:
     baseline: str
     baseline_db: float
     planes: str
+    paired: Summary
+    units: str
 
     @property
     def margin(self) -> float:
-        return self.model_db - self.baseline_db
+        return self.paired.mean
 
     @property
     def loses(self) -> bool:
         return not self.margin >= -TOLERANCE_DB  # a NaN margin (a model producing NaN) loses too
 
+    def interval(self) -> str:
+        if math.isnan(self.paired.ci95_low):
+            return f"no interval from one {self.units[:-1]}"
+        return (f"per-{self.units[:-1]} paired 95 % interval {self.paired.ci95_low:+.2f} to "
+                f"{self.paired.ci95_high:+.2f} dB")
+
     def line(self) -> str:
         return (f"self-test: model {self.model_db:.1f} dB vs {self.baseline} {self.baseline_db:.1f} dB on this "
-                f"volume ({self.margin:+.1f} dB; {self.direction} {self.scale}, {self.planes})")
+                f"volume ({self.margin:+.2f} dB, {self.interval()}; {self.direction} {self.scale}, {self.planes}; "
+                f"mean PSNR over the {self.units})")
 
     def warning(self) -> str:
         return (f"self-test: the model is {-self.margin:.1f} dB worse than {self.baseline} on this volume "
@@ -103,10 +141,20 @@ class SelfTestResult:
                 "(--adapt fine-tunes it on this volume, --strict refuses to write)")
 
 
-def _psnr(pred: Sequence[np.ndarray], truth: Sequence[np.ndarray], peak: float) -> float:
-    flat = [torch.from_numpy(np.concatenate([np.ravel(a) for a in arrays]))[None, None, None]
-            for arrays in (pred, truth)]
-    return float(psnr(flat[0].double(), flat[1].double(), peak))
+def _per_plane(pred: Sequence[np.ndarray], truth: Sequence[np.ndarray], peak: float) -> np.ndarray:
+    """PSNR of each plane (axis 0 of each array of the sequences)."""
+    as_items = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))[:, None]
+    return np.concatenate([psnr(as_items(p), as_items(t), peak).numpy() for p, t in zip(pred, truth)])
+
+
+def _result(direction: str, scale: str, baseline: str, planes: str, units: str, pred: Sequence[np.ndarray],
+            base: Sequence[np.ndarray], truth: Sequence[np.ndarray], peak: float) -> SelfTestResult:
+    """The result from the per-plane PSNRs; one non-finite margin (a NaN output) makes the margin NaN."""
+    model_db, base_db = _per_plane(pred, truth, peak), _per_plane(base, truth, peak)
+    margins = np.where(model_db == base_db, 0.0, model_db - base_db)  # two exact planes tie
+    paired = summarise(margins.tolist()) if np.isfinite(margins).all() else Summary(*[math.nan] * 4)
+    return SelfTestResult(direction, scale, float(model_db.mean()), baseline, float(base_db.mean()), planes, paired,
+                          units)
 
 
 def _scale(factors: Sequence[float]) -> str:
@@ -127,12 +175,19 @@ def _inplane(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Modul
                                 planes=slices)
     base = kspace.zero_fill_upsample(degraded[slices], (X, Y))
     truth = stack[slices]
-    return SelfTestResult("in-plane", _scale(factors), _psnr([pred], [truth], peak), "zero-filling",
-                          _psnr([base], [truth], peak), f"{len(slices)} of {Z} slices")
+    return _result("in-plane", _scale(factors), "zero-filling", f"{len(slices)} of {Z} slices", "slices", [pred],
+                   [base], [truth], peak)
 
 
 def _cubic_along_last(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return bicubic_upsample(torch.from_numpy(planes)[:, None], size)[:, 0].numpy()
+
+
+def redegrade_width(factor: float, thickness: float) -> float:
+    """FWHM (input slices) of the extra blur that turns slices of relative ``thickness`` into slices ``factor``
+    times as far apart and as thick: widths add in quadrature, ``thickness sqrt(factor^2 - 1)`` (exact for
+    Gaussian profiles; for the rect profile the variances add up the same way, the shape is only approximate)."""
+    return thickness * math.sqrt(factor**2 - 1.0)
 
 
 def _through(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Module, plan: SelfTestPlan,
@@ -140,21 +195,25 @@ def _through(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Modul
              profile: SliceProfile) -> SelfTestResult | None:
     X, Y, Z = volume.shape
     factor = out_shape[2] / Z
-    coarse = profile.coarsen(volume, 2, factor).astype(np.float32)
+    coarse = thick_slices(volume, 2, redegrade_width(factor, profile.thickness), factor,
+                          profile.kind).astype(np.float32)
     if coarse.shape[2] < 2:
         return None
+    rows = slice(None) if plan.held_out is None else plan.held_out
     preds, bases, truths = [], [], []
     for axis, planes in ((0, plan.x_planes), (1, plan.y_planes)):
         stack, truth = np.moveaxis(coarse, axis, 0), np.moveaxis(volume, axis, 0)[planes]
         ref_stack = None if ref is None else np.moveaxis(ref, axis, 0)
         size = truth.shape[1:]
-        preds.append(super_resolve_planes(model, stack, size, ref=ref_stack, n_slices=n_slices, options=options,
-                                          planes=planes))
-        bases.append(_cubic_along_last(np.ascontiguousarray(stack[planes]), size))
-        truths.append(truth)
-    return SelfTestResult("through-plane", _scale([factor]), _psnr(preds, truths, peak), "cubic interpolation",
-                          _psnr(bases, truths, peak),
-                          f"{len(plan.x_planes)} of {X} X and {len(plan.y_planes)} of {Y} Y planes")
+        pred = super_resolve_planes(model, stack, size, ref=ref_stack, n_slices=n_slices, options=options,
+                                    planes=planes)
+        preds.append(pred[..., rows])
+        bases.append(_cubic_along_last(np.ascontiguousarray(stack[planes]), size)[..., rows])
+        truths.append(truth[..., rows])
+    scored = "" if plan.held_out is None else f", {len(plan.held_out)} held-out Z rows"
+    return _result("through-plane", _scale([factor]), "cubic interpolation",
+                   f"{len(plan.x_planes)} of {X} X and {len(plan.y_planes)} of {Y} Y planes{scored}", "planes", preds,
+                   bases, truths, peak)
 
 
 def run_self_test(
