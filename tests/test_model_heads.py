@@ -76,6 +76,72 @@ def test_in_band_correction_moves_the_band(name: str) -> None:
     assert downsample(out - base, size=LR_SIZE, magnitude=False).abs().max() > 1e-3
 
 
+def disc_stack() -> tuple[torch.Tensor, torch.Tensor]:
+    """An HR disc with a sharp edge on a zero background ``[1, 1, 25, 23]`` and its band-limited LR image
+    ``x_lr`` (real: the LR size is odd on both axes), which rings below zero around the edge."""
+    yy, xx = torch.meshgrid(torch.arange(OUT_SIZE[0]), torch.arange(OUT_SIZE[1]), indexing="ij")
+    hr = (((yy - 12.0) ** 2 + (xx - 11.0) ** 2) < 36).double()[None, None]
+    x_lr = downsample(hr, size=LR_SIZE, magnitude=False)
+    assert x_lr.imag.abs().max() < 1e-12 and x_lr.real.min() < -0.05  # real, with negative ringing
+    return hr, x_lr.real
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_sign_correction_starts_bit_for_bit_as_no_correction(name: str) -> None:
+    plain = randomise(build(name, head="kspace", in_band_correction=False, nonnegative=False)).eval()
+    sign = build(name, head="kspace", in_band_correction="sign", nonnegative=False).eval()
+    assert sign.lr_correction is None and not sign.lr_sign.weight.any()
+    missing, unexpected = sign.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["lr_sign.bias", "lr_sign.weight"] and not unexpected
+    lr, ref = inputs()
+    lr = lr.abs()  # a magnitude input
+    with torch.no_grad():
+        assert torch.equal(sign(lr, OUT_SIZE, ref), plain(lr, OUT_SIZE, ref))
+
+
+@pytest.mark.parametrize("name", ["sakg", "metasr"])
+def test_sign_correction_reaches_the_hr_band_with_the_oracle_sign(name: str) -> None:
+    """With p = [x_lr < 0] the output's band is the HR's (the ceiling is the truth), whatever the residual;
+    without it (today's head) the band of |x_lr| misses it."""
+    hr, x_lr = disc_stack()
+    model = randomise(build(name, head="kspace", in_band_correction="sign", nonnegative=False)).double().eval()
+    lr = x_lr.abs().expand(1, 3, *LR_SIZE).contiguous()
+    ref = torch.rand(1, 1, *OUT_SIZE, dtype=torch.float64)
+    oracle = (x_lr < 0).double()
+    model.lr_sign.forward = lambda feats: oracle  # the oracle sign map in place of the prediction
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    band = downsample(out, size=LR_SIZE, magnitude=False)
+    tol = 100 * torch.finfo(torch.float32).eps * float(out.abs().max())  # band_projection runs in float32
+    torch.testing.assert_close(band.real, x_lr, rtol=0, atol=tol)
+    assert (downsample(zero_fill_upsample(x_lr.abs(), OUT_SIZE, magnitude=False).real, size=LR_SIZE,
+                       magnitude=False).real - x_lr).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["sakg", "dualarb"])
+def test_sign_correction_only_changes_signs_and_gets_gradients(name: str) -> None:
+    """Trained weights (random here) can only shrink or flip the LR band pixel by pixel, never exceed |LR|; at
+    initialisation the loss's gradient reaches the zero-initialised negative map."""
+    lr, ref = inputs()
+    lr = lr.abs()
+    model = randomise(build(name, head="kspace", in_band_correction="sign", nonnegative=False)).eval()
+    with torch.no_grad():
+        out = model(lr, OUT_SIZE, ref)
+    band = downsample(out, size=LR_SIZE, magnitude=False).real
+    assert (band.abs() - lr[:, 1:2]).max() < 1e-5  # |band| <= LR
+    assert (band - lr[:, 1:2]).abs().max() > 1e-2  # ... and the band did change
+    model = build(name, head="kspace", in_band_correction="sign").train()
+    out = model(lr, OUT_SIZE, ref)
+    out = out.image if hasattr(out, "image") else out
+    (out - torch.rand_like(out)).abs().mean().backward()
+    assert model.lr_sign.weight.grad.abs().max() > 0
+
+
+def test_unknown_in_band_correction_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="model.in_band_correction"):
+        build("sakg", in_band_correction="phase")
+
+
 @pytest.mark.parametrize("name", ["liif", "metasr", "dualarb"])
 def test_bicubic_head_is_as_published(name: str) -> None:
     """The baselines' default head adds the decoder output to bicubic, and its last layer is not zeroed."""
@@ -187,3 +253,26 @@ def test_swinir_encoder_pads_odd_sizes_and_crops_back() -> None:
     encoder = MODELS.build({"type": "encoder/swinir_light", "dim": 8, "depths": [2], "heads": 2, "window": 4})
     out = encoder(torch.rand(2, 1, 9, 14))
     assert out.shape == (2, 8, 9, 14) and torch.isfinite(out).all()
+
+
+def test_fine_tuning_starts_from_a_weights_file_without_the_sign_map(tmp_path) -> None:
+    """``train.init``: weights of today's head load into a sign head (its new negative map is zero-initialised),
+    so fine-tuning starts from the file's function; parameters that do not fit are one error naming the file."""
+    from medsr.checkpoint import save_weights, start_from_weights
+
+    plain = randomise(build("sakg", head="kspace", in_band_correction=False, nonnegative=False)).eval()
+    path = tmp_path / "plain.pth"
+    save_weights(path, {"type": "sakg", **TINY["sakg"], "in_band_correction": False}, plain.state_dict())
+    sign = build("sakg", head="kspace", in_band_correction="sign", nonnegative=False).eval()
+    start_from_weights(sign, path)
+    lr, ref = inputs()
+    with torch.no_grad():
+        assert torch.equal(sign(lr.abs(), OUT_SIZE, ref), plain(lr.abs(), OUT_SIZE, ref))
+    wider = build("sakg", head="kspace", in_band_correction="sign", hidden=8)
+    with pytest.raises(InputError, match="plain.pth.*shapes differ"):
+        start_from_weights(wider, path)
+    with pytest.raises(InputError, match="holds sakg weights"):
+        start_from_weights(build("liif"), path)
+    free = randomise(build("sakg", head="kspace"))  # its trained in-band correction is not in the file
+    with pytest.raises(InputError, match="non-zero-initialised parameters: lr_correction"):
+        start_from_weights(free, path)

@@ -132,3 +132,25 @@ def build_from_weights(path: str | Path, ema: bool = True, task: str | tuple[str
     except RuntimeError as err:
         raise InputError(path, f"parameters do not fit model {meta['model'].get('type')}: {err}") from None
     return model.eval(), meta
+
+
+def start_from_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load the evaluation (EMA) parameters of a weights file into ``model`` (in place), to fine-tune it
+    (``train.init``). The file's model type must be ``model``'s; parameters the file lacks are allowed only when
+    they are all zero in ``model`` (zero-initialised branches, e.g. a new in-band correction), so the fine-tuning
+    starts from the file's function; anything else that does not fit is an :class:`InputError` naming the file."""
+    payload = load_weights(path)
+    path, kind = weights_path(path), payload["meta"]["model"]["type"]
+    if MODELS.get(kind) is not type(model):
+        raise InputError(path, f"holds {kind} weights, the config's model is {type(model).__name__}")
+    state = payload.get("params_ema") or payload["params"]
+    own = model.state_dict()
+    extra = sorted(set(state) - set(own))
+    new = sorted(k for k in set(own) - set(state) if own[k].any())
+    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if extra or new or wrong:
+        problem = (f"parameters the model lacks: {', '.join(extra[:3])}" if extra else
+                   f"misses non-zero-initialised parameters: {', '.join(new[:3])}" if new else
+                   f"shapes differ: {', '.join(wrong[:3])}")
+        raise InputError(path, f"does not fit the config's model ({problem})")
+    model.load_state_dict(state, strict=False)

@@ -134,7 +134,8 @@ class GanConfig:
 class TrainConfig:
     """Optimisation and the Lightning trainer. ``ema`` is the EMA decay (0 = off). ``max_minutes`` bounds the
     training steps of one invocation (a resumed run gets a fresh budget); the final validation and the export
-    of ``weights.pth`` come after it and are not counted."""
+    of ``weights.pth`` come after it and are not counted. ``init``: a weights file whose evaluation parameters
+    the model starts from (fine-tuning; :func:`medsr.checkpoint.start_from_weights`)."""
 
     steps: int = 1000
     lr: float = 2e-4
@@ -154,6 +155,7 @@ class TrainConfig:
     max_minutes: Optional[float] = None
     deterministic: bool = False
     gan: GanConfig = field(default_factory=GanConfig)
+    init: Optional[str] = None
 
 
 @dataclass
@@ -306,7 +308,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """The built-in configs (package data): ``medsr train sakg`` loads ``CONFIG_DIR / "sakg.yaml"``."""
 
 # Keys naming files a run reads: relative values in a user's config file resolve against that file's folder.
-INPUT_PATHS = ("data.root", "data.mask.file")
+INPUT_PATHS = ("data.root", "data.mask.file", "train.init")
 
 
 def builtin_configs() -> list[str]:

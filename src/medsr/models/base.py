@@ -18,6 +18,20 @@ Output heads (``head`` constructor argument of every learned SR model; :meth:`SR
   zero-filling and the output's k-space band is the input's until the correction learns (SAKG's head, now
   available to every model).
 
+In-band corrections (``in_band_correction``, with ``head="kspace"`` and ``band_split``):
+
+* ``False``: none; the output's band is exactly the band of the input magnitude ``|x_lr|``;
+* ``True``: free, a value added to the LR centre slice (it can rewrite the whole band);
+* ``"sign"``: only what rectification changed. The LR input is a magnitude, ``LR = |x_lr|``, while the
+  band-limited truth ``x_lr`` is negative where ringing dips below a zero background, so the band of ``|x_lr|``
+  is not the HR's and no out-of-band residual can repair it. Since ``x_lr = s * LR`` with a sign map
+  ``s = +-1``, the head multiplies the centre slice by ``1 - 2 p``, ``p = clamp(conv(features), 0, 1)`` a
+  predicted "negative" map: it can reach the truth (``p = [x_lr < 0]``, exact for a real ``x_lr``; a real HR
+  at an odd LR size, or up to its unpaired Nyquist line at an even one) but can never make a pixel's magnitude
+  larger than ``LR``, so it cannot rewrite the band elsewhere. ``p`` starts at exactly zero (zero-initialised
+  convolution; the clamp passes gradients at 0), so the model starts as the ``False`` head, bit for bit.
+  Ceilings: ``benchmarks/kspace_ceiling.py``.
+
 Non-negative magnitudes: with ``nonnegative`` (default) an evaluation-mode forward clamps the image at 0 (MR
 magnitudes cannot be negative); a training forward returns the unclamped image, so pixels the loss pushes up
 from below zero keep their gradient.
@@ -140,16 +154,21 @@ class SRModel(nn.Module):
     aux_outputs: tuple[str, ...] = ()
     uses_kspace: bool = False
 
-    def init_head(self, head: str, features: int, *, band_split: bool = True, in_band_correction: bool = True,
-                  nonnegative: bool = True) -> None:
-        """Configure the output head (module docstring): ``features`` channels feed the in-band correction
-        (``self.lr_correction``, a zero-initialised 3x3 convolution at LR resolution; only with ``head="kspace"``,
-        ``band_split`` and ``in_band_correction``)."""
+    def init_head(self, head: str, features: int, *, band_split: bool = True,
+                  in_band_correction: bool | str = True, nonnegative: bool = True) -> None:
+        """Configure the output head (module docstring): ``features`` channels feed the in-band correction, a
+        zero-initialised 3x3 convolution at LR resolution (only with ``head="kspace"`` and ``band_split``):
+        ``self.lr_correction`` (``in_band_correction=True``: a value added to the band) or ``self.lr_sign``
+        (``"sign"``: the negative map ``p``)."""
         if head not in HEADS:
             raise InputError("model.head", f"expected one of {', '.join(HEADS)}, got {head!r}")
+        if not (isinstance(in_band_correction, bool) or in_band_correction == "sign"):
+            raise InputError("model.in_band_correction", f"expected true, false or sign, got {in_band_correction!r}")
         self.output_head, self.band_split, self.nonnegative = head, band_split, nonnegative
-        correct = head == "kspace" and band_split and in_band_correction
-        self.lr_correction = zero_init(nn.Conv2d(features, 1, 3, padding=1)) if correct else None
+        correct = in_band_correction if head == "kspace" and band_split else False
+        conv = zero_init(nn.Conv2d(features, 1, 3, padding=1)) if correct is not False else None
+        self.lr_correction = conv if correct is True else None
+        self.lr_sign = conv if correct == "sign" else None
 
     def starts_at_zero(self, layer: nn.Module) -> nn.Module:
         """``layer`` (the residual's last layer), zero-initialised under the k-space head."""
@@ -168,6 +187,8 @@ class SRModel(nn.Module):
                 residual = residual - band_projection(residual, centre.shape[-2:])
             if self.lr_correction is not None:
                 centre = centre + self.lr_correction(feats)
+            if self.lr_sign is not None:
+                centre = centre * (1 - 2 * self.lr_sign(feats).clamp(0, 1))
             base = zero_fill_upsample(centre.float(), size, magnitude=False).real
             image = base.to(residual.dtype) + residual
         return image.clamp_min(0) if self.nonnegative and not self.training else image

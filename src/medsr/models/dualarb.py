@@ -73,7 +73,7 @@ class DualArbNet(SRModel):
         hidden: Sequence[int] = (64, 64, 64, 64, 64),
         w0: float = 30.0,
         head: str = "bicubic",
-        in_band_correction: bool = True,
+        in_band_correction: bool | str = True,
         nonnegative: bool = True,
         chunk: int = 1 << 16,
     ):

@@ -35,7 +35,7 @@ class LIIF(SRModel):
         local_ensemble: bool = True,
         cell_decode: bool = True,
         head: str = "bicubic",
-        in_band_correction: bool = True,
+        in_band_correction: bool | str = True,
         nonnegative: bool = True,
         chunk: int = 1 << 16,
     ):

@@ -28,7 +28,7 @@ class MetaSR(SRModel):
     (``models.base``)."""
 
     def __init__(self, encoder: dict[str, Any] | None = None, hidden: Sequence[int] = (256,), head: str = "bicubic",
-                 in_band_correction: bool = True, nonnegative: bool = True, chunk: int = 1 << 16):
+                 in_band_correction: bool | str = True, nonnegative: bool = True, chunk: int = 1 << 16):
         super().__init__()
         self.encoder = build_encoder(encoder, default="rdn")
         self.weight_net = MLP(4, self.encoder.out_channels * 9, hidden)

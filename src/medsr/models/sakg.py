@@ -206,7 +206,8 @@ class SAKG(SRModel):
     are fed to the decoder ((c));
     ``band_split``: learn the in-band and out-of-band parts of k-space separately (module docstring);
     ``in_band_correction``: with ``band_split``, also learn the in-band correction (False: the output's band is
-    the input's exactly, so the model can only add what lies outside it); ``head``: ``"kspace"`` (the above) or
+    the input's exactly, so the model can only add what lies outside it; ``"sign"``: only the signs that the
+    magnitude input lost, ``models.base``); ``head``: ``"kspace"`` (the above) or
     ``"bicubic"`` (bicubic centre slice + residual, for the controlled comparison); ``nonnegative``: clamp
     evaluation outputs at 0 (``models.base``);
     ``chunk``: decoder rows per call (memory only). The defaults cost about 65 GMACs at x2 on 256x256 with an
@@ -235,7 +236,7 @@ class SAKG(SRModel):
         fusion: str = "softmax",
         scale_embedding: str = "linear",
         band_split: bool = True,
-        in_band_correction: bool = True,
+        in_band_correction: bool | str = True,
         head: str = "kspace",
         nonnegative: bool = True,
         chunk: int = 1 << 16,

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.checkpoint import start_from_weights
 from medsr.config import RunConfig, to_dict
 from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
@@ -134,6 +135,8 @@ class TrainingTask(pl.LightningModule, abc.ABC):
         plain = to_dict(cfg)
         self.model_spec = plain["model"]
         self.model = build("model", MODELS.build, self.model_spec)
+        if cfg.train.init is not None:
+            start_from_weights(self.model, cfg.train.init)
         self.frozen = freeze(self.model, list(cfg.train.freeze))
         self.ema = EMA(self.model, cfg.train.ema) if cfg.train.ema > 0 else None
         self.criterion = build("loss", WeightedSum, plain["loss"])
