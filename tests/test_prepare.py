@@ -382,3 +382,58 @@ def test_group_by_subject_refuses_a_second_file_and_keeps_brats_folders(tmp_path
     (tmp_path / "IXI002-Guys-0828-T2.nii.gz").write_bytes(b"")
     with pytest.raises(InputError, match="duplicate T2 image of IXI002-Guys-0828"):
         group_by_subject(tmp_path, "IXI*", ixi.PATTERN)
+
+
+# ``medsr prepare ldct --split ldctbench``: LDCT-bench's published patient lists on a fake TCIA-style layout
+# (tiny DICOM series written by test_ct_denoise's helpers).
+
+
+def test_ldctbench_split_uses_the_published_lists(tmp_path, monkeypatch, capsys):
+    from test_ct_denoise import _ldct_root
+
+    from medsr.ct.ldct import LDCTBENCH
+    from medsr.data.ct_pairs import CTPairStore
+
+    assert {name: len(ids) for name, ids in LDCTBENCH.items()} == {"train": 105, "val": 30, "test": 15}
+    for anatomy in "CLN":  # 35 / 10 / 5 patients per anatomy, no patient twice
+        assert [sum(p[0] == anatomy for p in LDCTBENCH[n]) for n in ("train", "val", "test")] == [35, 10, 5]
+    assert len({p for ids in LDCTBENCH.values() for p in ids}) == 150
+    assert LDCTBENCH["test"] == ("C121 C249 C170 C135 C280 L241 L107 L006 L221 L220 "
+                                 "N176 N138 N153 N284 N090").split()
+    # by sorted id, the former 70/10/20 rule would have tested C135 and L241 and trained C121 and L107
+    root = _ldct_root(tmp_path / "tcia", monkeypatch, patients=("C095", "C121", "C135", "L033", "L107", "L241",
+                                                                 "X001"))
+    out = tmp_path / "store"
+    capsys.readouterr()
+    assert main(["prepare", "ldct", str(root), str(out), "--split", "ldctbench", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    split = json.loads((out / "split.json").read_text())
+    assert split == {"train": ["C095"], "val": ["L033"], "test": ["C121", "C135", "L241", "L107"]}
+    notes = captured.err.strip().splitlines()
+    assert len(notes) == 1 and notes[0].startswith("medsr: note: ldctbench split: 144 of LDCT-bench's 150 patients")
+    assert "C249" in notes[0] and "1 patients below it are in none of its lists and are left out: X001" in notes[0]
+    store = CTPairStore(out)
+    assert sorted(store.manifest["subjects"]) == ["C095", "C121", "C135", "L033", "L107", "L241"]  # not X001
+    ld, fd = store.volume_pair("C121")
+    assert ld.shape == fd.shape == (3, 36, 40) and np.allclose(ld - fd, 7)
+
+
+def test_ldctbench_split_with_an_empty_list_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from test_ct_denoise import _fail, _ldct_root
+
+    root = _ldct_root(tmp_path / "mayo", monkeypatch, patients=("L067", "L506", "C121"))  # 2016 challenge ids
+    out = tmp_path / "store"
+    line = _fail(capsys, ["prepare", "ldct", str(root), str(out), "--split", "ldctbench", "--no-progress"], out)
+    assert "no patient of LDCT-bench's train or val list is below" in line
+
+
+def test_ldct_file_split(tmp_path):
+    from medsr.ct.ldct import make_split
+
+    patients = [f"L{i:03d}" for i in range(10)] + [f"C{i:03d}" for i in range(10)]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"train": ["L000"], "val": [], "test": ["C001"]}))
+    assert make_split(patients, str(path)) == ({"train": ["L000"], "val": [], "test": ["C001"]}, "")
+    path.write_text(json.dumps({"train": ["X1"]}))
+    with pytest.raises(InputError, match="X1"):
+        make_split(patients, str(path))

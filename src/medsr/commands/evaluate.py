@@ -10,7 +10,8 @@ matched by relative path without extension (png, jpg, tif, npy, mat, h5, nii, ni
 (data-range rule and values, SSIM window, mask, crop), a per-file table, mean ± std and a 95%% confidence
 interval per metric. Data range: N, gt-range, gt-max or dtype; default: the dtype's range for integer images,
 gt-range for float images (gt-max with --ssim-preset fastmri). Volumes are evaluated per volume (SSIM = mean over
-the slices along the last array axis) or, with --per-slice, per slice."""
+the slices along the last array axis; with a CT window every metric per slice, then the mean over slices, unless
+--ct-reduction volume) or, with --per-slice, per slice."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=DESCRIPTION)
     add_pair_arguments(parser, "psnr,ssim,nrmse", "psnr,ssim,nrmse,nmse,lpips")
     parser.add_argument("--data-range", metavar="RULE", help="N | gt-range | gt-max | dtype")
-    parser.add_argument("--ssim-preset", choices=["wang", "fastmri"], default="wang")
+    parser.add_argument("--ssim-preset", choices=["wang", "fastmri", "skimage"],
+                        help="default: the CT window's (skimage for the ldctbench presets), else wang")
     parser.add_argument("--mask", type=Path, metavar="DIR_OR_FILE", help="foreground mask(s), non-zero = inside")
     parser.add_argument("--crop-border", type=int, default=0, metavar="N", help="pixels removed from each side")
     parser.add_argument("--per-slice", action="store_true", help="one row per slice of each volume")
@@ -26,8 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lpips-weights", type=Path, metavar="PATH", help="local LPIPS weights (.pth)")
     parser.add_argument("--ct-window", metavar="C,W", help="CT images in HU: clip to the window of centre C and "
                         "width W before the metrics; data range = W")
-    parser.add_argument("--ct-preset", metavar="NAME", help="a published CT window: redcnn, dugan, corediff, "
-                        "ldctbench-chest, ldctbench-abdomen or ldctbench-neuro")
+    parser.add_argument("--ct-preset", metavar="NAME", help="a published CT protocol: redcnn, dugan, corediff "
+                        "(clipped HU), ldctbench-chest, ldctbench-abdomen or ldctbench-neuro (LDCT-bench's [0, 1] "
+                        "windowing, data range 1, scikit-image's default SSIM)")
+    parser.add_argument("--ct-reduction", choices=["slice", "volume"], default="slice", help="CT windows: mean "
+                        "of per-slice scores (default, as the CT papers) or one PSNR per volume")
     add_report_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     check_reports(args, [args.pred, args.gt, args.mask])
     options = EvalOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), args.data_range, args.ssim_preset,
                           args.mask, args.crop_border, args.per_slice, args.gray, args.lpips_weights,
-                          args.allow_missing, parse_ct_window(args.ct_window, args.ct_preset))
+                          args.allow_missing, parse_ct_window(args.ct_window, args.ct_preset), args.ct_reduction)
     result = evaluate(args.pred, args.gt, options)
     print(result.text())
     result.write(args.json, args.csv)

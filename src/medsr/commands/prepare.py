@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = formats.add_parser(name, help=text, description=f"Prepare {text}, as a CT pair store (HU).")
         if name == "ldct":
             sub.add_argument("src", help="source folder (one folder per patient)")
-            sub.add_argument("--split", default="redcnn", help="redcnn (test patient L506; default), ldctbench, or "
-                             "a JSON file {train, val, test} of patient ids")
+            sub.add_argument("--split", default="redcnn", help="redcnn (test patient L506; default), ldctbench "
+                             "(LDCT-bench's published patient lists), or a JSON file {train, val, test} of patient ids")
             sub.add_argument("--slice-mm", type=int, choices=(1, 3), help="keep the 1 mm or 3 mm series when a "
                              "patient has both")
         sub.add_argument("out_dir", help="output folder (must not exist)")
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 def run_ct(args: argparse.Namespace) -> int:
     from medsr.io.atomic import check_output
 
-    check_output(args.out_dir, [getattr(args, "src", None)], folder=True)
+    check_output(args.out_dir, [getattr(args, name, None) for name in ("src", "split")], folder=True)
     progress = not args.no_progress
     if args.format == "ct":
         from medsr.data.embedded_ct import prepare_ct

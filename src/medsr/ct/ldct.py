@@ -19,10 +19,12 @@ Splits (patients, never slices):
   and the public RED-CNN reimplementations that follow it); every other patient trains. RED-CNN names no
   validation patient, so ``val`` repeats the test patient (``medsr train`` exports the final weights, not the
   validation-selected ones).
-* ``ldctbench``: LDCT-bench style (Eulig et al., Med. Phys. 2024): per anatomy (the patient id's first letter, C
-  chest, L abdomen, N neuro), patients sorted by id, the first 70% train, the next 10% validate, the rest test.
-  The published per-patient lists could not be verified offline; this is an approximation. Give the exact lists
-  as a JSON file ``{"train": [...], "val": [...], "test": [...]}`` instead.
+* ``ldctbench``: LDCT-bench's published patient lists (Eulig et al., Med. Phys. 2024; eeulig/ldct-benchmark,
+  ``ldctbench/data/info.yml``: per anatomy, chest ``C``, abdomen ``L`` and neuro ``N``, 35 train, 10 validation and
+  5 test patients of TCIA's LDCT-and-Projection-data, :data:`LDCTBENCH`). Listed patients that are not below the
+  root are left out and reported in one line; patients below the root that no list names are left out too; a
+  split that ends up empty is an error. Their low dose is the TCIA data's: 10 % of the full dose for chest, 25 %
+  for abdomen and neuro, so a chest score is not comparable with the others.
 * a path to such a JSON file.
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,18 @@ from medsr.infer.dicom import read_dicom_series
 MIN_PAIRED = 0.9
 TOLERANCE_MM = 0.01
 REDCNN_TEST = "L506"
-LDCTBENCH_FRACTIONS = (0.7, 0.1)
+# LDCT-bench's lists (eeulig/ldct-benchmark ldctbench/data/info.yml: train_set, val_set, test_set), in its order.
+LDCTBENCH = {
+    "train": ("C095 C261 C296 C218 C224 C267 C099 C030 C241 C162 C268 C128 C252 C234 C130 C246 C124 C077 C002 C021 "
+              "C203 C111 C179 C012 C081 C004 C120 C193 C166 C257 C160 C016 C027 C050 C158 "
+              "L081 L248 L203 L219 L210 L277 L057 L229 L131 L114 L004 L237 L148 L145 L116 L150 L110 L232 L134 L056 "
+              "L075 L209 L019 L064 L299 L160 L049 L072 L071 L273 L175 L178 L125 L266 L170 "
+              "N190 N082 N072 N175 N236 N181 N204 N270 N156 N140 N293 N132 N141 N105 N180 N264 N160 N202 N085 N051 "
+              "N177 N209 N216 N298 N187 N100 N113 N265 N005 N076 N169 N053 N127 N012 N030").split(),
+    "val": ("C202 C219 C227 C258 C067 C295 C190 C232 C052 C107 L033 L187 L123 L058 L212 L077 L179 L014 L186 L193 "
+            "N056 N024 N079 N139 N300 N198 N279 N047 N188 N252").split(),
+    "test": "C121 C249 C170 C135 C280 L241 L107 L006 L221 L220 N176 N138 N153 N284 N090".split(),
+}
 FULL_WORDS, LOW_WORDS = ("full",), ("quarter", "low")
 
 
@@ -111,22 +125,37 @@ def pair_slices(low: Path, full: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
             np.ascontiguousarray(fd[:, :, keep].transpose(transpose)), affine)
 
 
-def make_split(patients: list[str], split: str) -> dict[str, list[str]]:
-    """The ``redcnn`` or ``ldctbench`` split of ``patients``, or the lists of a JSON file."""
+def ldctbench_split(patients: list[str], root: str | Path = "the root") -> tuple[dict[str, list[str]], str]:
+    """LDCT-bench's lists (:data:`LDCTBENCH`) restricted to ``patients``, and one line naming the listed patients
+    that are missing and the given ones that no list names ("" when neither); an empty split is an
+    :class:`InputError`."""
+    given = set(patients)
+    lists = {name: [p for p in ids if p in given] for name, ids in LDCTBENCH.items()}
+    listed = {p for ids in LDCTBENCH.values() for p in ids}
+    missing, unlisted = sorted(listed - given), sorted(given - listed)
+    empty = [name for name, ids in lists.items() if not ids]
+    if empty:
+        raise InputError("--split", f"ldctbench: no patient of LDCT-bench's {' or '.join(empty)} list is below "
+                         f"{root} (TCIA LDCT-and-Projection-data ids, e.g. {', '.join(LDCTBENCH[empty[0]][:3])})")
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of LDCT-bench's {len(listed)} patients are not below {root} and are left "
+                     f"out: {', '.join(missing)}")
+    if unlisted:
+        parts.append(f"{len(unlisted)} patients below it are in none of its lists and are left out: "
+                     f"{', '.join(unlisted)}")
+    return lists, ("ldctbench split: " + "; ".join(parts)) if parts else ""
+
+
+def make_split(patients: list[str], split: str, root: str | Path = "the root") -> tuple[dict[str, list[str]], str]:
+    """The ``redcnn`` or ``ldctbench`` split of ``patients``, or the lists of a JSON file, and a line to report
+    (:func:`ldctbench_split`; "" otherwise)."""
+    if split == "ldctbench":
+        return ldctbench_split(patients, root)
     if split == "redcnn":
         if REDCNN_TEST not in patients:
             raise InputError("--split", f"redcnn needs the test patient {REDCNN_TEST}, not among {', '.join(patients)}")
-        return {"train": [p for p in patients if p != REDCNN_TEST], "val": [REDCNN_TEST], "test": [REDCNN_TEST]}
-    if split == "ldctbench":
-        out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-        for anatomy in sorted({p[0] for p in patients}):
-            group = sorted(p for p in patients if p[0] == anatomy)
-            n_train = max(1, round(LDCTBENCH_FRACTIONS[0] * len(group)))
-            n_val = round(LDCTBENCH_FRACTIONS[1] * len(group))
-            out["train"] += group[:n_train]
-            out["val"] += group[n_train : n_train + n_val]
-            out["test"] += group[n_train + n_val :]
-        return out
+        return {"train": [p for p in patients if p != REDCNN_TEST], "val": [REDCNN_TEST], "test": [REDCNN_TEST]}, ""
     path = Path(split)
     if not path.is_file():
         raise InputError("--split", f"must be redcnn, ldctbench or a JSON file of patient lists, got {split!r}")
@@ -139,7 +168,7 @@ def make_split(patients: list[str], split: str) -> dict[str, list[str]]:
     unknown = sorted({p for k in ("train", "val", "test") for p in lists.get(k, [])} - set(patients))
     if unknown:
         raise InputError(path, f"names patients not below the root: {', '.join(unknown)}")
-    return {k: list(lists.get(k, [])) for k in ("train", "val", "test")}
+    return {k: list(lists.get(k, [])) for k in ("train", "val", "test")}, ""
 
 
 def prepare_ldct(root: str | Path, out_dir: str | Path, split: str = "redcnn", slice_mm: int | None = None,
@@ -147,7 +176,9 @@ def prepare_ldct(root: str | Path, out_dir: str | Path, split: str = "redcnn", s
     """Pair every patient below ``root`` and write the store to ``out_dir``; returns the split."""
     root = Path(root)
     pairs = find_pairs(root, slice_mm)
-    lists = make_split(sorted(pairs), split)
+    lists, note = make_split(sorted(pairs), split, root)
+    if note:
+        print(f"medsr: note: {note}", file=sys.stderr, flush=True)
     used = set(lists["train"]) | set(lists["val"]) | set(lists["test"])
     subjects: dict[str, Any] = {}
     for patient in sorted(used):

@@ -1,6 +1,8 @@
 """Evaluate matched prediction/reference files with full-reference image metrics (``medsr evaluate``).
 
 Every result comes with the protocol that produced it: data-range rule and values, SSIM window, mask, crop.
+With a CT window (:mod:`medsr.metrics.ct`) the images are windowed first, its data range and SSIM preset apply,
+and volumes are reduced per slice (mean over slices, as the CT papers do) unless ``ct_reduction="volume"``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from medsr.errors import InputError, require
 from medsr.evaluation.pairing import Loaded, MaskSource, load_pair, match_files
 from medsr.evaluation.report import render, report_dict, write_csv, write_json
 from medsr.metrics import image
-from medsr.metrics.ct import CTWindow
+from medsr.metrics.ct import REDUCTIONS, CTWindow, reduction_text
 from medsr.metrics.lpips import load_lpips, min_input_size
 
 METRICS = tuple(registry.METRICS.names())
@@ -39,11 +41,12 @@ def parse_metrics(text: str | None, known: tuple[str, ...], default: tuple[str, 
 
 @dataclass
 class EvalOptions:
-    """The knobs of ``medsr evaluate``; ``data_range=None`` uses the preset's rule or the dtype default."""
+    """The knobs of ``medsr evaluate``; ``data_range=None`` uses the preset's rule or the dtype default;
+    ``ssim_preset=None`` the CT window's preset, else ``wang``."""
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     data_range: str | None = None
-    ssim_preset: str = "wang"
+    ssim_preset: str | None = None
     mask: Path | None = None
     crop_border: int = 0
     per_slice: bool = False
@@ -51,6 +54,7 @@ class EvalOptions:
     lpips_weights: Path | None = None
     allow_missing: bool = False
     ct_window: CTWindow | None = None
+    ct_reduction: str = "slice"
 
 
 @dataclass
@@ -144,27 +148,31 @@ def _evaluate_pair(key: str, pred: Loaded, gt: Loaded, mask: np.ndarray | None, 
                    ) -> list[dict[str, Any]]:
     opts = ctx.options
     window = opts.ct_window
-    rule = (f"{window.width:g}" if window else
+    rule = (f"{window.data_range:g}" if window else
             opts.data_range or ctx.preset.data_range_rule or image.default_data_range_rule(gt.dtype))
     ctx.rules.add(rule)
     x, y = torch.from_numpy(np.array(pred.data, np.float64))[None], torch.from_numpy(np.array(gt.data))[None]
     if window:
-        x, y = x.clamp(window.low, window.high), y.to(torch.float64).clamp(window.low, window.high)
+        x, y = window.apply(x), window.apply(y)
     x, y = image.crop_border(x, opts.crop_border), image.crop_border(y, opts.crop_border)
     require(min(y.shape[-2:]) > 0, "--crop-border", f"{opts.crop_border} leaves nothing of {key} "
                                                     f"({'x'.join(map(str, gt.data.shape[-2:]))})")
     y = y.to(torch.float64)
     peak = image.resolve_data_range(rule, y, gt.dtype)
-    floor = torch.full_like(peak, window.low) if window else _data_floor(rule, y, gt.dtype)
+    floor = torch.full_like(peak, window.floor) if window else _data_floor(rule, y, gt.dtype)
     m = None if mask is None else image.crop_border(torch.from_numpy(mask)[None, None], opts.crop_border)
     keys = [{"file": key}]
-    if gt.volume and opts.per_slice:
+    slice_mean = gt.volume and not opts.per_slice and window is not None and opts.ct_reduction == "slice"
+    if gt.volume and (opts.per_slice or slice_mean):
         x, y = x[0].transpose(0, 1), y[0].transpose(0, 1)
         m = None if m is None else m[0].transpose(0, 1)
         peak, floor = peak.expand(x.shape[0]), floor.expand(x.shape[0])
         keys = [{"file": key, "slice": z} for z in range(x.shape[0])]
     ctx.volumes |= gt.volume
     values = _metric_values(x, y, peak, floor, m, ctx)
+    if slice_mean:
+        values = {name: v.nanmean(0, keepdim=True) for name, v in values.items()}  # slices with an empty mask
+        peak, keys, m = peak[:1], [{"file": key}], None if m is None else m.reshape(1, -1)  # skipped
     notes = [pred.note or gt.note, _ssim_note(ctx, tuple(y.shape[-2:])) if "ssim" in opts.metrics else "",
              _lpips_note(ctx, tuple(y.shape[-2:]))]
     records = []
@@ -202,7 +210,7 @@ def _protocol(pred: Path, gt: Path, n_pairs: int, ctx: _Context) -> dict[str, An
     given = opts.data_range is not None
     rule_text = ", ".join(sorted(ctx.rules))
     if opts.ct_window:
-        rule_text += " (the CT window width)"
+        rule_text += " (the CT window's)"
     elif not given:
         rule_text += (f" (the {ctx.preset.name} preset's rule)" if ctx.preset.data_range_rule
                       else " (default: dtype range for integer images, gt-range for float images)")
@@ -215,11 +223,14 @@ def _protocol(pred: Path, gt: Path, n_pairs: int, ctx: _Context) -> dict[str, An
     }
     if opts.ct_window:
         protocol["ct window"] = opts.ct_window.describe()
+        protocol["ct reduction"] = reduction_text(opts.ct_reduction)
     if "ssim" in opts.metrics:
         protocol["ssim"] = _preset_text(ctx.preset)
     if ctx.volumes:
         protocol["volumes"] = ("slice axis = last array axis; data range per volume; " +
                                ("metrics per slice" if opts.per_slice else
+                                "every metric per slice, then the mean over slices"
+                                if opts.ct_window and opts.ct_reduction == "slice" else
                                 "PSNR/NRMSE over the whole volume, SSIM = mean of 2-D SSIM over slices"))
     protocol["mask"] = (f"{opts.mask} (foreground = non-zero)" if opts.mask else "none")
     protocol["crop border"] = f"{opts.crop_border} px per in-plane side"
@@ -230,22 +241,35 @@ def _protocol(pred: Path, gt: Path, n_pairs: int, ctx: _Context) -> dict[str, An
     return protocol
 
 
+def _ssim_preset(options: EvalOptions) -> str:
+    """The SSIM preset: the one given, else the CT window's, else ``wang``; a window whose protocol fixes its
+    SSIM (LDCT-bench's) admits no other."""
+    window = options.ct_window
+    preset = options.ssim_preset or (window.ssim_preset if window else "wang")
+    require(preset in image.SSIM_PRESETS, "--ssim-preset",
+            f"unknown preset '{preset}' (known: {', '.join(image.SSIM_PRESETS)})")
+    if window is not None and window.fixed_ssim and preset != window.ssim_preset:
+        raise InputError("--ssim-preset", f"{preset} does not combine with this CT window ({window.source}), "
+                                          f"which scores with SSIM preset {window.ssim_preset}")
+    return preset
+
+
 def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
     """Match ``pred`` with ``gt`` (files or directories), compute the metrics per file (or per slice) and collect
     the protocol; bad input raises :class:`InputError`."""
-    if options.ssim_preset not in image.SSIM_PRESETS:
-        raise InputError("--ssim-preset", f"unknown preset '{options.ssim_preset}' "
-                                          f"(known: {', '.join(image.SSIM_PRESETS)})")
+    preset = _ssim_preset(options)
+    require(options.ct_reduction in REDUCTIONS, "--ct-reduction",
+            f"must be one of {', '.join(REDUCTIONS)}, got {options.ct_reduction!r}")
     require(options.crop_border >= 0, "--crop-border", f"must be >= 0, got {options.crop_border}")
     require(options.ct_window is None or options.data_range is None, "--data-range",
-            "does not combine with a CT window (its width is the data range)")
+            "does not combine with a CT window (the window sets the data range)")
     if options.data_range is not None:  # a malformed rule fails here, before any file is read
         image.resolve_data_range(options.data_range, torch.zeros(1, 1), np.uint8)
     matching = match_files(Path(pred), Path(gt), options.allow_missing)
     lpips_model = None
     if "lpips" in options.metrics:
         lpips_model = load_lpips(options.lpips_weights)
-    ctx = _Context(options, image.SSIM_PRESETS[options.ssim_preset], lpips_model)
+    ctx = _Context(options, image.SSIM_PRESETS[preset], lpips_model)
     masks = MaskSource(options.mask)
     records: list[dict[str, Any]] = []
     for key, pred_path, gt_path in matching.pairs:

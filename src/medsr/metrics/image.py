@@ -46,6 +46,9 @@ SSIM_PRESETS = {
     # Zbontar et al. 2018, "fastMRI: An Open Dataset and Benchmarks for Accelerated MRI": scikit-image defaults
     # (7x7 uniform window, sample covariance), data range = maximum of the reference volume.
     "fastmri": SSIMPreset("fastmri", "uniform", 7, 0.0, True, "gt-max"),
+    # scikit-image's structural_similarity defaults (the same window), the data range the caller's: LDCT-bench
+    # (Eulig et al., Med. Phys. 2024) scores its [0, 1] windowed CT with it at data range 1.
+    "skimage": SSIMPreset("skimage", "uniform", 7, 0.0, True, None),
 }
 
 

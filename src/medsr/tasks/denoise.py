@@ -8,9 +8,9 @@ compared with the full dose ``fd``; ``train.gan`` adds the PatchGAN + LSGAN term
 ``g_steps_per_d_step`` generator steps per discriminator step, and ``train.ema`` the EMA shadow that validation
 scores and the weights file exports.
 
-Validation: every validation slice denoised whole, then PSNR and SSIM per volume in the windows
-:data:`VAL_WINDOWS` (:mod:`medsr.metrics.ct` presets: clipped to the window, data range = its width, Wang SSIM),
-means over volumes; ``val/psnr``, their mean over the windows, selects ``best.ckpt``.
+Validation: every validation slice denoised whole, then PSNR and SSIM per slice, averaged over each volume's
+slices, in the windows :data:`VAL_WINDOWS` (:mod:`medsr.metrics.ct` presets, each with its own windowing, data
+range and SSIM), means over volumes; ``val/psnr``, their mean over the windows, selects ``best.ckpt``.
 """
 
 from __future__ import annotations
