@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", help="scale per voxel axis: S or SX,SY,SZ (e.g. 2,2,1 for in-plane x2)")
     parser.add_argument("--voxel-size", help="target voxel size in mm: V or X,Y,Z (e.g. 1,1,1 for isotropic)")
     parser.add_argument("--ref", help="reference volume (another contrast), resampled onto the output grid")
+    parser.add_argument("--method", metavar="NAME", help="a training-free reference-guided method instead of weights: "
+                        "guided (guided filter, measured k-space band kept) or dtv (directional total variation "
+                        "with the reference's edges, measured band kept); needs --ref")
     add_inference_options(parser, "weights file (default: the shipped sakg weights, when installed)", "plane", 8)
     parser.add_argument("--tta", action="store_true", help="average over four flips (test-time augmentation)")
     parser.add_argument("--no-self-test", dest="self_test", action="store_false",
@@ -49,17 +52,18 @@ def run(args: argparse.Namespace) -> int:
     from medsr.infer.guard import parse_safeguards
     from medsr.io.atomic import check_output
 
-    check_output(args.output, [args.input, args.ref, args.weights])
+    inputs = [args.input, args.ref, args.weights, args.mask_file]
+    check_output(args.output, inputs)
     sampling = parse_mask(args.mask, args.acceleration, args.center_fraction, args.mask_grid, args.mask_file)
     guards = parse_safeguards(self_test=args.self_test, strict=args.strict, adapt=args.adapt,
                               adapt_minutes=args.adapt_minutes, save_adapted=args.save_adapted,
                               slice_thickness=args.slice_thickness, profile=args.profile)
     if guards.save_adapted is not None:
-        check_output(guards.save_adapted, [args.input, args.ref, args.weights, args.output])
+        check_output(guards.save_adapted, [*inputs, args.output])
     report = super_resolve_file(
         args.input, args.output, scale=args.scale, voxel_size=args.voxel_size, ref=args.ref, weights=args.weights,
         device=args.device, batch_size=args.batch_size, tile=args.tile, tta=args.tta, guards=guards,
-        sampling=sampling, force=args.force,
+        sampling=sampling, force=args.force, method=args.method,
     )
     for note in report.notes:
         print(f"note: {note}")

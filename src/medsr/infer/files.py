@@ -28,8 +28,9 @@ from medsr.infer.guard import Safeguards, guard_model
 from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
-from medsr.models.base import sr_model
+from medsr.models.base import SRModel, sr_model
 from medsr.models.dc import has_data_consistency
+from medsr.registry import MODELS
 from medsr.resample import overlap_fraction, resample_to_grid
 
 MAX_VOXELS = 2**31
@@ -129,6 +130,25 @@ def read_input(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, image
 
 
+METHODS = ("guided", "dtv")
+
+
+def _model(weights: str | Path | None, method: str | None, ref: object) -> tuple[SRModel, dict[str, Any], Path]:
+    """The model, its metadata and where it came from: a weights file (default: the shipped one) or a
+    training-free ``method``, which reads no file and needs a reference."""
+    if method is None:
+        path = Path(weights if weights is not None else default_weights())
+        model, meta = build_from_weights(path, task=("sr", "joint"))
+        return model, meta, path
+    if method not in METHODS:
+        raise InputError("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
+    if weights is not None:
+        raise InputError("--method", "cannot be combined with --weights: the method has no weights")
+    if ref is None:
+        raise InputError("--method", f"{method} is reference-guided: give the reference volume with --ref")
+    return MODELS.build({"type": method}), {"model": {"type": method}}, Path(f"--method {method}")
+
+
 def _norm_percentile(meta: Mapping[str, Any]) -> float:
     norm = meta.get("norm") or {}
     return float(norm.get("percentile", NORM_PERCENTILE)) if isinstance(norm, Mapping) else NORM_PERCENTILE
@@ -192,10 +212,12 @@ def super_resolve_file(
     guards: Safeguards | None = None,
     sampling: MaskSpec | None = None,
     force: bool = False,
+    method: str | None = None,
 ) -> SRReport:
     """Super-resolve ``input_path`` (NIfTI or DICOM directory) into the NIfTI file ``output``; see the module.
     ``sampling``: how the input was undersampled (None: fully sampled), checked against the weights' training
-    degradation (:mod:`medsr.infer.degradation`; ``force`` turns a refusal into a note)."""
+    degradation (:mod:`medsr.infer.degradation`; ``force`` turns a refusal into a note). ``method``: a training-free
+    reference-guided model (:data:`METHODS`) instead of weights; it needs ``ref``."""
     if not is_nifti(output):
         raise InputError(output, "output must be a NIfTI file (.nii or .nii.gz)")
     if batch_size < 1:
@@ -206,8 +228,7 @@ def super_resolve_file(
     in_voxel = voxel_mm(image)
     out_shape = target_shape(volume.shape, in_voxel, scale, voxel_size)
     torch_device = resolve_device(device)
-    path = weights if weights is not None else default_weights()
-    model, meta = build_from_weights(path, task=("sr", "joint"))
+    model, meta, path = _model(weights, method, ref)
     if has_data_consistency(model):
         raise InputError(path, "the model has data-consistency layers, which need the measured complex k-space; "
                          "medsr sr reads magnitude images (whose spectrum is not the measurement), so they would do "
