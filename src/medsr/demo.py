@@ -133,7 +133,7 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
         "# medsr demo --task ct", "",
         f"Trained `{config.name}` for {minutes:g} min at most (run directory `{run_dir}`) on the embedded CT data "
         "(real CT slices, 25% dose simulated in the projection domain), scored on its validation split. Windows: "
-        + "; ".join(CT_PRESETS[w].describe() for w in CT_DEMO_WINDOWS) + ". SSIM: Wang 2004, Gaussian 11x11.", "",
+        + "; ".join(CT_PRESETS[w].describe() for w in CT_DEMO_WINDOWS) + ".", "",
         markdown_table(columns, rows), "", f"![comparison]({figure.name})", "",
     ]
     path = out / "report.md"
