@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full", "seeds": seeds, "steps": steps, "nlm": nlm,
         "train_minutes": train_minutes,
         "protocol": (f"{seeds} seeds x {steps} steps per learned method (mean ± 95% t-interval half-width over "
-                     "seeds); windows from medsr.metrics.ct presets, images clipped to the window, data range = "
-                     "window width, SSIM Wang 2004 Gaussian 11x11; NLM parameters (h, patch, search) tuned on val "
+                     "seeds); windows (medsr.metrics.ct presets): "
+                     + "; ".join(f"{w}: {CT_PRESETS[w].describe()}" for w in dict.fromkeys(sum(WINDOWS.values(), ())))
+                     + "; NLM parameters (h, patch, search) tuned on val "
                      f"by RED-CNN-window PSNR: {nlm}; val = embedded abdomen slice, transfer = held-out head CT "
                      f"({TRANSFER_CASE}) with simulated 25% dose; training took {train_minutes:.1f} min"),
         "cases": {case: {m: {k: interval([r[k] for r in rows]) for k in rows[0]} for m, rows in methods.items()}
