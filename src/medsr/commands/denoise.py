@@ -12,12 +12,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "denoise",
         help="denoise a low-dose CT volume (NIfTI or DICOM series in HU) into NIfTI or a DICOM series",
         description="Denoise every axial slice of a CT volume in HU with a 2-D denoiser (default: the shipped "
-        "CNCL-lite weights). Output: a float32 NIfTI in HU with the input's header and affine (OUTPUT ends in .nii or "
+        "CNCL-lite weights; --method nlm or bm3d: a classical filter, non-local means or a BM3D-style filter for "
+        "correlated noise, whose noise power spectrum is estimated from the volume's flat soft tissue unless --psd "
+        "gives it). Output: a float32 NIfTI in HU with the input's header and affine (OUTPUT ends in .nii or "
         ".nii.gz), or, for a DICOM series input, a new DICOM series in the folder OUTPUT with the input's tags and "
         "geometry.",
     )
     parser.add_argument("input", help="NIfTI file (.nii, .nii.gz) in HU, or a directory holding one DICOM series")
     parser.add_argument("output", help="output NIfTI file, or a new folder for a DICOM series")
+    parser.add_argument("--method", default="weights", choices=("weights", "nlm", "bm3d"),
+                        help="weights: the network of --weights (default); nlm: non-local means (patch 7, search 21, "
+                        "h from the noise level); bm3d: BM3D-style collaborative filter for colored noise")
+    parser.add_argument("--psd", metavar="FILE", help="noise power spectrum for --method nlm/bm3d: a square .npy "
+                        "array in HU^2 (medsr.classical.noise convention); default: estimated from the input")
     add_inference_options(parser, "denoise weights file or run folder (default: the shipped cncl_ct.pth)", "slice", 4)
     parser.set_defaults(func=run)
 
@@ -26,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from medsr.infer.denoise import denoise_file
     from medsr.io.atomic import check_output
 
-    check_output(args.output, [args.input, args.weights], folder=not args.output.endswith((".nii", ".nii.gz")))
-    report = denoise_file(args.input, args.output, weights=args.weights, device=args.device,
-                          batch_size=args.batch_size, tile=args.tile)
+    check_output(args.output, [args.input, args.weights, args.psd],
+                 folder=not args.output.endswith((".nii", ".nii.gz")))
+    report = denoise_file(args.input, args.output, method=args.method, weights=args.weights, psd=args.psd,
+                          device=args.device, batch_size=args.batch_size, tile=args.tile)
     shape = "x".join(map(str, report.shape))
     print(f"wrote {report.output}: {shape} voxels in HU ({report.kind}, {report.model})")
     return 0

@@ -4,7 +4,8 @@ The volume is read in HU (DICOM: rescale slope and intercept required and applie
 (:func:`medsr.ct.files.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
 (planes of voxel axes 0 and 1, the axial slices of a DICOM series) go through the 2-D denoiser in batches, in
 blended overlapping tiles with ``tile`` (:func:`medsr.infer.volume.super_resolve_planes` at scale 1), in the
-network normalisation of :mod:`medsr.ct.units`; the output is HU on the input's exact grid: a float32 NIfTI with
+network normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
+(:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on the input's exact grid: a float32 NIfTI with
 the input's header and affine, or (output without a NIfTI suffix, DICOM input) a new DICOM series whose slices
 copy the input's tags and geometry (:func:`medsr.infer.dicom.write_dicom_like`). Nothing is written on error.
 """
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from medsr.checkpoint import build_from_weights
+from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
 from medsr.ct.files import check_ct, read_ct
 from medsr.ct.units import network_input, network_output
 from medsr.errors import InputError
@@ -63,14 +65,66 @@ def default_ct_weights() -> Path:
                      "pass --weights runs/ct_cncl_lite")
 
 
-def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | Path | None = None,
-                 device: str = "auto", batch_size: int = 8, tile: int | None = None,
-                 progress: bool = True) -> DenoiseReport:
-    """Denoise ``input_path`` into ``output`` (see the module docstring)."""
+def read_psd(path: str | Path) -> torch.Tensor:
+    """A noise PSD from a ``.npy`` file (HU^2, square, at least 8 pixels a side, finite, non-negative: the
+    convention of :mod:`medsr.classical.noise`), or a clear error."""
+    try:
+        psd = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read a noise PSD (.npy): {err}") from None
+    if psd.ndim != 2 or psd.shape[0] != psd.shape[1] or psd.shape[0] < 8:
+        raise InputError(path, f"a noise PSD must be a square array of at least 8x8, got shape {psd.shape}")
+    if not np.isfinite(psd).all() or psd.min() < 0 or not psd.max() > 0:
+        raise InputError(path, "a noise PSD must be finite, non-negative and not all zero")
+    return torch.from_numpy(psd.astype(np.float64))
+
+
+def learned_denoise(hu: torch.Tensor, weights: str | Path | None, device: str, batch_size: int, tile: int | None,
+                    progress: bool) -> tuple[np.ndarray, str]:
+    """Slices ``[N, H, W]`` in HU through the 2-D network of ``weights`` (default: the shipped ones); the HU
+    result and the model type."""
     from tqdm import tqdm
 
+    net, meta = build_from_weights(weights if weights is not None else default_ct_weights(), task="denoise")
+    model = PlaneDenoiser(net).to(resolve_device(device))
+    options = InferenceOptions(batch_size=batch_size, tile=tile, device=next(net.parameters()).device,
+                               progress=progress)
+    with torch.inference_mode(), tqdm(total=hu.shape[0], unit="slice", disable=not progress) as bar:
+        planes = super_resolve_planes(model, network_input(hu).numpy(), tuple(hu.shape[1:]), options=options,
+                                      bar=bar)
+    return network_output(torch.from_numpy(planes), hu).numpy(), str(meta["model"]["type"])
+
+
+def classical_denoise(src: Path, hu: torch.Tensor, method: str, psd: str | Path | None,
+                      progress: bool) -> tuple[np.ndarray, str]:
+    """Slices ``[N, H, W]`` in HU by a classical method (:mod:`medsr.classical.restore`); the HU result and the
+    method's parameters in words."""
+    from tqdm import tqdm
+
+    try:
+        noise, described = volume_psd(hu, None if psd is None else read_psd(psd))
+        run, parameters = slice_denoiser(method, noise)
+    except ValueError as err:
+        raise InputError(src, str(err)) from None
+    with torch.inference_mode():
+        out = [run(x) for x in tqdm(hu, unit="slice", disable=not progress)]
+    return torch.stack(out).numpy(), f"{parameters}; {described}"
+
+
+def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "weights",
+                 weights: str | Path | None = None, psd: str | Path | None = None, device: str = "auto",
+                 batch_size: int = 8, tile: int | None = None, progress: bool = True) -> DenoiseReport:
+    """Denoise ``input_path`` into ``output`` (see the module docstring) with the network of ``weights``
+    (``method`` "weights") or a classical method (:data:`medsr.classical.restore.METHODS`, noise PSD ``psd`` or
+    estimated)."""
     src, dst = Path(input_path), Path(output)
     kind = "nifti" if is_nifti(dst) else "dicom"
+    if method not in ("weights", *METHODS):
+        raise InputError("--method", f"one of weights, {', '.join(METHODS)}; got {method!r}")
+    if method == "weights" and psd is not None:
+        raise InputError("--psd", "a noise PSD is for the classical methods (--method nlm or bm3d)")
+    if method != "weights" and weights is not None:
+        raise InputError("--weights", f"weights are for --method weights, not {method}")
     if kind == "dicom" and not src.is_dir():
         raise InputError(dst, "a DICOM output (a folder) needs a DICOM series input; give a .nii or .nii.gz output")
     if batch_size < 1:
@@ -83,24 +137,21 @@ def denoise_file(input_path: str | Path, output: str | Path, *, weights: str | P
     if not np.isfinite(volume).all():
         raise InputError(src, "non-finite voxel values")
     check_ct(src, volume)
-    path = weights if weights is not None else default_ct_weights()
-    net, meta = build_from_weights(path, task="denoise")
-    model = PlaneDenoiser(net).to(resolve_device(device))
-    options = InferenceOptions(batch_size=batch_size, tile=tile, device=next(net.parameters()).device,
-                               progress=progress)
     hu = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0), dtype=np.float32))
-    with torch.inference_mode(), tqdm(total=hu.shape[0], unit="slice", disable=not progress) as bar:
-        planes = super_resolve_planes(model, network_input(hu).numpy(), tuple(hu.shape[1:]), options=options,
-                                      bar=bar)
-    result = np.moveaxis(network_output(torch.from_numpy(planes), hu).numpy(), 0, 2)
+    if method == "weights":
+        planes, model = learned_denoise(hu, weights, device, batch_size, tile, progress)
+    else:
+        planes, model = classical_denoise(src, hu, method, psd, progress)
+    result = np.moveaxis(planes, 0, 2)
     bad = int(np.count_nonzero(~np.isfinite(result)))
     if bad:
-        raise InputError(path, f"the model produced {bad} non-finite voxels; nothing written")
+        raise InputError(weights if method == "weights" else src,
+                         f"the {method} denoiser produced {bad} non-finite voxels; nothing written")
     if kind == "nifti":
         if like is None:  # a DICOM series: a plain header in mm
             like = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
             like.header.set_xyzt_units("mm")
         write_volume(dst, np.ascontiguousarray(result, dtype=np.float32), like, affine)
     else:
-        write_dicom_like(src, dst, result, f"medsr denoise {meta['model']['type']}")
-    return DenoiseReport(dst, tuple(volume.shape), kind, str(meta["model"]["type"]))
+        write_dicom_like(src, dst, result, f"medsr denoise {model.split(':')[0]}")
+    return DenoiseReport(dst, tuple(volume.shape), kind, model)
