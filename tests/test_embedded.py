@@ -112,6 +112,7 @@ def test_unfinished_dir_is_prepared(tmp_path):
     out = tmp_path / "partial"
     out.mkdir()
     (out / "slices.h5").write_bytes(b"not hdf5")
+    (out / "manifest.json").write_text(json.dumps({"name": embedded.NAME}))  # an MNI store medsr began
     assert not embedded.is_finished(out)
     embedded.ensure_mni(out)
     assert embedded.is_finished(out)

@@ -159,6 +159,7 @@ def test_demo_trains_tests_and_reports(mni_store, tmp_path, capsys):
     out = tmp_path / "runs" / "demo"
     out.mkdir(parents=True)
     (out / "config.yaml").write_text("name: demo\n")  # an earlier demo's run folder: replaced
+    (out / "command.txt").write_text("medsr demo\n")
     (out / "old.txt").write_text("from an earlier demo")
     report = run_demo(0.5, mni_store, out, config=cfg, scales=(1.5, 4.0))
     assert "replacing" in capsys.readouterr().out and not (out / "old.txt").exists()

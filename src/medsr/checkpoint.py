@@ -71,7 +71,21 @@ def load_weights(path: str | Path) -> dict[str, Any]:
             or not isinstance(payload["meta"], dict) or "model" not in payload["meta"]):
         raise InputError(path, "not a medsr weights file (needs params and meta.model)")
     check_meta(path, payload["meta"])
+    check_finite(path, payload)
     return payload
+
+
+def check_finite(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Every tensor of ``params`` and ``params_ema`` must be finite: NaN or Inf weights (a diverged run) are
+    refused when the file is read, naming the file and the first bad tensor, not after a whole volume has run."""
+    for group in ("params", "params_ema"):
+        tensors = payload.get(group) or {}
+        if not isinstance(tensors, Mapping):
+            raise InputError(path, f"not a medsr weights file ({group} is not a mapping of tensors)")
+        for name, tensor in tensors.items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise InputError(path, f"{group}.{name} holds non-finite values (NaN or Inf: the run diverged?); "
+                                 "these weights cannot be used")
 
 
 def _number(value: Any) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -206,6 +207,23 @@ CHOICES = {
 }
 
 
+# Counts and sizes (None, where allowed, means "none" or "all").
+AT_LEAST_ONE = ("train.steps", "data.batch_size", "val.batch_size", "train.checkpoint_every", "train.num_nodes",
+                "train.gan.g_steps_per_d_step", "data.patch_size", "data.synth.region", "val.max_subjects",
+                "logging.log_every")
+# Zero switches the feature off (grad_clip, weight decay, warm-up, validation every N steps, loader workers);
+# a negative value means nothing.
+NON_NEGATIVE = ("train.grad_clip", "train.weight_decay", "train.scheduler.warmup_steps", "train.gan.weight",
+                "val.every", "logging.image_every", "data.num_workers", "data.synth.rotation_deg", "data.synth.shear",
+                "data.synth.elastic_px", "data.synth.bias", "data.synth.gamma_std", "data.synth.texture",
+                "data.synth.hr_blur")
+POSITIVE = ("train.scheduler.gamma",)
+UNIT_INTERVAL = ("train.scheduler.min_factor", "data.synth.real_fraction", "data.synth.procedural_fraction",
+                 "data.synth.head_layers", "data.synth.zero_background")
+# [low, high] ranges of positive numbers.
+POSITIVE_RANGES = ("data.synth.zoom", "data.synth.pv_sigma", "data.noise_scale")
+
+
 def _omegaconf_error(source: str | Path, err: OmegaConfBaseException) -> InputError:
     key = getattr(err, "full_key", None)
     message = str(err).splitlines()[0]
@@ -217,9 +235,10 @@ def _validate(cfg: RunConfig, source: str | Path) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise InputError(source, f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
-    for key in ("train.steps", "data.batch_size", "val.batch_size", "train.checkpoint_every"):
-        if OmegaConf.select(cfg, key) < 1:
-            raise InputError(source, f"{key}: must be at least 1")
+    for key in AT_LEAST_ONE:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 1:
+            raise InputError(source, f"{key}: must be at least 1, got {value}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise InputError(source, f"train.ema: decay must be in [0, 1), got {cfg.train.ema}")
     if "type" not in cfg.model:
@@ -288,11 +307,32 @@ def _validate_numbers(cfg: RunConfig, source: str | Path) -> None:
             check_scale(cfg.val.ref_scale, "val.ref_scale")
     except ValueError as err:
         raise InputError(source, str(err)) from None
+    _validate_signs(cfg, source)
     if cfg.data.n_adjacent < 0:
         raise InputError(source, f"data.n_adjacent: must not be negative, got {cfg.data.n_adjacent}")
     for key, value in _numbers(OmegaConf.to_container(cfg.model), "model"):
         if value < 0 or not math.isfinite(value):
             raise InputError(source, f"{key}: must be a non-negative finite number, got {value}")
+
+
+def _validate_signs(cfg: RunConfig, source: str | Path) -> None:
+    """The sign and range rules of :data:`NON_NEGATIVE`, :data:`POSITIVE`, :data:`UNIT_INTERVAL`,
+    :data:`POSITIVE_RANGES` and ``train.betas`` (each in [0, 1)); every number must be finite."""
+    rules = [(NON_NEGATIVE, lambda v: v >= 0, "must be >= 0 (0: off)"), (POSITIVE, lambda v: v > 0, "must be > 0"),
+             (UNIT_INTERVAL, lambda v: 0 <= v <= 1, "must be in [0, 1]")]
+    for keys, holds, rule in rules:
+        for key in keys:
+            value = OmegaConf.select(cfg, key)
+            if not (math.isfinite(value) and holds(value)):
+                raise InputError(source, f"{key}: {rule}, got {value}")
+    for key in POSITIVE_RANGES:
+        pair = OmegaConf.select(cfg, key)
+        if pair is not None and not (len(pair) == 2 and all(math.isfinite(v) and v > 0 for v in pair)
+                                     and pair[0] <= pair[1]):
+            raise InputError(source, f"{key}: must be [low, high] with 0 < low <= high, got {list(pair)}")
+    betas = list(cfg.train.betas)
+    if not (len(betas) == 2 and all(math.isfinite(b) and 0 <= b < 1 for b in betas)):
+        raise InputError(source, f"train.betas: must be two numbers in [0, 1), got {betas}")
 
 
 def _numbers(spec: Any, where: str) -> list[tuple[str, float]]:
@@ -389,13 +429,22 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunCo
     if bad:
         raise InputError(bad[0], "overrides are written key=value")
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        cfg = OmegaConf.merge(cfg, *(_override(o) for o in overrides))
     except OmegaConfBaseException as err:
         raise _omegaconf_error("override", err) from None
     _validate(cfg, source)
     if layers and not any("model" in layer for layer in layers) and not any(o.startswith("model") for o in overrides):
         raise InputError(source, f"sets no model (e.g. model: {{type: edsr}}); built-in configs: {CONFIG_DIR}")
     return cfg
+
+
+def _override(text: str) -> DictConfig:
+    """One ``key=value`` override as a config layer; a value that is not valid YAML (``a=[1,``) names it."""
+    try:
+        return OmegaConf.from_dotlist([text])
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise InputError(text, f"the value is not valid YAML ({problem})") from None
 
 
 def to_yaml(cfg: RunConfig) -> str:

@@ -12,7 +12,7 @@ from medsr.config import CONFIG_DIR
 from medsr.data.ct_pairs import CTPairDataset
 from medsr.data.embedded import ensure_mni
 from medsr.data.embedded_ct import ensure_ct
-from medsr.engine.runs import train
+from medsr.engine.runs import check_run_dir, train
 from medsr.errors import InputError
 from medsr.evaluation.report import protocol_header
 from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
@@ -59,8 +59,7 @@ def run_demo(
         raise InputError(config, "demo config not found (run medsr demo from a medsr source checkout)")
     if not (math.isfinite(minutes) and minutes > 0):
         raise InputError("--minutes", f"must be a positive finite number, got {minutes:g}")
-    if out.exists() and any(out.iterdir()) and not (out / "config.yaml").is_file():
-        raise InputError("--out", f"{out} exists and is not a medsr run folder (no config.yaml); it is not replaced")
+    check_run_dir(out, [data], resume=False, overwrite=True, flag="--out")
     ensure_mni(data)
     if out.exists():
         print(f"medsr demo: replacing {out}")
@@ -109,8 +108,7 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
     ``report.md`` and ``comparison.png``; return the report's path."""
     if not (math.isfinite(minutes) and minutes > 0):
         raise InputError("--minutes", f"must be a positive finite number, got {minutes:g}")
-    if out.exists() and any(out.iterdir()) and not (out / "config.yaml").is_file():
-        raise InputError("--out", f"{out} exists and is not a medsr run folder (no config.yaml); it is not replaced")
+    check_run_dir(out, [data], resume=False, overwrite=True, flag="--out")
     ensure_ct(data)
     overrides = [f"data.root={data}", f"train.max_minutes={minutes}", f"logging.runs_dir={out.parent}"]
     run_dir = train(config, overrides, overwrite=True, name=out.name,

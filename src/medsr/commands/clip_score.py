@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from medsr.commands.evaluate import check_reports
     from medsr.evaluation.clip import clip_score
 
-    check_reports(args, [args.img_dir, args.txt_dir])
+    check_reports(args, [args.img_dir, args.txt_dir, args.model])
     result = clip_score(args.img_dir, args.txt_dir, args.model, args.device, args.batch_size, args.allow_missing)
     if result.truncated:
         print(f"medsr: warning: {result.truncated} prompt(s) longer than {result.context} tokens were truncated "

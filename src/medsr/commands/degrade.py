@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from medsr.data.degrade import degrade_file, parse_degradation
     from medsr.io.atomic import check_output
 
-    check_output(args.output, [args.input])
+    check_output(args.output, [args.input, args.mask_file])
     if any(getattr(args, name) is not None for name in THICK_FLAGS):
         return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,

@@ -53,19 +53,22 @@ def add_report_arguments(parser: argparse.ArgumentParser, csv: bool = True) -> N
 
 
 def check_reports(args: argparse.Namespace, inputs: list[Path | None]) -> None:
-    """``--json``/``--csv`` must be writable files other than the inputs (checked before any work)."""
+    """``--json``/``--csv`` must be writable files other than the inputs and each other (checked before any
+    work)."""
     from medsr.io.atomic import check_output
 
-    for out in (args.json, getattr(args, "csv", None)):
-        if out is not None:
-            check_output(out, inputs)
+    json_out, csv_out = args.json, getattr(args, "csv", None)
+    if json_out is not None:
+        check_output(json_out, inputs)
+    if csv_out is not None:
+        check_output(csv_out, [*inputs, json_out])
 
 
 def run(args: argparse.Namespace) -> int:
     from medsr.metrics.ct import parse_ct_window
     from medsr.evaluation.evaluate import DEFAULT_METRICS, METRICS, EvalOptions, evaluate, parse_metrics
 
-    check_reports(args, [args.pred, args.gt, args.mask])
+    check_reports(args, [args.pred, args.gt, args.mask, args.lpips_weights])
     options = EvalOptions(parse_metrics(args.metrics, METRICS, DEFAULT_METRICS), args.data_range, args.ssim_preset,
                           args.mask, args.crop_border, args.per_slice, args.gray, args.lpips_weights,
                           args.allow_missing, parse_ct_window(args.ct_window, args.ct_preset), args.ct_reduction)

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("weights", help="run directory (uses its weights.pth) or weights file")
     parser.add_argument("--data", required=True, help="prepared slice store (e.g. data/mni)")
-    parser.add_argument("--scales", default=DEFAULT_SCALES, help=f"comma-separated scales (default {DEFAULT_SCALES})")
+    parser.add_argument("--scales", help=f"comma-separated scales (default {DEFAULT_SCALES} and the model's fixed "
+                        "scales, e.g. x1 for reconstruction weights)")
     parser.add_argument("--ref", choices=("hr", "lr", "none"), default="hr", help="reference mode (default hr)")
     parser.add_argument("--ref-scale", type=float, help="scale of an LR reference (default: the target's scale)")
     parser.add_argument("--split", default="test", help="split to test (default test)")
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medsr.device import resolve_device
-    from medsr.evaluation.testing import TestSetup, parse_scales, results_table, run_test
+    from medsr.evaluation.testing import TestSetup, default_scales, parse_scales, results_table, run_test
     from medsr.errors import InputError
     from medsr.kspace import check_scale
     from medsr.evaluation.report import format_table, protocol_header, write_json
@@ -50,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size", "must be at least 1")
     device = str(resolve_device(args.device))
-    setup = TestSetup(Path(args.weights), Path(args.data), parse_scales(args.scales), args.ref, args.ref_scale,
-                      args.split, args.target, args.baselines, args.batch_size, device)
+    scales = parse_scales(args.scales) if args.scales is not None else None
     from medsr.checkpoint import build_from_weights, weights_path
     from medsr.evaluation.joint_test import JOINT_TASKS, joint_table, run_joint_test
 
-    model, meta = build_from_weights(weights_path(setup.weights))
+    model, meta = build_from_weights(weights_path(args.weights))
+    if scales is None:
+        scales = default_scales(model, parse_scales(DEFAULT_SCALES))
+    setup = TestSetup(Path(args.weights), Path(args.data), scales, args.ref, args.ref_scale,
+                      args.split, args.target, args.baselines, args.batch_size, device)
     if meta.get("task") in JOINT_TASKS:
         report, table = run_joint_test(setup, model, meta), joint_table
     else:

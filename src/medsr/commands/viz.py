@@ -75,4 +75,5 @@ def run_features(args: argparse.Namespace) -> int:
 def run_samples(args: argparse.Namespace) -> int:
     from medsr.viz import training_samples
 
+    _check_out(args, args.config)
     return _done(training_samples(args.config, args.n, args.out))

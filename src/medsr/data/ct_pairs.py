@@ -54,7 +54,9 @@ def write_pair_store(out_dir: str | Path, subjects: Mapping[str, Mapping[str, An
             affine = nifti_affine(s["affine"])
             for name, volume in (("fd", s["fd"]), ("ld", np.asarray(s["ld"])[0])):
                 data = np.moveaxis(np.asarray(volume, np.float32), 0, 2)
-                nib.save(nib.Nifti1Image(data, affine), tmp / NIFTI_DIR / f"{sid}_{name}.nii.gz")
+                image = nib.Nifti1Image(data, affine)
+                image.header.set_xyzt_units("mm")
+                nib.save(image, tmp / NIFTI_DIR / f"{sid}_{name}.nii.gz")
         with h5py.File(tmp / PAIRS_FILE, "w") as f:
             for sid, s in subjects.items():
                 fd, ld = np.asarray(s["fd"], np.float32), np.asarray(s["ld"], np.float32)

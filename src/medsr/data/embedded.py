@@ -51,6 +51,7 @@ import numpy as np
 
 from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, STORE_FILE, SliceStore, StoreWriter, sha256_file
 from medsr.errors import InputError
+from medsr.io.atomic import atomic_dir
 
 NAME = "mni_icbm152_2009a"
 SOURCE_FILES = {part: f"mni_icbm152_{part}_tal_nlin_sym_09a_converted.nii.gz" for part in ("t1", "gm", "wm")}
@@ -259,25 +260,42 @@ def _write_nifti(folder: Path, volumes: dict[str, np.ndarray], z: slice, store_a
 
 
 def prepare_mni(out_dir: str | Path, *, workers: int = 1, progress: bool = True) -> Path:
-    """Build the MNI store in ``out_dir`` (replacing a previous one); files appear only once complete.
+    """Build the MNI store in ``out_dir``; files appear only once complete.
 
+    ``out_dir`` must be missing, an empty folder (the whole store is renamed onto it in one step) or an MNI store
+    medsr made (its manifest's ``name`` is :data:`NAME`; its store files and ``nifti/`` are replaced). Any other
+    folder (a CT store, another dataset, a user's own files) is refused before anything is read or written.
     ``workers`` threads read and hash the three source files.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "exists and is not a directory")
-    other = _manifest_name(out_dir)
-    if other not in (None, NAME):
-        raise InputError(out_dir, f"holds another dataset ('{other}'); choose an empty or new directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    rebuild = _existing_mni_store(out_dir)
+    if not rebuild:
+        with atomic_dir(out_dir) as tmp:
+            _build(tmp, workers, progress)
+        return out_dir
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
         _build(Path(tmp), workers, progress)
-        out_dir.mkdir(exist_ok=True)
-        if (out_dir / NIFTI_DIR).exists():
-            shutil.rmtree(out_dir / NIFTI_DIR)
-        for name in (NIFTI_DIR, STORE_FILE, SPLIT_FILE, MANIFEST_FILE):
+        shutil.rmtree(out_dir / NIFTI_DIR, ignore_errors=True)
+        for name in (NIFTI_DIR, STORE_FILE, SPLIT_FILE, MANIFEST_FILE):  # the manifest last: a store is done
             os.replace(Path(tmp) / name, out_dir / name)
     return out_dir
+
+
+def _existing_mni_store(out_dir: Path) -> bool:
+    """True when ``out_dir`` is an MNI store medsr made (to be rebuilt in place), False when it is missing or an
+    empty folder; :class:`InputError` for anything else, which is never replaced."""
+    if not out_dir.exists():
+        return False
+    if not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a directory")
+    if not any(out_dir.iterdir()):
+        return False
+    other = _manifest_name(out_dir)
+    if other == NAME:
+        return True
+    held = f"dataset '{other}'" if isinstance(other, str) else "files that are not a medsr MNI store"
+    raise InputError(out_dir, f"holds another dataset ({held}); it is never replaced: choose an empty or new "
+                     "directory")
 
 
 def _manifest_name(out_dir: Path) -> str | None:

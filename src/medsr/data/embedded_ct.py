@@ -98,6 +98,14 @@ def simulate(hu: np.ndarray, pixel_mm: float, realisations: int, seed: str) -> n
 
 
 def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = True) -> Path:
+def axial_affine(pixel_mm: float, thickness_mm: float = 1.0) -> np.ndarray:
+    """Store affine of an axial slice ``(z, h, w)`` in RAS millimetres, in the radiological layout of a DICOM
+    axial image (ImageOrientationPatient 1,0,0,0,1,0): ``w`` runs from the patient's right to left (-x), ``h``
+    from anterior to posterior (-y), ``z`` from inferior to superior (+z, ``thickness_mm`` apart)."""
+    return np.array([[0.0, 0.0, -pixel_mm, 0.0], [0.0, -pixel_mm, 0.0, 0.0], [thickness_mm, 0.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0, 1.0]])
+
+
     """Build the embedded CT pair store in ``out_dir`` (written atomically); returns ``out_dir``."""
     out_dir = Path(out_dir)
     subjects: dict[str, Any] = {}
@@ -111,7 +119,7 @@ def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = Tr
             print(f"embedded CT: {sid} {hu.shape[0]}x{hu.shape[1]} at {pixel_mm:.3g} mm, simulating {realisations} "
                   f"low-dose realisation(s)", flush=True)
         ld = simulate(hu, pixel_mm, realisations, f"embedded-ct/{sid}")
-        affine = np.diag([1.0, pixel_mm, pixel_mm, 1.0])
+        affine = axial_affine(pixel_mm)
         subjects[sid] = {"fd": hu[None], "ld": ld[:, None], "affine": affine, "pixel_mm": pixel_mm,
                          "record": {"source": f"{distribution}: {relative}", "sha256": sha}}
         split[which].append(sid)

@@ -4,7 +4,8 @@
 devices), ``train.log``, TensorBoard events (``tensorboard/``), ``checkpoints/last.ckpt`` and ``best.ckpt`` (by
 validation PSNR), ``ranks.json`` (a fingerprint of the final weights on every rank) and ``weights.pth`` (the
 exported inference file). An existing run directory is never replaced silently: ``resume`` continues it exactly
-(optimiser, scheduler, EMA, RNG states, step, sampler position), ``overwrite`` deletes it first.
+(optimiser, scheduler, EMA, RNG states, step, sampler position), ``overwrite`` deletes it first, and only
+when it is a run (:func:`is_run_dir`): any other non-empty folder is refused.
 
 Under DDP the launcher (Lightning's, ``torchrun`` or SLURM) starts one process per device running this same
 code; only the global rank 0 touches the run directory.
@@ -33,7 +34,7 @@ from medsr.data.store import NORM_PERCENTILE
 from medsr.engine.callbacks import Checkpointer, StepBar
 from medsr.engine.datamodule import TaskDataModule
 from medsr.errors import InputError
-from medsr.io.atomic import atomic_path, write_json
+from medsr.io.atomic import atomic_path, check_output, os_errors, write_json
 from medsr.registry import TASKS
 
 log = logging.getLogger("medsr.engine")
@@ -93,25 +94,52 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def prepare_run_dir(run_dir: Path, cfg: RunConfig, argv: Sequence[str], *, resume: bool, overwrite: bool) -> None:
-    """Check and (re)create the run directory, then record the config, command line and environment."""
+RUN_FILES = ("config.yaml", "command.txt")
+"""What makes a folder a run: :func:`prepare_run_dir` writes these first, and only such a folder is replaced."""
+
+
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` is a folder holding :data:`RUN_FILES` (a run medsr made)."""
+    return all((path / name).is_file() for name in RUN_FILES)
+
+
+def check_run_dir(run_dir: Path, inputs: Sequence[str | Path | None] = (), *, resume: bool, overwrite: bool,
+                  flag: str = "--overwrite") -> None:
+    """Everything that decides whether the run may go to ``run_dir``, checked before any work: a writable place
+    for a folder that is none of the run's ``inputs`` (data root, mask file), and an existing run only with
+    ``resume`` (it must have a checkpoint) or ``overwrite`` (it must be a run: a store, a thesis or a home folder
+    is never deleted to make room for a run; the refusal names ``flag``)."""
     if resume and overwrite:
         raise InputError("--resume", "cannot be combined with --overwrite")
-    exists = run_dir.exists() and any(run_dir.iterdir())
+    check_output(run_dir, inputs, folder=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(run_dir, "is a file; a run needs a folder here")
+    exists = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise InputError(run_dir, "nothing to resume: no checkpoints/last.ckpt")
-        old = run_dir / "config.yaml"
-        if old.is_file() and config_hash(load_config(old)) != config_hash(cfg):
-            log.warning("resuming with a configuration that differs from %s", old)
     elif exists and not overwrite:
-        raise InputError(run_dir, "run directory exists; use --resume to continue it or --overwrite to replace it")
-    elif exists:
-        shutil.rmtree(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
-    with open(run_dir / "command.txt", "a") as f:
-        f.write(" ".join(argv) + "\n")
+        raise InputError(run_dir, "run directory exists; use --resume to continue it, --overwrite to replace it or "
+                         "--name to start another run")
+    elif exists and not is_run_dir(run_dir):
+        raise InputError(flag, f"{run_dir} exists and is not a medsr run folder (no {' and '.join(RUN_FILES)}); it "
+                         "is not replaced")
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, argv: Sequence[str], *, resume: bool, overwrite: bool) -> None:
+    """Check (:func:`check_run_dir`) and (re)create the run directory, then record the config, command line and
+    environment; operating-system errors name the folder."""
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    old = run_dir / "config.yaml"
+    if resume and old.is_file() and config_hash(load_config(old)) != config_hash(cfg):
+        log.warning("resuming with a configuration that differs from %s", old)
+    with os_errors(run_dir):
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", to_yaml(cfg))
+        with open(run_dir / "command.txt", "a") as f:
+            f.write(" ".join(argv) + "\n")
     write_json(run_dir / "env.json", environment())
 
 
@@ -222,6 +250,8 @@ def train(
         cfg.name = name
     run_dir = run_directory(cfg.logging.runs_dir, cfg.name)
     primary = is_primary_process()
+    if primary:
+        check_run_dir(run_dir, [cfg.data.root, cfg.data.mask.file], resume=resume, overwrite=overwrite)
     if primary and cfg.data.embedded == "mni":
         ensure_mni(cfg.data.root)
     if primary and cfg.data.embedded == "ct":

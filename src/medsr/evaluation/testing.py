@@ -16,7 +16,7 @@ from medsr.errors import InputError
 from medsr.evaluation.report import format_value
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
 from medsr.kspace import check_scale, lr_length
-from medsr.models.base import sr_model
+from medsr.models.base import SRModel, sr_model
 from medsr.registry import MODELS
 
 
@@ -58,6 +58,13 @@ def parse_scales(text: str, flag: str = "--scales") -> tuple[float, ...]:
     if not scales:
         raise InputError(flag, "no scale given")
     return scales
+
+
+def default_scales(net: Any, scales: Sequence[float]) -> tuple[float, ...]:
+    """``scales`` (the default test scales) plus the fixed scales ``net`` was trained for, so a reconstruction
+    model (fixed x1) or a fixed-x5 model is always tested at its own scale."""
+    fixed = net.fixed_scales if isinstance(net, SRModel) else None  # other models are refused by run_test
+    return tuple(sorted({float(s) for s in scales} | {float(s) for s in fixed or ()}))
 
 
 @dataclass

@@ -94,11 +94,26 @@ def _slice_step(directory: Path, positions: np.ndarray, normal: np.ndarray, fall
     return step
 
 
+def rescale(ds: object) -> tuple[float, float]:
+    """A slice's ``(RescaleSlope, RescaleIntercept)``, 1 and 0 where absent; a slope of 0 (every voxel would be
+    the intercept) or a non-finite value is an :class:`InputError` naming the file, never read as 1."""
+    slope, intercept = getattr(ds, "RescaleSlope", None), getattr(ds, "RescaleIntercept", None)
+    try:
+        slope = 1.0 if slope is None or slope == "" else float(slope)
+        intercept = 0.0 if intercept is None or intercept == "" else float(intercept)
+    except (TypeError, ValueError):
+        raise InputError(ds.filename, f"RescaleSlope {slope!r} / RescaleIntercept {intercept!r}: not numbers") from None
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise InputError(ds.filename, f"RescaleSlope {slope:g}, RescaleIntercept {intercept:g}: the slope must be a "
+                         "finite non-zero number")
+    return slope, intercept
+
+
 def _pixels(ds: object) -> np.ndarray:
     """One slice's pixels (rescale slope/intercept applied); a truncated or undecodable file is named."""
+    slope, intercept = rescale(ds)
     try:
-        return (ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1)
-                + float(getattr(ds, "RescaleIntercept", 0) or 0))
+        return ds.pixel_array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     except Exception as err:  # pydicom raises many types for truncated data and unsupported transfer syntaxes
         raise InputError(ds.filename, f"cannot decode DICOM pixel data ({type(err).__name__}: {err})") from None
 
@@ -155,8 +170,7 @@ def write_dicom_like(source: str | Path, output: str | Path, volume: np.ndarray,
     series_uid = generate_uid()
     with atomic_dir(output) as tmp:
         for k, ds in enumerate(images):
-            slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-            intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+            slope, intercept = rescale(ds)
             signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
             dtype = np.int16 if signed else np.uint16
             info = np.iinfo(dtype)

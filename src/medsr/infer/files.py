@@ -235,6 +235,9 @@ def super_resolve_file(
                          "nothing: use weights trained without DC (e.g. t2net dc: none)")
     model = sr_model(model, path).to(torch_device)
     percentile = _norm_percentile(meta)
+    if sampling is not None and sampling.kind == "file":
+        # A mask file must fit the input's planes (with --mask-grid hr, the output's), --force or not.
+        sampling.draw(tuple(out_shape[:2]), tuple(volume.shape[:2]), seed=0)
     notes = check_degradation(meta, sampling, force, path) + _scale_notes(meta, volume.shape, out_shape)
     ref_on_grid = None
     if ref is not None:

@@ -64,7 +64,7 @@ def check_output(target: str | Path, inputs: Iterable[str | Path | None] = (), *
 
 
 @contextlib.contextmanager
-def _os_errors(target: Path) -> Iterator[None]:
+def os_errors(target: Path) -> Iterator[None]:
     """Operating-system errors while writing ``target`` as one :class:`InputError` naming it."""
     try:
         yield
@@ -76,7 +76,7 @@ def _os_errors(target: Path) -> Iterator[None]:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary file path (same extension, same folder); rename it onto ``target`` on success."""
     target = check_output(target)
-    with _os_errors(target):
+    with os_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{_suffixes(target)}", dir=target.parent)
         os.close(fd)
@@ -94,7 +94,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; it replaces ``target`` (which must not exist) on success."""
     target = check_output(target, folder=True)
-    with _os_errors(target):
+    with os_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:

@@ -90,6 +90,8 @@ class T2Net(JointSRModel):
         if int(scale) != scale or scale < 1 or n_groups < 1 or chunk < 1:
             raise ValueError(f"t2net needs an integer scale >= 1, n_groups >= 1, chunk >= 1; got {scale}, "
                              f"{n_groups}, {chunk}")
+        if window is not None and not (isinstance(window, int) and window >= 1):
+            raise ValueError(f"t2net: window must be a tile side >= 1 pixel or null (the whole image), got {window}")
         self.fixed_scales = (int(scale),)
         self.rec, self.sr = Branch(n_feats, n_groups, n_blocks), Branch(n_feats, n_groups, n_blocks)
         self.transfer = nn.ModuleList(TaskTransformer(n_feats, chunk, window) for _ in range(n_groups))

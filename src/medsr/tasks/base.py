@@ -73,12 +73,18 @@ class EMA(nn.Module):
 
 
 def build(kind: str, build_fn: Callable[[Any], Any], spec: Any) -> Any:
-    """Build a configured object; a ``ValueError`` (how constructors reject a bad value) becomes an
-    :class:`InputError` naming ``kind``. Other exceptions keep their traceback."""
+    """Build a configured object; a ``ValueError`` (how constructors reject a bad value), or a module with an
+    empty parameter (a zero width), becomes an :class:`InputError` naming ``kind``. Other exceptions keep their
+    traceback."""
     try:
-        return build_fn(spec)
+        built = build_fn(spec)
     except ValueError as err:
         raise InputError(kind, str(err)) from None
+    empty = [name for name, p in built.named_parameters() if p.numel() == 0] if isinstance(built, nn.Module) else []
+    if empty:
+        raise InputError(kind, f"parameter {empty[0]} has no elements: a width (channels, features, hidden units) "
+                         "is 0")
+    return built
 
 
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:

@@ -29,17 +29,23 @@ from medsr.scales import ChoiceScale, Curriculum, FixedScale
 from medsr.tasks.base import TrainingTask
 
 
-def check_fixed_scales(fixed: tuple[int, ...] | None, curriculum: Curriculum) -> None:
-    """A fixed-scale model (``fixed`` scales, None: any) trains only on a curriculum drawing from those scales."""
+def check_fixed_scales(fixed: tuple[int, ...] | None, curriculum: Curriculum, val_scales: Sequence[float] = ()
+                       ) -> None:
+    """A fixed-scale model (``fixed`` scales, None: any) trains only on a curriculum drawing from those scales and
+    is validated only at them."""
     if fixed is None:
         return
+    named = ", ".join(f"x{s}" for s in fixed)
+    for i, scale in enumerate(val_scales):
+        if scale not in fixed:
+            raise InputError(f"val.scales[{i}]", f"the model only supports the fixed scales {named}, got x{scale:g}")
     for i, stage in enumerate(curriculum.stages):
         sampler = stage.scale
         values = set(sampler.value) if isinstance(sampler, FixedScale) else (
             set(sampler.values) if isinstance(sampler, ChoiceScale) else None)
         if values is None or sampler.asymmetric or not values <= set(fixed):
             raise InputError("data.curriculum", f"stage {i}: the model only supports the fixed scales "
-                             f"{', '.join(f'x{s}' for s in fixed)}, but the stage draws {sampler}")
+                             f"{named}, but the stage draws {sampler}")
 
 
 @TASKS.register("sr")
@@ -52,7 +58,7 @@ class SRTask(TrainingTask):
     def __init__(self, cfg: Any):
         super().__init__(cfg)
         # A bad curriculum, or one the model cannot follow, fails here, before any run directory exists.
-        check_fixed_scales(sr_model(self.model, "model").fixed_scales, self.curriculum)
+        check_fixed_scales(sr_model(self.model, "model").fixed_scales, self.curriculum, cfg.val.scales)
 
     @functools.cached_property
     def curriculum(self) -> Curriculum:
