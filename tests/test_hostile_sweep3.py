@@ -308,3 +308,22 @@ def test_non_positive_values_of_positive_fields_are_refused(tmp_path, capsys, ov
     cfg = write_config(tmp_path / "c.yaml", write_store(tmp_path / "store"), tmp_path / "runs", train=QUICK)
     refused(capsys, ["train", cfg, override], str(cfg), key)
     assert not (tmp_path / "runs").exists()
+
+
+def test_test_on_reconstruction_weights_reports_x1_by_default(tmp_path, capsys):
+    """Correct answer: `medsr test RUN` of a reconstruction run (trained at x1) has x1 rows without --scales."""
+    from medsr.engine.runs import train
+
+    store = write_store(tmp_path / "store", shape=(2, 16, 16))
+    model = {"type": "dc_cascade", "n_cascades": 1, "n_feats": 4, "n_layers": 2, "dc": "soft"}
+    x1 = [{"until_step": None, "scale": {"type": "choice", "values": [1]}, "ref": "none"}]
+    mask = {"type": "random", "acceleration": 2, "center_fraction": 0.25}
+    cfg = write_config(tmp_path / "c.yaml", store, tmp_path / "runs", model=model, train={"steps": 1, "ema": 0.0},
+                       data={"patch_size": None, "ref": None, "fov": [16, 16], "mask": mask, "curriculum": x1},
+                       val={"scales": [1], "every": 0})
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "task": "reconstruction"}))
+    run = train(cfg)
+    capsys.readouterr()
+    assert main(["test", str(run), "--data", str(store)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("x1 ")]
+    assert {(r[2], r[3]) for r in rows} == {("recon", "dc_cascade"), ("recon", "zero-filling")}
