@@ -48,14 +48,19 @@ def test_nifti_low_dose_volume_with_parameters_in_the_header(tmp_path: Path, cap
     out = tmp_path / "ld.nii.gz"
     argv = ["degrade", str(src), str(out), "--dose", "0.25", "--geometry", "parallel", "--seed", "4"]
     assert main(argv) == 0
-    assert "dose 0.25, parallel beam, I0 1e+05" in capsys.readouterr().out
+    line = capsys.readouterr().out
+    assert "dose 0.25 (real full-dose input: (1/d - 1) x its noise inserted), parallel beam, I0 1e+05" in line
     image = nib.load(str(out))
     low = np.asarray(image.dataobj)
     assert low.dtype == np.float32 and low.shape == volume.shape
     np.testing.assert_allclose(image.affine, np.diag([PIXEL, PIXEL, 3.0, 1.0]))
-    assert b"dose=0.25 parallel I0=1e+05" in image.header["descrip"].tobytes()
     parameters = json.loads(image.header.extensions[0].get_content())
     assert parameters["seed"] == 4 and parameters["filter"] == "hann" and parameters["electronic_noise"] == 10
+    assert not parameters["noise_free_input"]
+    measured = parameters["measured_noise_hu"]
+    assert measured["pixels"] > 0 and measured["total"] >= measured["added"] > 1.0  # the phantom has no noise
+    assert f"added {measured['added']:.3g} HU, total {measured['total']:.3g} HU" in line
+    assert f"dose=0.25 ins I0=1e+05 added={measured['added']:.3g}".encode() in image.header["descrip"].tobytes()
     padding = volume == -3024
     assert np.array_equal(low[padding], volume[padding])
     noise = (low - volume)[~padding]
@@ -67,14 +72,19 @@ def test_nifti_low_dose_volume_with_parameters_in_the_header(tmp_path: Path, cap
 
 
 def test_calibrated_i0_gives_the_requested_full_dose_water_noise(tmp_path: Path, capsys) -> None:
+    """The calibration is checked by simulating the water cylinder at the target dose: within 5% of the model."""
     src = _write_nifti(tmp_path / "ct.nii", _ct_volume(1))
     out = tmp_path / "ld.nii"
     assert main(["degrade", str(src), str(out), "--dose", "0.5", "--calibrate-hu-noise", "12",
-                 "--filter", "ram-lak", "--electronic-noise", "0"]) == 0
+                 "--filter", "ram-lak", "--electronic-noise", "0", "--noise-free-input"]) == 0
     parameters = json.loads(nib.load(str(out)).header.extensions[0].get_content())
     assert parameters["water_noise_hu_full_dose"] == pytest.approx(12.0)
-    assert parameters["water_noise_hu_at_dose"] == pytest.approx(12.0 * 2**0.5)
-    assert "12 HU at full dose" in capsys.readouterr().out
+    assert parameters["water_noise_hu_at_dose"] == pytest.approx(12.0 * 2**0.5, rel=0.01)
+    assert parameters["water_noise_hu_at_dose_simulated"] == pytest.approx(parameters["water_noise_hu_at_dose"],
+                                                                           rel=0.05)
+    assert parameters["noise_free_input"]
+    line = capsys.readouterr().out
+    assert "12 HU at full dose" in line and "(noise-free input: whole scan simulated at dose x I0)" in line
 
 
 def _dicom_series(folder: Path, volume: np.ndarray, rescale: bool, monkeypatch) -> Path:
@@ -116,6 +126,7 @@ def test_dicom_series_without_rescale_tags_is_refused(tmp_path: Path, capsys, mo
     (["--dose", "0.5", "--scale", "2"], "--scale: does not combine with --dose"),
     (["--dose", "0.5", "--filter", "hamming"], "--filter: must be one of"),
     (["--geometry", "fan"], "--geometry: needs --dose"),
+    (["--noise-free-input"], "--noise-free-input: needs --dose"),
 ])
 def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys, flags: list[str], message: str) -> None:
     src = _write_nifti(tmp_path / "ct.nii.gz", _ct_volume(1))

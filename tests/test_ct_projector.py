@@ -10,7 +10,7 @@ import torch
 from scipy.ndimage import binary_dilation, gaussian_filter
 from skimage.transform import iradon, radon
 
-from medsr.ct.fbp import FILTERS, fbp
+from medsr.ct.fbp import FILTERS, fbp, filter_sinogram
 from medsr.ct.geometry import Geometry, default_geometry
 from medsr.ct.phantom import body_phantom, ellipse_image, ellipse_points, ellipse_sinogram
 from medsr.ct.projector import backproject, forward_project
@@ -117,6 +117,32 @@ def test_projector_and_fbp_are_differentiable(kind: str) -> None:
     assert torch.autograd.gradcheck(lambda t: forward_project(t, geometry, step=1.0), (image,))
     sinogram = torch.rand(4, geometry.n_det, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: fbp(t, geometry, "hann"), (sinogram,))
+
+
+def _pixel_driven_backprojection(sinogram: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Reference: every pixel centre read on every view's detector by linear interpolation (zero outside)."""
+    x, y = (c.numpy() for c in geometry.pixel_centres(dtype=torch.float64))
+    s = geometry.det_positions(dtype=torch.float64).numpy()
+    image = np.zeros(geometry.shape)
+    for theta, view in zip(geometry.angles(dtype=torch.float64).numpy(), sinogram):
+        image += np.interp(x * np.cos(theta) + y * np.sin(theta), s, view, left=0.0, right=0.0)
+    return image
+
+
+def test_fourier_backprojection_equals_pixel_driven_interpolation() -> None:
+    """The parallel-beam backprojection (NUFFT, frequencies up to twice the detector Nyquist) against the
+    plain pixel-driven loop: on a smooth sinogram within 0.5% of the peak; on the Hann FBP of white noise (what the
+    dose simulation reconstructs) the noise std within 1% and each pixel within 8% rms (the missing frequencies
+    above twice Nyquist)."""
+    geometry = default_geometry("parallel", (64, 64), 2.0, n_views=60)
+    smooth = forward_project(_smooth_image(64, 2.0).float(), geometry).double()
+    reference = _pixel_driven_backprojection(smooth.numpy(), geometry)
+    assert np.abs(backproject(smooth, geometry).numpy() - reference).max() < 5e-3 * np.abs(reference).max()
+    noise = torch.randn(60, geometry.n_det, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    filtered = filter_sinogram(noise, geometry, "hann")
+    ours, theirs = backproject(filtered, geometry).numpy(), _pixel_driven_backprojection(filtered.numpy(), geometry)
+    assert abs(ours.std() / theirs.std() - 1) < 0.01
+    assert np.sqrt(np.mean((ours - theirs) ** 2)) < 0.08 * theirs.std()
 
 
 def test_backprojection_is_nearly_the_adjoint_of_projection() -> None:

@@ -46,17 +46,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", metavar="KIND", help="slice profile: gaussian (default) or rect")
     ct = parser.add_argument_group("low-dose CT (projection-domain noise insertion; input in HU, NIfTI or a DICOM "
                                    "series directory; output NIfTI)")
-    ct.add_argument("--dose", metavar="D", help="simulate a scan at this fraction of the dose, 0 < D <= 1")
-    ct.add_argument("--geometry", metavar="KIND", help="fan (default) or parallel")
-    ct.add_argument("--i0", metavar="N", help="incident photons per detector reading at full dose (default: 1e5)")
+    ct.add_argument("--dose", metavar="D", help="simulate a scan at this fraction of the input's dose, 0 < D <= 1. "
+                    "Default: the input is a real full-dose scan and only the missing noise is inserted, (1/D - 1) "
+                    "times its photon noise with the electronic-noise correction (Yu et al. 2012, Zeng et al. 2015)")
+    ct.add_argument("--noise-free-input", action="store_true", default=None,
+                    help="the input has no noise of its own (phantom, synthetic image): simulate the whole scan at "
+                    "D x I0 instead")
+    ct.add_argument("--geometry", metavar="KIND", help="parallel (default, fast) or fan (slow ray-driven projector); "
+                    "both sample 0.7 mm at the isocentre with 1152 views")
+    ct.add_argument("--i0", metavar="N", help="incident photons at full dose per reading of a 0.7 mm detector sample "
+                    "at the isocentre in a 1152-view scan, the same dose at every pixel size (default: 1e5)")
     ct.add_argument("--electronic-noise", metavar="VAR", help="electronic noise variance in photons^2 (default: 10)")
     ct.add_argument("--filter", metavar="NAME", help="FBP filter: hann (default), ram-lak or shepp-logan")
     ct.add_argument("--calibrate-hu-noise", metavar="HU", help="set I0 so that the full-dose scan of a 30 cm "
-                    "water cylinder has this noise std in HU (central ROI)")
+                    "water cylinder has this noise std in HU (central ROI); checked by simulation at the target dose")
     parser.set_defaults(func=run)
 
 
-CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise")
+CT_FLAGS = ("geometry", "i0", "electronic_noise", "filter", "calibrate_hu_noise", "noise_free_input")
 KSPACE_FLAGS = ("scale", "scale_y", "mask", "mask_file", "mask_grid", "acceleration", "center_fraction", "noise_snr",
                 "axis", "phase")
 THICK_FLAGS = ("slice_thickness", "slice_gap", "profile")
@@ -68,13 +75,27 @@ def run_ct(args: argparse.Namespace) -> int:
     if given:
         raise InputError(given[0], "does not combine with --dose")
     settings = parse_dose(args.dose, args.geometry, args.i0, args.electronic_noise, args.filter,
-                          args.calibrate_hu_noise, args.seed)
+                          args.calibrate_hu_noise, args.seed, bool(args.noise_free_input))
     parameters = degrade_file(args.input, args.output, settings)
-    print(f"{args.output}: dose {parameters['dose']:g}, {parameters['geometry']} beam, I0 {parameters['i0']:.4g}, "
-          f"electronic noise {parameters['electronic_noise']:g}, {parameters['filter']} filter, seed "
-          f"{parameters['seed']}; 30 cm water noise {parameters['water_noise_hu_full_dose']:.3g} HU at full dose, "
-          f"{parameters['water_noise_hu_at_dose']:.3g} HU at this dose")
+    print(dose_line(args.output, parameters))
     return 0
+
+
+def dose_line(output: str, parameters: dict) -> str:
+    """The protocol line of ``medsr degrade --dose``."""
+    mode = ("noise-free input: whole scan simulated at dose x I0" if parameters["noise_free_input"]
+            else "real full-dose input: (1/d - 1) x its noise inserted")
+    measured = parameters["measured_noise_hu"]
+    region = ("no water-equivalent region found" if measured["added"] is None else
+              f"measured in a water-equivalent region ({measured['pixels']} px): added {measured['added']:.3g} HU, "
+              f"total {measured['total']:.3g} HU (input {measured['input']:.3g} HU)")
+    check = parameters.get("water_noise_hu_at_dose_simulated")
+    simulated = "" if check is None else f" (simulated: {check:.3g} HU)"
+    return (f"{output}: dose {parameters['dose']:g} ({mode}), {parameters['geometry']} beam, I0 "
+            f"{parameters['i0']:.4g} ({parameters['i0_definition']}), electronic noise "
+            f"{parameters['electronic_noise']:g}, {parameters['filter']} filter, seed {parameters['seed']}; "
+            f"30 cm water noise {parameters['water_noise_hu_full_dose']:.3g} HU at full dose, "
+            f"{parameters['water_noise_hu_at_dose']:.3g} HU at this dose{simulated}; {region}")
 
 
 def run(args: argparse.Namespace) -> int:

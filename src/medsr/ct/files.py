@@ -1,12 +1,16 @@
 """``medsr degrade --dose``: simulate a low-dose scan of a CT volume (NIfTI or DICOM series, in HU).
 
-The volume is processed slice by slice (the planes perpendicular to its last axis, i.e. the axial slices of a
-DICOM series) with :func:`medsr.ct.dose.simulate_low_dose` in the default geometry of
-:func:`medsr.ct.geometry.default_geometry` for the slice size and the in-plane pixel spacing. The output is a
-float32 NIfTI in HU with the input's affine; the simulation parameters are written into the header's
-``descrip`` field (short form) and a JSON comment extension (full form), and returned for printing.
-Slice ``k`` draws its noise from the seed ``seed_from_name(f"{seed}/{k}")``; the seed defaults to one derived
-from the input's name, so a file gives the same result on every run.
+The volume's slices (the planes perpendicular to its last axis, i.e. the axial slices of a DICOM series) go
+through :func:`medsr.ct.dose.simulate_low_dose` in batches of ``BATCH`` slices, in the scanner geometry of
+:func:`medsr.ct.geometry.scanner_geometry` (physical detector pitch and view count) for the slice size and the
+in-plane pixel spacing. By default the input is taken as a real full-dose scan and only the missing noise is
+inserted (Yu/Zeng); ``noise_free_input`` simulates the whole scan (phantoms, synthetic images). The output is a
+float32 NIfTI in HU with the input's affine; the simulation parameters, the model's water-cylinder noise and the
+noise measured in a water-equivalent region of the volume (:mod:`medsr.ct.water_region`) are written into the
+header's ``descrip`` field (short form) and a JSON comment extension (full form), and returned for printing.
+With ``calibrate_hu_noise`` the calibrated ``I0`` is checked by a Poisson simulation of the water cylinder at the
+target dose. Slice ``k`` draws its noise from the seed ``seed_from_name(f"{seed}/{k}")``; the seed defaults to
+one derived from the input's name, so a file gives the same result on every run.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import numpy as np
 import torch
 
 from medsr import kspace
-from medsr.ct.dose import NoiseTerms, noise_terms, simulate_low_dose
+from medsr.ct.dose import NoiseTerms, noise_terms, simulate_low_dose, water_noise_hu
 from medsr.ct.fbp import FILTERS
-from medsr.ct.geometry import KINDS, Geometry, default_geometry
+from medsr.ct.geometry import KINDS, REFERENCE_PITCH, REFERENCE_VIEWS, Geometry, scanner_geometry
+from medsr.ct.water_region import SOFT_TISSUE_HU, WINDOW_MM, region_noise
 from medsr.errors import InputError, as_integer, as_number, require
 from medsr.infer.dicom import read_dicom_series
 from medsr.io.nifti import is_nifti, read_volume, write_volume
@@ -33,6 +38,7 @@ DEFAULT_ELECTRONIC_NOISE = 10.0
 RESCALE_TAGS = ("RescaleSlope", "RescaleIntercept")
 CT_MIN_BELOW = -200.0  # HU: a CT slab always holds some air, lung or fat below this
 COMMENT_EXTENSION = 6
+BATCH = 8  # slices per projector call
 
 
 @dataclass(frozen=True)
@@ -40,21 +46,22 @@ class DoseSettings:
     """What ``--dose`` and its companion flags ask for (``i0`` is ``None`` when it is to be calibrated)."""
 
     dose: float
-    geometry: str = "fan"
+    geometry: str = "parallel"
     i0: float | None = DEFAULT_I0
     electronic_noise: float = DEFAULT_ELECTRONIC_NOISE
     filter: str = "hann"
     calibrate_hu_noise: float | None = None
     seed: int | None = None
+    noise_free_input: bool = False
 
 
 def parse_dose(dose: object, geometry: str | None = None, i0: object = None, electronic_noise: object = None,
-               filter_name: str | None = None, calibrate_hu_noise: object = None, seed: object = None
-               ) -> DoseSettings:
+               filter_name: str | None = None, calibrate_hu_noise: object = None, seed: object = None,
+               noise_free_input: bool = False) -> DoseSettings:
     """Check the command-line values; errors name the flag."""
     d = as_number(dose, "--dose")
     require(0 < d <= 1, "--dose", f"must be in (0, 1] (a fraction of the full dose), got {dose}")
-    kind = geometry or "fan"
+    kind = geometry or "parallel"
     require(kind in KINDS, "--geometry", f"must be one of {', '.join(KINDS)}, got {geometry!r}")
     name = filter_name or "hann"
     require(name in FILTERS, "--filter", f"must be one of {', '.join(FILTERS)}, got {filter_name!r}")
@@ -70,7 +77,7 @@ def parse_dose(dose: object, geometry: str | None = None, i0: object = None, ele
     require(seed_value is None or 0 <= seed_value < 2**63, "--seed", f"must be a non-negative integer, got {seed}")
     if photons is None and target is None:
         photons = DEFAULT_I0
-    return DoseSettings(d, kind, photons, electronic, name, target, seed_value)
+    return DoseSettings(d, kind, photons, electronic, name, target, seed_value, noise_free_input)
 
 
 def read_ct(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -99,15 +106,21 @@ def _pixel_size(path: Path, affine: np.ndarray) -> float:
 
 def _geometry(path: Path, kind: str, shape: tuple[int, int], pixel_size: float) -> Geometry:
     try:
-        return default_geometry(kind, shape, pixel_size)
+        return scanner_geometry(kind, shape, pixel_size)
     except ValueError as err:
         raise InputError(path, f"{err} (pixel spacing {pixel_size:.4g} mm)") from None
 
 
+def _hu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _header(like: Any, affine: np.ndarray, parameters: dict[str, Any]) -> nib.Nifti1Image:
     image = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine, like.header if like is not None else None)
-    short = (f"medsr ct dose={parameters['dose']:g} {parameters['geometry']} I0={parameters['i0']:.4g} "
-             f"se2={parameters['electronic_noise']:g} {parameters['filter']} seed={parameters['seed']}")
+    measured = parameters["measured_noise_hu"]
+    short = (f"medsr ct dose={parameters['dose']:g} {'nf' if parameters['noise_free_input'] else 'ins'} "
+             f"I0={parameters['i0']:.3g} added={_hu(measured['added'])} total={_hu(measured['total'])}HU "
+             f"{parameters['filter']} seed={parameters['seed']}")
     image.header["descrip"] = short[:79].encode()
     image.header.extensions.append(nib.nifti1.Nifti1Extension(COMMENT_EXTENSION, json.dumps(parameters).encode()))
     return image
@@ -126,18 +139,30 @@ def degrade_file(input_path: str | Path, output_path: str | Path, settings: Dose
     i0 = settings.i0 if settings.i0 is not None else terms.i0_for(settings.calibrate_hu_noise, 1.0,
                                                                    settings.electronic_noise)
     seed = settings.seed if settings.seed is not None else kspace.seed_from_name(src.name)
-    out = np.empty_like(slices)
-    for k, plane in enumerate(slices):
-        generator = torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/{k}"))
-        out[k] = simulate_low_dose(torch.from_numpy(np.ascontiguousarray(plane)), geometry, settings.dose, i0,
-                                   settings.electronic_noise, settings.filter, generator).numpy()
+    full = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
+    out = torch.empty_like(full)
+    for start in range(0, len(full), BATCH):
+        stop = min(start + BATCH, len(full))
+        generators = [torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/{k}")) for k in range(start, stop)]
+        out[start:stop] = simulate_low_dose(full[start:stop], geometry, settings.dose, i0, settings.electronic_noise,
+                                            settings.filter, generators, settings.noise_free_input)
     parameters = {
         **asdict(settings), "i0": i0, "seed": seed, "pixel_size_mm": pixel_size,
         "geometry_detail": asdict(geometry),
+        "i0_definition": f"photons per reading of a {REFERENCE_PITCH} mm detector sample at the isocentre, "
+                         f"{REFERENCE_VIEWS} views",
         "water_noise_hu_full_dose": terms.noise_hu(i0, 1.0, settings.electronic_noise),
         "water_noise_hu_at_dose": terms.noise_hu(i0, settings.dose, settings.electronic_noise),
-        "model": "Zeng et al. 2015 projection-domain noise insertion; x_ld = x + FBP(p_ld) - FBP(p); "
-                 "mu = 0.0192/mm (1 + HU/1000); water noise: 30 cm cylinder, central 40 mm-radius ROI",
+        "measured_noise_hu": region_noise(full, out, pixel_size),
+        "measured_region": f"automatic: mean over {WINDOW_MM:g} mm in {SOFT_TISSUE_HU} HU, most uniform quarter",
+        "model": ("noise-free input: full simulation at dose x I0 (Poisson + electronic)" if settings.noise_free_input
+                  else "real full-dose input: Yu et al. 2012 / Zeng et al. 2015 insertion of (1/d - 1) x the "
+                       "full-dose noise with the electronic-noise correction")
+                 + "; x_ld = x + FBP(p_ld - p); mu = max(0, 0.0192/mm (1 + HU/1000)); "
+                   "water noise: 30 cm cylinder, central 40 mm-radius ROI",
     }
-    write_volume(dst, np.moveaxis(out, 0, -1), _header(like, affine, parameters), affine)
+    if settings.calibrate_hu_noise is not None:
+        parameters["water_noise_hu_at_dose_simulated"] = water_noise_hu(
+            geometry, i0, settings.dose, settings.electronic_noise, settings.filter)
+    write_volume(dst, np.moveaxis(out.numpy(), 0, -1), _header(like, affine, parameters), affine)
     return parameters

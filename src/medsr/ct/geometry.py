@@ -16,6 +16,13 @@ Coordinates (mm): the image is ``[H, W]`` with square pixels of ``pixel_size``; 
 The default fan geometry copies the Siemens SOMATOM Definition AS+ of the AAPM/Mayo low-dose CT data
 (source-isocentre 595 mm, source-detector 1085.6 mm); its detector sampling at the isocentre equals the pixel
 size and its detector covers the image diagonal.
+
+The scanner geometry (:func:`scanner_geometry`, used by the dose simulation) has a physical sampling that does
+not depend on the image: ``REFERENCE_PITCH`` mm between detector samples at the isocentre and
+``REFERENCE_VIEWS`` views (fan beam over 2 pi; parallel beam over pi, which measures every line once instead of
+twice, so both take the same number of readings and photons); only the detector's length follows the image's
+field of view. So a scan's resolution and noise are the same at every pixel size. (The numbers are of the order of
+a clinical scanner's in-plane sampling; they are a stated convention, not a model of one product.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import torch
 KINDS = ("parallel", "fan")
 SOURCE_DISTANCE = 595.0
 DETECTOR_DISTANCE = 1085.6
+REFERENCE_PITCH = 0.7  # mm between detector samples at the isocentre
+REFERENCE_VIEWS = 1152
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,11 @@ class Geometry:
     @property
     def scan_range(self) -> float:
         return math.pi if self.kind == "parallel" else 2 * math.pi
+
+    @property
+    def pitch_at_isocentre(self) -> float:
+        """Detector sampling (mm) at the isocentre."""
+        return self.det_spacing if self.kind == "parallel" else self.det_step * self.source_distance
 
     @property
     def det_step(self) -> float:
@@ -97,22 +111,29 @@ class Geometry:
         return x[None, :].expand(h, w), y[:, None].expand(h, w)
 
 
-def default_geometry(kind: str, shape: tuple[int, int], pixel_size: float, n_views: int | None = None
-                     ) -> Geometry:
-    """A geometry whose detector covers the image diagonal with isocentre sampling equal to ``pixel_size``.
+def default_geometry(kind: str, shape: tuple[int, int], pixel_size: float, n_views: int | None = None,
+                     pitch: float | None = None) -> Geometry:
+    """A geometry whose detector covers the image diagonal with isocentre sampling ``pitch`` (default: the pixel
+    size).
 
     Default views: ``n_det`` over [0, pi) for parallel beam (about the angular Nyquist rate / 1.5), ``1.5 n_det``
     over [0, 2 pi) for fan beam.
     """
     if kind not in KINDS:
         raise ValueError(f"geometry kind must be one of {KINDS}, got {kind!r}")
+    pitch = pitch or pixel_size
     radius = 0.5 * math.hypot(*shape) * pixel_size
     if kind == "parallel":
-        n_det = math.ceil(2 * radius / pixel_size) + 2
-        return Geometry(kind, tuple(shape), pixel_size, n_views or n_det, n_det, pixel_size)
+        n_det = math.ceil(2 * radius / pitch) + 2
+        return Geometry(kind, tuple(shape), pixel_size, n_views or n_det, n_det, pitch)
     if radius >= SOURCE_DISTANCE:
         raise ValueError(f"the image (radius {radius:.1f} mm) must lie inside the source circle ({SOURCE_DISTANCE} mm)")
-    fan_step = pixel_size / SOURCE_DISTANCE
+    fan_step = pitch / SOURCE_DISTANCE
     n_det = math.ceil(2 * math.asin(radius / SOURCE_DISTANCE) / fan_step) + 2
     return Geometry(kind, tuple(shape), pixel_size, n_views or round(1.5 * n_det), n_det,
                     fan_step * DETECTOR_DISTANCE)
+
+
+def scanner_geometry(kind: str, shape: tuple[int, int], pixel_size: float) -> Geometry:
+    """The physical sampling of the module docstring (``REFERENCE_PITCH``, ``REFERENCE_VIEWS``) for an image."""
+    return default_geometry(kind, shape, pixel_size, REFERENCE_VIEWS, REFERENCE_PITCH)

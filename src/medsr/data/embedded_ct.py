@@ -15,10 +15,11 @@ would reward keeping noise, so it only trains. A fourth
 real CT image from another source, pydicom's ``J2K_pixelrep_mismatch.dcm`` (head, 0.431 mm, JPEG 2000), is a
 held-out transfer case (``heldout.json``): :func:`medsr.data.heldout.refuse_heldout` guards every file read here.
 
-Low dose: dose fraction :data:`DOSE` of a full-dose scan with :data:`I0` photons per reading and electronic noise
-variance :data:`ELECTRONIC_NOISE`, fan beam (the Siemens geometry of the Mayo data, :mod:`medsr.ct.geometry`),
-Hann-filtered FBP; training images get :data:`TRAIN_REALISATIONS` noise realisations, the others one. The full
-dose is the image as scanned (its own noise stays; see the caveats of :mod:`medsr.ct.dose`). ``size`` resamples
+Low dose: dose fraction :data:`DOSE` of the scan, the images being real full-dose scans (only the missing noise
+is inserted, :mod:`medsr.ct.dose`), with the physical :data:`I0` (photons per reading of the scanner geometry of
+:mod:`medsr.ct.geometry`, the same dose at every pixel size) and electronic noise variance
+:data:`ELECTRONIC_NOISE`, parallel beam, Hann-filtered FBP; training images get :data:`TRAIN_REALISATIONS` noise
+realisations, the others one. ``size`` resamples
 every image to ``size x size`` first (area averaging, the field of view kept; for tests).
 """
 
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 
 from medsr import kspace
 from medsr.ct.dose import simulate_low_dose
-from medsr.ct.geometry import default_geometry
+from medsr.ct.geometry import scanner_geometry
 from medsr.data.ct_pairs import is_pair_store, write_pair_store
 from medsr.data.heldout import package_dir, refuse_heldout
 from medsr.data.store import sha256_file
@@ -44,7 +45,7 @@ DOSE = 0.25
 I0 = 1e5
 ELECTRONIC_NOISE = 10.0
 FILTER = "hann"
-GEOMETRY = "fan"
+GEOMETRY = "parallel"
 TRAIN_REALISATIONS = 3
 
 SOURCES = (
@@ -90,14 +91,13 @@ def resize(hu: np.ndarray, pixel_mm: float, size: int | None) -> tuple[np.ndarra
 
 def simulate(hu: np.ndarray, pixel_mm: float, realisations: int, seed: str) -> np.ndarray:
     """``[R, H, W]`` low-dose realisations of ``hu`` (HU), realisation ``r`` seeded by ``seed/r``."""
-    geometry = default_geometry(GEOMETRY, hu.shape, pixel_mm)
+    geometry = scanner_geometry(GEOMETRY, hu.shape, pixel_mm)
     out = [simulate_low_dose(torch.from_numpy(hu), geometry, DOSE, I0, ELECTRONIC_NOISE, FILTER,
                              torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/{r}"))).numpy()
            for r in range(realisations)]
     return np.stack(out)
 
 
-def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = True) -> Path:
 def axial_affine(pixel_mm: float, thickness_mm: float = 1.0) -> np.ndarray:
     """Store affine of an axial slice ``(z, h, w)`` in RAS millimetres, in the radiological layout of a DICOM
     axial image (ImageOrientationPatient 1,0,0,0,1,0): ``w`` runs from the patient's right to left (-x), ``h``
@@ -106,6 +106,7 @@ def axial_affine(pixel_mm: float, thickness_mm: float = 1.0) -> np.ndarray:
                      [0.0, 0.0, 0.0, 1.0]])
 
 
+def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = True) -> Path:
     """Build the embedded CT pair store in ``out_dir`` (written atomically); returns ``out_dir``."""
     out_dir = Path(out_dir)
     subjects: dict[str, Any] = {}
@@ -126,7 +127,8 @@ def axial_affine(pixel_mm: float, thickness_mm: float = 1.0) -> np.ndarray:
     split["test"] = list(split["val"])
     parameters = {"dataset": "embedded-ct", "low_dose": "simulated", "dose": DOSE, "i0": I0,
                   "electronic_noise": ELECTRONIC_NOISE, "filter": FILTER, "geometry": GEOMETRY, "size": size,
-                  "model": "Zeng et al. 2015 projection-domain noise insertion, x_ld = x + FBP(p_ld) - FBP(p)"}
+                  "model": "Yu et al. 2012 / Zeng et al. 2015 insertion of (1/d - 1) x the full-dose noise, "
+                           "x_ld = x + FBP(p_ld - p), scanner geometry 0.7 mm / 1152 views"}
     write_pair_store(out_dir, subjects, split, parameters)
     return out_dir
 
