@@ -59,6 +59,8 @@ def test_coefficient_variances_match_filtered_noise():
     assert torch.allclose(measured, predicted, rtol=0.06)
     assert predicted.max() / predicted.min() > 4  # colored: a white PSD would give one value
     assert torch.allclose(coefficient_variances(_white(3.0), 8), torch.full((64,), 9.0, dtype=torch.float64))
+    small = torch.fft.fft2(torch.fft.ifft2(psd).real[[*range(8), *range(24, 32)]][:, [*range(8), *range(24, 32)]])
+    assert torch.allclose(coefficient_variances(small.real, 12), coefficient_variances(psd, 12), rtol=1e-9)
 
 
 def test_psd_of_noise_recovers_a_known_psd():

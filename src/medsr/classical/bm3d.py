@@ -16,21 +16,22 @@ patch matching", IEEE TIP 29, 2020 (written from the papers; no code taken). Two
    of the noisy and of the stage-1 groups; the noisy spectrum is multiplied by ``B^2 / (B^2 + v)``, ``B`` the
    stage-1 spectrum and ``v`` the noise variance of the coefficient.
 
-Colored noise: the variance ``v`` of a 2-D DCT coefficient with basis function ``b`` under stationary noise of
-power spectrum ``P`` is ``mean_f |DFT(b)(f)|^2 P(f)`` (exact for a PSD grid at least twice the block, see
+Colored noise: the variance ``v`` of a 2-D DCT coefficient with basis function ``b`` under stationary noise of power
+spectrum ``P`` is ``mean_f |DFT(b)(f)|^2 P(f)`` on a grid of at least twice the block (see
 :mod:`medsr.classical.noise` for the PSD convention); blocks of a group are taken as independent, so every Haar
-coefficient of a 2-D frequency has that frequency's ``v`` (Mäkinen et al. compute the exact variance of the
-whole 3-D spectrum; this is the simpler approximation). The approximation underestimates the noise left in a
-group (matching on noisy data picks blocks whose noise resembles the reference's, and nearby blocks still
-correlate), so ``v`` is multiplied by ``variance_factor``. The defaults differ from Dabov et al.'s (8x8 blocks,
-no exclusion, factor 1): 12x12 blocks, ``exclude`` 3 and factor 2 were chosen on 256x256 crops of the embedded
-real CT slices at a simulated quarter dose (RED-CNN-window PSNR; on the held-out head's crop 30.9 dB with the
-paper's settings, 33.5 dB with these; factors 1.5 to 3 within 0.6 dB). Aggregation: every block estimate, times a Kaiser window
-(beta ``kaiser_beta``) and its group's weight, is added into the image, then divided by the summed weights; the
-group weight is the inverse of the noise variance left in the group's spectrum (hard thresholding: the sum of
-``v`` over the kept coefficients; Wiener: the sum of ``W^2 v``). Block matching is vectorised by offset (cumulative
-sums of squared differences per vertical offset and all horizontal ones, read at the reference positions); groups are processed in
-chunks so that memory stays below a few hundred MB for a 512x512 image.
+coefficient of a 2-D frequency has that frequency's ``v`` (Mäkinen et al. compute the exact variance of the whole
+3-D spectrum; this is the simpler approximation). The approximation underestimates the noise left in a group
+(matching on noisy data picks blocks whose noise resembles the reference's, and nearby blocks still correlate), so
+``v`` is multiplied by ``variance_factor``. The defaults differ from Dabov et al.'s (8x8 blocks, no exclusion,
+factor 1): 12x12 blocks, ``exclude`` 3 and factor 2 were chosen on 256x256 crops of the embedded real CT slices at a
+simulated quarter dose (the fan-beam simulator before the dose rewrite; RED-CNN-window PSNR; on the held-out head's
+crop 30.9 dB with the paper's settings, 33.5 dB with these; factors 1.5 to 3 within 0.6 dB). Aggregation: every
+block estimate, times a Kaiser window (beta ``kaiser_beta``) and its group's weight, is added into the image, then
+divided by the summed weights; the group weight is the inverse of the noise variance left in the group's spectrum
+(hard thresholding: the sum of ``v`` over the kept coefficients; Wiener: the sum of ``W^2 v``). Block matching is
+vectorised by offset (cumulative sums of squared differences per vertical offset and all horizontal ones, read at
+the reference positions); groups are processed in chunks so that memory stays below a few hundred MB for a 512x512
+image.
 """
 
 from __future__ import annotations
@@ -96,13 +97,22 @@ def haar_matrix(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
 
 def coefficient_variances(psd: torch.Tensor, block: int) -> torch.Tensor:
     """Noise variance of each coefficient of the 2-D DCT of ``block x block`` blocks (``[block * block]``, the
-    order of ``kron(C, C)``) under the stationary noise of ``psd`` (``[M, M]``, ``M >= block``)."""
-    if psd.shape[-1] < block or psd.shape[-2] < block:
-        raise ValueError(f"the PSD grid {tuple(psd.shape)} is smaller than the {block}-pixel block")
+    order of ``kron(C, C)``) under the stationary noise of ``psd`` (``[M, M]``, ``M >= block``; a grid smaller
+    than ``2 block`` is first zero-extended in the lag domain, so no lag within a block wraps around)."""
+    size = psd.shape[-1]
+    if size < block or psd.shape[-2] != size:
+        raise ValueError(f"the PSD grid {tuple(psd.shape)} must be square and at least the {block}-pixel block")
+    psd = psd.to(torch.float64)
+    if size < 2 * block:
+        lags = torch.arange(-(size // 2) + 1, size // 2)
+        autocov = torch.zeros(2 * block, 2 * block, dtype=torch.float64)
+        wide, narrow = lags % (2 * block), lags % size
+        autocov[wide[:, None], wide[None, :]] = torch.fft.ifft2(psd).real[narrow[:, None], narrow[None, :]]
+        psd = torch.fft.fft2(autocov).real
     c = dct_matrix(block)
     basis = (c[:, None, :, None] * c[None, :, None, :]).reshape(block * block, block, block)
-    spectra = torch.fft.fft2(basis, s=tuple(psd.shape[-2:])).abs() ** 2
-    return (spectra * psd.to(torch.float64)).mean(dim=(-2, -1))
+    spectra = torch.fft.fft2(basis, s=tuple(psd.shape)).abs() ** 2
+    return (spectra * psd).mean(dim=(-2, -1))
 
 
 def _grid(n: int, block: int, step: int) -> torch.Tensor:
@@ -162,7 +172,8 @@ class _Aggregator:
         return (self.num / self.den).reshape(shape)
 
 
-def _stage(noisy: torch.Tensor, guide: torch.Tensor | None, variances: torch.Tensor, params: Bm3dParams) -> torch.Tensor:
+def _stage(noisy: torch.Tensor, guide: torch.Tensor | None, variances: torch.Tensor,
+           params: Bm3dParams) -> torch.Tensor:
     """One BM3D stage: hard thresholding when ``guide`` is None, else Wiener filtering guided by ``guide``."""
     H, W = noisy.shape
     b = params.block

@@ -3,11 +3,12 @@
 The volume is read in HU (DICOM: rescale slope and intercept required and applied) and checked to be CT
 (:func:`medsr.ct.files.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
 (planes of voxel axes 0 and 1, the axial slices of a DICOM series) go through the 2-D denoiser in batches, in
-blended overlapping tiles with ``tile`` (:func:`medsr.infer.volume.super_resolve_planes` at scale 1), in the
-network normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
-(:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on the input's exact grid: a float32 NIfTI with
-the input's header and affine, or (output without a NIfTI suffix, DICOM input) a new DICOM series whose slices
-copy the input's tags and geometry (:func:`medsr.infer.dicom.write_dicom_like`). Nothing is written on error.
+blended overlapping tiles with ``tile`` (:func:`medsr.infer.volume.super_resolve_planes` at scale 1), in the network
+normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
+(:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on
+the input's exact grid: a float32 NIfTI with the input's header and affine, or (output without a NIfTI suffix, DICOM
+input) a new DICOM series whose slices copy the input's tags and geometry
+(:func:`medsr.infer.dicom.write_dicom_like`). Nothing is written on error.
 """
 
 from __future__ import annotations
