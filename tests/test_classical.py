@@ -165,6 +165,8 @@ def test_denoise_with_a_given_psd_and_bad_input(ct_nifti, tmp_path, capsys):
     fails(["denoise", str(path), str(tmp_path / "a.nii.gz"), "--method", "bm3d", "--psd", str(bad)],
           tmp_path / "a.nii.gz", "square")
     fails(["denoise", str(path), str(tmp_path / "b.nii.gz"), "--psd", str(psd)], tmp_path / "b.nii.gz", "classical")
+    fails(["denoise", str(path), str(tmp_path / "d.nii.gz"), "--method", "nlm", "--tile", "64"],
+          tmp_path / "d.nii.gz", "tiles")
     flat = tmp_path / "flat.nii.gz"  # CT-like values but no soft tissue anywhere: no noise estimate
     nib.save(nib.Nifti1Image(np.full((64, 64, 1), -900.0, np.float32), np.eye(4)), flat)
     fails(["denoise", str(flat), str(tmp_path / "c.nii.gz"), "--method", "nlm"], tmp_path / "c.nii.gz", "patches")

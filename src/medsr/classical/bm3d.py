@@ -22,16 +22,17 @@ spectrum ``P`` is ``mean_f |DFT(b)(f)|^2 P(f)`` on a grid of at least twice the 
 coefficient of a 2-D frequency has that frequency's ``v`` (Mäkinen et al. compute the exact variance of the whole
 3-D spectrum; this is the simpler approximation). The approximation underestimates the noise left in a group
 (matching on noisy data picks blocks whose noise resembles the reference's, and nearby blocks still correlate), so
-``v`` is multiplied by ``variance_factor``. The defaults differ from Dabov et al.'s (8x8 blocks, no exclusion,
-factor 1): 12x12 blocks, ``exclude`` 3 and factor 2 were chosen on 256x256 crops of the embedded real CT slices at a
-simulated quarter dose (the fan-beam simulator before the dose rewrite; RED-CNN-window PSNR; on the held-out head's
-crop 30.9 dB with the paper's settings, 33.5 dB with these; factors 1.5 to 3 within 0.6 dB). Aggregation: every
-block estimate, times a Kaiser window (beta ``kaiser_beta``) and its group's weight, is added into the image, then
-divided by the summed weights; the group weight is the inverse of the noise variance left in the group's spectrum
-(hard thresholding: the sum of ``v`` over the kept coefficients; Wiener: the sum of ``W^2 v``). Block matching is
-vectorised by offset (cumulative sums of squared differences per vertical offset and all horizontal ones, read at
-the reference positions); groups are processed in chunks so that memory stays below a few hundred MB for a 512x512
-image.
+``v`` is multiplied by ``variance_factor``. The defaults were chosen on the validation slice of
+``benchmarks/classical_ct.py`` (the embedded abdomen at a simulated quarter dose, estimated PSD, RED-CNN-window
+PSNR; input 25.82 dB): 8x8 blocks, ``exclude`` 3 and factor 1.25 give 31.67 dB; factor 1.0 31.64, 1.5 31.59, 2.0
+with 12x12 blocks 31.06; Dabov et al.'s setting (no exclusion, factor 1) 31.47. With the earlier fan-beam simulator
+(noisier heads), exclusion and factor 2 gained 2.3 dB over Dabov et al.'s setting on a 256x256 crop of the held-out
+head (30.9 -> 33.2 dB). Aggregation: every block estimate, times a Kaiser window (beta ``kaiser_beta``) and its
+group's weight, is added into the image, then divided by the summed weights; the group weight is the inverse of the
+noise variance left in the group's spectrum (hard thresholding: the sum of ``v`` over the kept coefficients; Wiener:
+the sum of ``W^2 v``). Block matching is vectorised by offset (cumulative sums of squared differences per vertical
+offset and all horizontal ones, read at the reference positions); groups are processed in chunks so that memory
+stays below a few hundred MB for a 512x512 image.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ CHUNK_VALUES = 1 << 22  # group coefficients transformed at a time
 
 @dataclass(frozen=True)
 class Bm3dParams:
-    block: int = 12
+    block: int = 8
     step: int = 3
     search: int = 25
     group_ht: int = 16
@@ -55,7 +56,7 @@ class Bm3dParams:
     lambda_ht: float = 2.7
     kaiser_beta: float = 2.0
     exclude: int = 3
-    variance_factor: float = 2.0
+    variance_factor: float = 1.25
 
     def check(self, shape: tuple[int, int]) -> None:
         if not (self.variance_factor > 0 and self.exclude >= 0 and self.block >= 2 and self.step >= 1):

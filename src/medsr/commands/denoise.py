@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output NIfTI file, or a new folder for a DICOM series")
     parser.add_argument("--method", default="weights", choices=("weights", "nlm", "bm3d"),
                         help="weights: the network of --weights (default); nlm: non-local means (patch 7, search 21, "
-                        "h from the noise level); bm3d: BM3D-style collaborative filter for colored noise")
+                        "h from the noise level); bm3d: BM3D-style collaborative filter for colored noise (both "
+                        "on the CPU, whole slices: --device, --batch-size and --tile are for weights)")
     parser.add_argument("--psd", metavar="FILE", help="noise power spectrum for --method nlm/bm3d: a square .npy "
                         "array in HU^2 (medsr.classical.noise convention); default: estimated from the input")
     add_inference_options(parser, "denoise weights file or run folder (default: the shipped cncl_ct.pth)", "slice", 4)

@@ -126,6 +126,8 @@ def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "w
         raise InputError("--psd", "a noise PSD is for the classical methods (--method nlm or bm3d)")
     if method != "weights" and weights is not None:
         raise InputError("--weights", f"weights are for --method weights, not {method}")
+    if method != "weights" and tile is not None:
+        raise InputError("--tile", f"tiles are for --method weights; {method} filters whole slices")
     if kind == "dicom" and not src.is_dir():
         raise InputError(dst, "a DICOM output (a folder) needs a DICOM series input; give a .nii or .nii.gz output")
     if batch_size < 1:
