@@ -42,5 +42,6 @@ def slice_denoiser(method: str, psd: torch.Tensor) -> tuple[Callable[[torch.Tens
         p = Bm3dParams()
         return (lambda x: bm3d(x, psd, p),
                 f"bm3d: block {p.block}, step {p.step}, search {p.search}, groups {p.group_ht}/{p.group_wiener}, "
-                f"lambda {p.lambda_ht:g}, Kaiser beta {p.kaiser_beta:g}")
+                f"lambda {p.lambda_ht:g}, shifts under {p.exclude} px excluded, variance x {p.variance_factor:g}, "
+                f"Kaiser beta {p.kaiser_beta:g}")
     raise ValueError(f"unknown classical method {method!r}; one of {', '.join(METHODS)}")
