@@ -7,9 +7,13 @@ ramp filter times the apodisation window leaves little energy at the highest fre
 Here the whole PSD is measured instead, in square patches of the image:
 
 * **Flat patches.** Patches lying wholly inside ``valid`` (for CT: soft tissue and fat, :func:`tissue_mask`) on a
-  half-overlapping grid, each with its least-squares plane removed. Their windowed variances form a cluster of
-  pure-noise patches (the lowest ones) and a tail of patches with structure; the cluster is found by the fixed
-  point ``s = median{v : v <= ratio s}`` started from the lower quartile, and its patches are kept.
+  half-overlapping grid, each with its least-squares plane removed. A patch of pure noise has the noise's spectral
+  shape, whatever its local noise level (FBP noise is not stationary): little power at low frequencies, where
+  anatomy has most. So each patch is scored by its low- over high-frequency power (:func:`band_ratio`); the scores
+  form a cluster of noise-only patches (the lowest) and a tail of patches with structure; the cluster is found by
+  the fixed point ``s = median{r : r <= ratio s}`` started from the lower quartile, and its patches are kept. It
+  needs noise that is strong against the anatomy's fine detail, as at a CT's native resolution; on strongly
+  downsampled images (e.g. 512 -> 128 pixels) structure dominates every patch and the estimate fails.
 * **PSD.** Welch's method (IEEE Trans. Audio Electroacoust. 15(2), 1967): the mean periodogram of the Hann-windowed
   patches, zero-padded so that it holds the windowed autocovariance without wrap-around. The window's own
   autocorrelation is divided out at lags below half the patch (the lag-window correction: the autocovariance of
@@ -97,14 +101,21 @@ def psd_from_patches(p: torch.Tensor) -> torch.Tensor:
     return torch.fft.fft2(folded).real.clamp(min=0)
 
 
+def _enough_patches(image: torch.Tensor, size: int | None, valid: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_patches` (``size`` None: :func:`default_patch`), or ``ValueError`` when fewer than
+    :data:`MIN_PATCHES`."""
+    size = size or default_patch(image.shape)
+    p = _patches(image, size, valid)
+    if len(p) < MIN_PATCHES:
+        raise ValueError(f"{len(p)} patches of {size}x{size} pixels inside the region; at least {MIN_PATCHES} "
+                         "needed to measure the noise")
+    return p
+
+
 def psd_of_noise(noise: torch.Tensor, size: int | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
     """The PSD of known noise images ``[..., H, W]`` (e.g. low dose minus full dose), from all their patches inside
     ``valid``."""
-    size = size or default_patch(noise.shape)
-    p = _patches(noise, size, valid)
-    if len(p) < MIN_PATCHES:
-        raise ValueError(f"{len(p)} patches of {size}x{size} pixels inside the region; at least {MIN_PATCHES} needed")
-    return psd_from_patches(p)
+    return psd_from_patches(_enough_patches(noise, size, valid))
 
 
 @dataclass(frozen=True)
@@ -122,11 +133,7 @@ def estimate_noise(image: torch.Tensor, size: int | None = None, valid: torch.Te
                    ratio: float = 2.0, iterations: int = 50) -> NoiseEstimate:
     """The noise PSD of images ``[..., H, W]`` (one noise for all) from their flat patches (module docstring).
     Raises ``ValueError`` when fewer than :data:`MIN_PATCHES` patches lie inside ``valid``."""
-    size = size or default_patch(image.shape)
-    p = _patches(image, size, valid)
-    if len(p) < MIN_PATCHES:
-        raise ValueError(f"{len(p)} patches of {size}x{size} pixels inside the region; at least {MIN_PATCHES} "
-                         "needed to estimate the noise")
+    p = _enough_patches(image, size, valid)
     score = band_ratio(p)
     level = score.quantile(0.25)
     for _ in range(iterations):
