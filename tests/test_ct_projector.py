@@ -101,8 +101,9 @@ def test_fbp_of_exact_projections_reconstructs_the_phantom(kind: str, name: str,
     assert abs(inside.mean()) < 1.0
 
 
-def test_batches_give_the_per_item_results() -> None:
-    geometry = default_geometry("fan", (16, 16), 10.0, n_views=12)
+@pytest.mark.parametrize("kind", ["fan", "parallel"])
+def test_batches_give_the_per_item_results(kind: str) -> None:
+    geometry = default_geometry(kind, (16, 16), 10.0, n_views=12)
     images = torch.rand(2, 3, 16, 16, dtype=torch.float64)
     sinograms = forward_project(images, geometry)
     assert sinograms.shape == (2, 3, 12, geometry.n_det)
