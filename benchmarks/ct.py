@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.data.embedded_ct import ensure_ct, prepare_ct
     from medsr.infer.denoise import SHIPPED_CT_WEIGHTS
     from medsr.metrics.ct import CT_PRESETS
-    from medsr.tasks.denoise import denoise_hu
+    from medsr.inference.denoise import denoise_slices
     from medsr.viz import ct_comparison_figure
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [(m, s, w) for m, s, w in trained] + ([("shipped cncl_ct.pth (lite)", 0, str(shipped))]
                                                         if shipped.is_file() else [])
         for method, seed, weights in models:
-            pred = denoise_hu(build_from_weights(weights, task="denoise")[0], ld[None])[0]
+            pred = denoise_slices(build_from_weights(weights, task="denoise")[0], ld[None])[0]
             per_seed[case].setdefault(method, []).append(scores(pred, fd, case))
             if case == "transfer" and seed == 0:
                 predictions[method] = pred

@@ -71,7 +71,8 @@ def run_case(name: str, device_name: str, planes: int | None, batch_size: int, t
     """Time one case in this process; returns the figures."""
     import torch
 
-    from medsr.infer.volume import InferenceOptions, super_resolve, super_resolve_planes
+    from medsr.infer.volume import super_resolve
+    from medsr.inference.planes import InferenceOptions, predict_planes
 
     torch.set_num_threads(torch.get_num_threads() if device_name == "cuda" else 2)
     device = torch.device(device_name)
@@ -94,12 +95,12 @@ def run_case(name: str, device_name: str, planes: int | None, batch_size: int, t
             total, ratio_parts = 0.0, []
             for order, size, count in passes(out_shape):
                 stack = np.ascontiguousarray(volume.transpose(order)[: planes + 1])
-                super_resolve_planes(model, stack[:1], size, n_slices=n_slices, options=whole)  # warm-up
+                predict_planes(model, stack[:1], size, n_slices=n_slices, options=whole)  # warm-up
                 timings = []
                 for options in (whole, tiled):
                     _sync(device)
                     start = time.perf_counter()
-                    super_resolve_planes(model, stack[1:], size, n_slices=n_slices, options=options)
+                    predict_planes(model, stack[1:], size, n_slices=n_slices, options=options)
                     _sync(device)
                     timings.append((time.perf_counter() - start) / planes)
                 total += timings[0] * count

@@ -19,6 +19,7 @@ LAYERS = [
     ("engine", ("medsr.engine",)),
     ("tasks", ("medsr.tasks",)),
     ("evaluation", ("medsr.evaluation",)),
+    ("inference", ("medsr.inference",)),
     ("components", ("medsr.data", "medsr.models", "medsr.losses", "medsr.metrics", "medsr.checkpoint", "medsr.ct",
                     "medsr.classical")),
     ("io", ("medsr.io",)),

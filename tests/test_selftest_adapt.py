@@ -21,7 +21,7 @@ from medsr.infer.adapt import AdaptOptions, adapt_model, inplane_pairs, lattice,
 from medsr.infer.band import EMPTY_BAND_RATIO, inplane_ratio, through_ratio
 from medsr.infer.guard import Safeguards, guard_model
 from medsr.infer.selftest import BUDGET, paired_margin, plan_self_test, redegrade_width, run_self_test
-from medsr.infer.volume import InferenceOptions
+from medsr.inference.planes import InferenceOptions
 from medsr.models.base import SRModel, bicubic_upsample
 from medsr.registry import MODELS
 from medsr.slice_profile import SliceProfile, profile_weights, thick_slices

@@ -7,15 +7,9 @@ import pytest
 import torch
 from _registered import registered
 
-from medsr.infer.tiles import Span, spans, window
-from medsr.infer.volume import (
-    InferenceOptions,
-    model_slices,
-    neighbour_indices,
-    shrink,
-    super_resolve,
-    super_resolve_planes,
-)
+from medsr.infer.volume import model_slices, shrink, super_resolve
+from medsr.inference.planes import InferenceOptions, neighbour_indices, predict_planes
+from medsr.inference.tiles import Span, spans, window
 from medsr.models.base import SRModel
 from medsr.models.bicubic import Bicubic
 from medsr.registry import MODELS
@@ -71,8 +65,8 @@ def test_window_is_zero_on_inner_halo_and_one_inside():
 @pytest.mark.parametrize("shape, out_size", [((3, 40, 44), (80, 88)), ((2, 40, 36), (100, 45))])
 def test_tiling_matches_whole_planes_for_a_small_receptive_field(shape, out_size):
     stack = np.random.default_rng(0).random(shape).astype(np.float32)
-    whole = super_resolve_planes(Bicubic(), stack, out_size, options=QUIET)
-    tiled = super_resolve_planes(Bicubic(), stack, out_size, options=InferenceOptions(tile=16, overlap=8, progress=False))
+    whole = predict_planes(Bicubic(), stack, out_size, options=QUIET)
+    tiled = predict_planes(Bicubic(), stack, out_size, options=InferenceOptions(tile=16, overlap=8, progress=False))
     assert spans(shape[1], out_size[0], 16, 8)[1:]  # really tiled
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 

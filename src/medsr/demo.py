@@ -18,7 +18,7 @@ from medsr.evaluation.report import protocol_header
 from medsr.evaluation.testing import BASELINES, TestSetup, results_table, run_test
 from medsr.io.atomic import atomic_path
 from medsr.metrics.ct import CT_PRESETS, scores_in_windows
-from medsr.tasks.denoise import denoise_hu
+from medsr.inference.denoise import denoise_slices
 from medsr.viz import comparison_figure, ct_comparison_figure
 
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -116,7 +116,7 @@ def run_ct_demo(minutes: float, data: Path, out: Path, config: Path = CT_DEMO_CO
     model, meta = build_from_weights(run_dir / "weights.pth", task="denoise")
     rows, panels = [], {}
     for sid, ld, fd in CTPairDataset(data, "val").volumes():
-        pred = denoise_hu(model, ld)
+        pred = denoise_slices(model, ld)
         for method, image in (("low dose", ld), (f"{meta['model']['type']} ({meta['steps']} steps)", pred)):
             values = scores_in_windows(image, fd, CT_DEMO_WINDOWS)
             rows.append([sid, method] + [f"{values[f'{m}_{w}']:.{2 if m == 'psnr' else 4}f}"

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from medsr import kspace
 from medsr.errors import InputError, require
-from medsr.infer.volume import neighbour_indices
+from medsr.inference.planes import neighbour_indices
 from medsr.models.base import as_image
 from medsr.slice_profile import SliceProfile
 

@@ -3,8 +3,8 @@
 The volume is read in HU (DICOM: rescale slope and intercept required and applied) and checked to be CT
 (:func:`medsr.ct.files.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
 (planes of voxel axes 0 and 1, the axial slices of a DICOM series) go through the 2-D denoiser in batches, in
-blended overlapping tiles with ``tile`` (:func:`medsr.infer.volume.super_resolve_planes` at scale 1), in the network
-normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
+blended overlapping tiles with ``tile`` (:func:`medsr.inference.denoise.denoise_slices`, the path validation and
+the benchmarks use too), in the network normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
 (:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on
 the input's exact grid: a float32 NIfTI with the input's header and affine, or (output without a NIfTI suffix, DICOM
 input) a new DICOM series whose slices copy the input's tags and geometry
@@ -20,18 +20,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from torch import nn
 
 from medsr.checkpoint import build_from_weights
 from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
 from medsr.ct.files import check_ct, read_ct
-from medsr.ct.units import network_input, network_output
 from medsr.errors import InputError
 from medsr.infer.dicom import write_dicom_like
 from medsr.infer.files import resolve_device
-from medsr.infer.volume import InferenceOptions, super_resolve_planes
+from medsr.inference.denoise import denoise_slices
+from medsr.inference.planes import InferenceOptions
 from medsr.io.nifti import is_nifti, write_volume
-from medsr.models.base import as_image
 
 SHIPPED_CT_WEIGHTS = "cncl_ct.pth"  # package data medsr/weights/: the default of medsr denoise
 
@@ -42,18 +40,6 @@ class DenoiseReport:
     shape: tuple[int, ...]
     kind: str  # "nifti" or "dicom"
     model: str
-
-
-class PlaneDenoiser(nn.Module):
-    """A denoiser ``x [B, 1, H, W] -> [B, 1, H, W]`` behind the plane interface of :mod:`medsr.infer.volume`
-    (``lr`` stacks of one slice, output size = input size)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, lr: torch.Tensor, out_size: tuple[int, int], ref: torch.Tensor | None) -> torch.Tensor:
-        return as_image(self.net(lr))
 
 
 def default_ct_weights() -> Path:
@@ -87,13 +73,9 @@ def learned_denoise(hu: torch.Tensor, weights: str | Path | None, device: str, b
     from tqdm import tqdm
 
     net, meta = build_from_weights(weights if weights is not None else default_ct_weights(), task="denoise")
-    model = PlaneDenoiser(net).to(resolve_device(device))
-    options = InferenceOptions(batch_size=batch_size, tile=tile, device=next(net.parameters()).device,
-                               progress=progress)
-    with torch.inference_mode(), tqdm(total=hu.shape[0], unit="slice", disable=not progress) as bar:
-        planes = super_resolve_planes(model, network_input(hu).numpy(), tuple(hu.shape[1:]), options=options,
-                                      bar=bar)
-    return network_output(torch.from_numpy(planes), hu).numpy(), str(meta["model"]["type"])
+    options = InferenceOptions(batch_size=batch_size, tile=tile, device=resolve_device(device), progress=progress)
+    with tqdm(total=hu.shape[0], unit="slice", disable=not progress) as bar:
+        return denoise_slices(net, hu, options, bar), str(meta["model"]["type"])
 
 
 def classical_denoise(src: Path, hu: torch.Tensor, method: str, psd: str | Path | None,

@@ -25,7 +25,8 @@ from medsr.errors import InputError
 from medsr.infer.degradation import check_degradation
 from medsr.infer.dicom import read_dicom_series
 from medsr.infer.guard import Safeguards, guard_model
-from medsr.infer.volume import InferenceOptions, model_slices, super_resolve
+from medsr.infer.volume import model_slices, super_resolve
+from medsr.inference.planes import InferenceOptions
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import SRModel, sr_model

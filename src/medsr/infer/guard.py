@@ -30,7 +30,8 @@ from medsr.errors import as_number, require
 from medsr.infer.adapt import AdaptOptions, adapt_model, adapted_meta
 from medsr.infer.band import EMPTY_BAND_RATIO, inplane_ratio, interpolated_line, through_ratio
 from medsr.infer.selftest import SelfTestPlan, SelfTestResult, plan_self_test, run_self_test
-from medsr.infer.volume import InferenceOptions, RefOnGrid, shrink
+from medsr.infer.volume import RefOnGrid, shrink
+from medsr.inference.planes import InferenceOptions
 from medsr.slice_profile import PROFILES, SliceProfile
 
 

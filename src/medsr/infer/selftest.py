@@ -45,7 +45,8 @@ import torch
 
 from medsr import kspace
 from medsr.evaluation.report import Summary, summarise
-from medsr.infer.volume import InferenceOptions, RefOnGrid, super_resolve_planes
+from medsr.infer.volume import RefOnGrid
+from medsr.inference.planes import InferenceOptions, predict_planes
 from medsr.metrics.image import psnr
 from medsr.models.base import bicubic_upsample
 from medsr.slice_profile import SliceProfile, thick_slices
@@ -189,7 +190,7 @@ def _inplane(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Modul
     stack = np.moveaxis(volume, 2, 0)
     degraded = np.ascontiguousarray(kspace.downsample(stack, size=lr_size), dtype=np.float32)
     ref_stack = None if ref is None else np.moveaxis(ref, 2, 0)
-    pred = super_resolve_planes(model, degraded, (X, Y), ref=ref_stack, n_slices=n_slices, options=options,
+    pred = predict_planes(model, degraded, (X, Y), ref=ref_stack, n_slices=n_slices, options=options,
                                 planes=slices)
     base = kspace.zero_fill_upsample(degraded[slices], (X, Y))
     truth = stack[slices]
@@ -223,7 +224,7 @@ def _through(volume: np.ndarray, out_shape: Sequence[int], model: torch.nn.Modul
         stack, truth = np.moveaxis(coarse, axis, 0), np.moveaxis(volume, axis, 0)[planes]
         ref_stack = None if ref is None else np.moveaxis(ref, axis, 0)
         size = truth.shape[1:]
-        pred = super_resolve_planes(model, stack, size, ref=ref_stack, n_slices=n_slices, options=options,
+        pred = predict_planes(model, stack, size, ref=ref_stack, n_slices=n_slices, options=options,
                                     planes=planes)
         preds.append(pred[..., rows])
         bases.append(_cubic_along_last(np.ascontiguousarray(stack[planes]), size)[..., rows])

@@ -2,7 +2,8 @@
 
 Inputs and outputs of the network are in the fixed normalisation :func:`medsr.ct.units.hu_to_unit`
 (``mu / mu_water = 1 + HU / 1000``, padding below -1024 HU clamped to air), never a statistic of the noisy
-image; :func:`denoise_hu` maps HU to HU. The loss list is the config's (``l1``/``mse`` pixel terms, ``texture``
+image; :func:`medsr.inference.denoise.denoise_slices` maps HU to HU (the one path of validation, the demo, the
+benchmarks and ``medsr denoise``). The loss list is the config's (``l1``/``mse`` pixel terms, ``texture``
 Gram statistics, ``perceptual``/``gram`` on a local encoder's weights, CNCL's ``complementary`` branch terms),
 compared with the full dose ``fd``; ``train.gan`` adds the PatchGAN + LSGAN term of the base task, with
 ``g_steps_per_d_step`` generator steps per discriminator step, and ``train.ema`` the EMA shadow that validation
@@ -17,32 +18,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
-from torch import nn
 
-from medsr.ct.units import network_input, network_output
 from medsr.data.ct_pairs import CTPairDataset
+from medsr.inference.denoise import denoise_slices
+from medsr.inference.planes import InferenceOptions
 from medsr.metrics.ct import scores_in_windows
-from medsr.models.base import Output, as_image
+from medsr.models.base import Output
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
 
 VAL_WINDOWS = ("redcnn", "ldctbench-abdomen")
 NORM = {"method": "hu", "formula": "1 + HU / 1000", "clamp_below_hu": -1024.0}
-
-
-@torch.no_grad()
-def denoise_hu(model: nn.Module, hu: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Denoise HU slices ``[N, H, W]`` (float32 HU out, padding below -1024 HU kept), in batches on the model's
-    device."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = np.empty(hu.shape, dtype=np.float32)
-    for i in range(0, hu.shape[0], batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(hu[i : i + batch_size], dtype=np.float32)).to(device)[:, None]
-        out[i : i + batch_size] = network_output(as_image(model(network_input(x))), x)[:, 0].cpu().numpy()
-    return out
 
 
 @TASKS.register("denoise")
@@ -71,7 +58,8 @@ class DenoiseTask(TrainingTask):
         keys = [f"{m}_{name}" for name in VAL_WINDOWS for m in ("psnr", "ssim")]
         totals = torch.zeros(1 + len(keys), dtype=torch.float64)
         for _, ld, fd in dataset.volumes(set(subjects)):
-            values = scores_in_windows(denoise_hu(self.eval_model, ld, self.cfg.val.batch_size), fd, VAL_WINDOWS)
+            values = scores_in_windows(denoise_slices(self.eval_model, ld, InferenceOptions(
+                batch_size=self.cfg.val.batch_size, device=self.device, progress=False)), fd, VAL_WINDOWS)
             totals += torch.tensor([1.0, *(values[k] for k in keys)], dtype=torch.float64)
         totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
         n = max(float(totals[0]), 1.0)

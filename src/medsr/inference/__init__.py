@@ -1,0 +1,1 @@
+"""Inference shared by validation, tests, benchmarks and the commands: how a model predicts planes."""
