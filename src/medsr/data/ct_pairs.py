@@ -117,7 +117,8 @@ class CTPairDataset(VolumeIndex, torch.utils.data.Dataset):
     """All ``(subject, z)`` of one split. Training items (``ItemSpec``): a realisation, a square ``patch_size``
     patch holding tissue (mean full dose above -900 HU when one of a few seeded draws finds it) and, with
     ``augment``, one flip/rot90, and with ``noise_scale = (low, high)`` the noise ``ld - fd`` multiplied by a
-    factor ``a`` drawn uniformly from it (to first order in the projection-domain model, the dose ``d / a^2``;
+    factor ``a`` drawn uniformly from it (the simulated pairs insert ``(1/d - 1)`` times the full dose's noise
+    variance, so to first order the scaled pair is a scan at dose ``1 / (1 + a^2 (1/d - 1))`` of the full dose;
     for measured pairs ``ld - fd`` also holds the full dose's own noise, so it is rougher there), all drawn from
     the spec's seed. Items: ``ld``, ``fd`` ``[1, h, w]`` in the
     network normalisation, ``key`` ``sid:z``."""
