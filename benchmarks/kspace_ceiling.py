@@ -2,12 +2,14 @@
 
 The LR input is the magnitude of a band-limited image, ``LR = |x_lr|`` (``medsr.kspace.downsample``); where
 ringing next to a sharp edge dips below zero, ``abs`` rectifies it, so the band of ``|x_lr|`` is not the HR's.
-For each image and scale three oracles are scored against the HR (issue 19, item 8; ``models.base``):
+For each image and scale four oracles are scored against the HR (issue 19, item 8; ``models.base``):
 
 * ``fixed band``: the HR with its k-space band replaced by the band of ``|x_lr|`` (everything outside the
   band perfect): the ceiling of ``in_band_correction: false``, the shipped head;
-* ``sign head``: the same with the band of ``s * |x_lr|``, ``s`` the sign of ``Re x_lr`` (the oracle negative
-  map ``p = [Re x_lr < 0]`` of ``in_band_correction: sign``). At an odd LR size ``x_lr`` is real and this is
+* ``sign head``: the same with the band of ``s * |x_lr|``, ``s = -1`` where ``Re x_lr < 0`` and ``|x_lr|`` is
+  below the head's gate (``SIGN_GATE`` = 0.1 times the 99.5th percentile of the non-zero LR pixels, medsr's
+  intensity scale), else ``+1``: the oracle negative map of ``in_band_correction: sign``, its ceiling;
+* ``sign, no gate``: the same with every negative pixel flipped. At an odd LR size ``x_lr`` is real and this is
   the HR itself (float64 round-off); at an even one the crop keeps one Nyquist line without its mirror, so
   ``x_lr`` has an imaginary part no real LR image can carry, and the oracle stops short of the HR;
 * ``zero-filling``: k-space zero-filling of ``LR`` (magnitude), the floor.
@@ -33,13 +35,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transfer  # noqa: E402
 
-METHODS = ("fixed band", "sign head", "zero-filling")
+METHODS = ("fixed band", "sign head", "sign, no gate", "zero-filling")
 CAP = 100.0  # dB
 
 
 def oracles(hr: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
     """The three oracle reconstructions (module docstring) of the planes ``hr [N, H, W]`` (float64) at ``scale``."""
+    from medsr.data.store import robust_scale
     from medsr.kspace import downsample, lr_shape, zero_fill_upsample
+    from medsr.models.base import SIGN_GATE
 
     size = tuple(hr.shape[-2:])
     x_lr = downsample(hr, size=lr_shape(size, scale), magnitude=False)
@@ -49,8 +53,10 @@ def oracles(hr: torch.Tensor, scale: float) -> dict[str, torch.Tensor]:
     def with_band(band: torch.Tensor) -> torch.Tensor:
         return (outside + zero_fill_upsample(band, size, magnitude=False).real).clamp_min(0)
 
-    return {"fixed band": with_band(lr), "sign head": with_band(torch.where(x_lr.real < 0, -lr, lr)),
-            "zero-filling": zero_fill_upsample(lr, size)}
+    negative = x_lr.real < 0
+    gated = negative & (lr < SIGN_GATE * robust_scale(lr.numpy()))
+    return {"fixed band": with_band(lr), "sign head": with_band(torch.where(gated, -lr, lr)),
+            "sign, no gate": with_band(torch.where(negative, -lr, lr)), "zero-filling": zero_fill_upsample(lr, size)}
 
 
 def psnr(pred: torch.Tensor, hr: torch.Tensor) -> float:
@@ -87,7 +93,7 @@ def table(rows: list[dict[str, object]], images: list[str]) -> list[str]:
     """Mean PSNR over ``images`` per scale and oracle, the sign head's gain over the fixed band, and how many
     volumes the sign head reconstructs exactly (at the cap)."""
     lines = [f"| scale | {' | '.join(METHODS)} | sign head - fixed band (dB) | sign head exact |",
-             "|---|---|---|---|---|---|"]
+             "|---|" + "---|" * (len(METHODS) + 2)]
     for s in dict.fromkeys(r["scale"] for r in rows):
         sub = [r for r in rows if r["scale"] == s and r["image"] in images]
         mean = {m: np.mean([r["psnr"] for r in sub if r["method"] == m]) for m in METHODS}

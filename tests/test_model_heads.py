@@ -9,7 +9,7 @@ import torch
 import medsr.models  # noqa: F401  (registers the models)
 from medsr.errors import InputError
 from medsr.kspace import downsample, zero_fill_upsample
-from medsr.models.base import bicubic_upsample, seeded_init
+from medsr.models.base import SIGN_GATE, bicubic_upsample, seeded_init
 from medsr.registry import MODELS
 
 TINY = {
@@ -82,7 +82,8 @@ def disc_stack() -> tuple[torch.Tensor, torch.Tensor]:
     yy, xx = torch.meshgrid(torch.arange(OUT_SIZE[0]), torch.arange(OUT_SIZE[1]), indexing="ij")
     hr = (((yy - 12.0) ** 2 + (xx - 11.0) ** 2) < 36).double()[None, None]
     x_lr = downsample(hr, size=LR_SIZE, magnitude=False)
-    assert x_lr.imag.abs().max() < 1e-12 and x_lr.real.min() < -0.05  # real, with negative ringing
+    assert x_lr.imag.abs().max() < 1e-12 and x_lr.real.min() < -0.05  # real, with negative ringing ...
+    assert x_lr.real.min() > -SIGN_GATE  # ... under the gate (Gibbs: about 9 % of the edge)
     return hr, x_lr.real
 
 
@@ -120,16 +121,19 @@ def test_sign_correction_reaches_the_hr_band_with_the_oracle_sign(name: str) -> 
 
 @pytest.mark.parametrize("name", ["sakg", "dualarb"])
 def test_sign_correction_only_changes_signs_and_gets_gradients(name: str) -> None:
-    """Trained weights (random here) can only shrink or flip the LR band pixel by pixel, never exceed |LR|; at
+    """Trained weights (random here) can only shrink or flip the LR band pixel by pixel, never exceed |LR|, and
+    only below the gate; at
     initialisation the loss's gradient reaches the zero-initialised negative map."""
     lr, ref = inputs()
     lr = lr.abs()
     model = randomise(build(name, head="kspace", in_band_correction="sign", nonnegative=False)).eval()
     with torch.no_grad():
+        model.lr_sign.bias.fill_(8.0)  # p > 0 on many pixels despite the large random features
         out = model(lr, OUT_SIZE, ref)
-    band = downsample(out, size=LR_SIZE, magnitude=False).real
-    assert (band.abs() - lr[:, 1:2]).max() < 1e-5  # |band| <= LR
-    assert (band - lr[:, 1:2]).abs().max() > 1e-2  # ... and the band did change
+    band, centre = downsample(out, size=LR_SIZE, magnitude=False).real, lr[:, 1:2]
+    assert (band.abs() - centre).max() < 1e-5  # |band| <= LR
+    assert (band - centre)[centre < SIGN_GATE].abs().max() > 1e-2  # ... the band did change below the gate
+    assert (band - centre)[centre >= SIGN_GATE].abs().max() < 1e-5  # ... and nowhere above it
     model = build(name, head="kspace", in_band_correction="sign").train()
     out = model(lr, OUT_SIZE, ref)
     out = out.image if hasattr(out, "image") else out

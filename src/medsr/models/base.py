@@ -26,11 +26,14 @@ In-band corrections (``in_band_correction``, with ``head="kspace"`` and ``band_s
   band-limited truth ``x_lr`` is negative where ringing dips below a zero background, so the band of ``|x_lr|``
   is not the HR's and no out-of-band residual can repair it. Since ``x_lr = s * LR`` with a sign map
   ``s = +-1``, the head multiplies the centre slice by ``1 - 2 p``, ``p = clamp(conv(features), 0, 1)`` a
-  predicted "negative" map: it can reach the truth (``p = [x_lr < 0]``, exact for a real ``x_lr``; a real HR
-  at an odd LR size, or up to its unpaired Nyquist line at an even one) but can never make a pixel's magnitude
-  larger than ``LR``, so it cannot rewrite the band elsewhere. ``p`` starts at exactly zero (zero-initialised
-  convolution; the clamp passes gradients at 0), so the model starts as the ``False`` head, bit for bit.
-  Ceilings: ``benchmarks/kspace_ceiling.py``.
+  predicted "negative" map, and only where ``LR < SIGN_GATE`` (0.1 of medsr's intensity scale, the 99.5th
+  percentile: a band-limited edge undershoots by about 9 % of its height, Gibbs' constant, so rectified
+  ringing is small). It can reach the truth (``p = [x_lr < 0]``, exact for a real ``x_lr``: a real HR at an
+  odd LR size, or up to its unpaired Nyquist line at an even one, wherever the ringing stays under the gate)
+  but never makes a pixel's magnitude larger than ``LR`` nor touches a pixel above the gate, so it cannot
+  rewrite the band elsewhere. ``p`` starts at exactly zero (zero-initialised convolution; the clamp passes
+  gradients at 0), so the model starts as the ``False`` head, bit for bit. Ceilings and measurements:
+  ``benchmarks/kspace_ceiling.py``, README (transfer section).
 
 Non-negative magnitudes: with ``nonnegative`` (default) an evaluation-mode forward clamps the image at 0 (MR
 magnitudes cannot be negative); a training forward returns the unclamped image, so pixels the loss pushes up
@@ -53,6 +56,7 @@ from medsr.errors import InputError
 from medsr.kspace import downsample, seed_from_name, zero_fill_upsample
 
 HEADS = ("kspace", "bicubic")
+SIGN_GATE = 0.1  # the sign correction acts only where the normalised LR magnitude is below this (module docstring)
 
 
 @dataclass
@@ -188,7 +192,8 @@ class SRModel(nn.Module):
             if self.lr_correction is not None:
                 centre = centre + self.lr_correction(feats)
             if self.lr_sign is not None:
-                centre = centre * (1 - 2 * self.lr_sign(feats).clamp(0, 1))
+                gate = (centre < SIGN_GATE).to(centre.dtype)
+                centre = centre * (1 - 2 * gate * self.lr_sign(feats).clamp(0, 1))
             base = zero_fill_upsample(centre.float(), size, magnitude=False).real
             image = base.to(residual.dtype) + residual
         return image.clamp_min(0) if self.nonnegative and not self.training else image
