@@ -592,7 +592,7 @@ class LeakModel:
         import torch
 
         from medsr.kspace import zero_fill_upsample
-        from medsr.models.base import band_projection
+        from medsr.kspace import band_projection
 
         if self.kind == "labels":
             return torch.from_numpy(self.label_means[self.label.numpy()])[:, None]

@@ -10,6 +10,7 @@ import medsr.models  # noqa: F401  (registers the models)
 from medsr.errors import InputError
 from medsr.kspace import downsample, zero_fill_upsample
 from medsr.models.base import SIGN_GATE, bicubic_upsample, seeded_init
+from medsr.models.guidance import default_radius, guided_upsample
 from medsr.registry import MODELS
 
 TINY = {
@@ -280,3 +281,19 @@ def test_fine_tuning_starts_from_a_weights_file_without_the_sign_map(tmp_path) -
     free = randomise(build("sakg", head="kspace"))  # its trained in-band correction is not in the file
     with pytest.raises(InputError, match="non-zero-initialised parameters: lr_correction"):
         start_from_weights(free, path)
+
+
+def test_reference_base_starts_at_the_guided_anchor_with_a_reference_and_at_zero_filling_without() -> None:
+    model = build("sakg", head="kspace", reference_base=True, nonnegative=False).eval()
+    lr, ref = inputs()
+    lr = lr.abs()  # magnitudes, as the guided anchor sees them
+    with torch.no_grad():
+        guided, plain = model(lr, OUT_SIZE, ref), model(lr, OUT_SIZE, None)
+    scale = (OUT_SIZE[0] / LR_SIZE[0], OUT_SIZE[1] / LR_SIZE[1])
+    anchor = guided_upsample(lr[:, 1:2], OUT_SIZE, ref, default_radius(scale))
+    torch.testing.assert_close(guided, anchor, rtol=0, atol=1e-6)
+    torch.testing.assert_close(plain, zero_fill_upsample(lr[:, 1:2], OUT_SIZE, magnitude=False).real, rtol=0,
+                               atol=1e-6)
+    assert (guided - plain).abs().max() > 1e-3  # the reference moved the start
+    with pytest.raises(InputError, match="reference_base"):
+        build("sakg", head="bicubic", reference_base=True)

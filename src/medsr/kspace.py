@@ -172,6 +172,13 @@ def zero_fill_upsample(image: Array, size: Sequence[int], *, magnitude: bool = T
     return _back(out.abs() if magnitude else out, was_numpy)
 
 
+def band_projection(x: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
+    """The part of real images ``x [..., H, W]`` inside the k-space band an ``lr_size`` image holds (real part of
+    the zero-filled crop; an orthogonal projection when the band has no unpaired Nyquist line, i.e. odd sizes)."""
+    low = downsample(x.float(), size=lr_size, magnitude=False)
+    return zero_fill_upsample(low, tuple(x.shape[-2:]), magnitude=False).real.to(x.dtype)
+
+
 def seed_from_name(name: str) -> int:
     """A stable 32-bit seed from a file name, so each volume gets the same mask on every run and machine."""
     return int.from_bytes(hashlib.sha256(str(name).encode()).digest()[:4], "little")

@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import InputError
-from medsr.kspace import downsample, seed_from_name, zero_fill_upsample
+from medsr.kspace import band_projection, seed_from_name, zero_fill_upsample
+from medsr.models.guidance import default_radius, guided_upsample
 
 HEADS = ("kspace", "bicubic")
 SIGN_GATE = 0.1  # the sign correction acts only where the normalised LR magnitude is below this (module docstring)
@@ -108,12 +109,6 @@ def zero_init(layer: nn.Module) -> nn.Module:
     return layer
 
 
-def band_projection(x: torch.Tensor, lr_size: Sequence[int]) -> torch.Tensor:
-    """The part of ``x [..., H, W]`` inside the k-space band an ``lr_size`` image holds (real part)."""
-    low = downsample(x.float(), size=lr_size, magnitude=False)
-    return zero_fill_upsample(low, tuple(x.shape[-2:]), magnitude=False).real.to(x.dtype)
-
-
 def seeded_init(model: nn.Module, seed: int) -> nn.Module:
     """Redraw the parameters of every layer of ``model`` (in place; returned) from its own seed, derived from
     ``(seed, qualified module name)``, with the layer's own ``reset_parameters`` (PyTorch's defaults, SIREN's for
@@ -159,16 +154,22 @@ class SRModel(nn.Module):
     uses_kspace: bool = False
 
     def init_head(self, head: str, features: int, *, band_split: bool = True,
-                  in_band_correction: bool | str = True, nonnegative: bool = True) -> None:
+                  in_band_correction: bool | str = True, nonnegative: bool = True,
+                  reference_base: bool = False) -> None:
         """Configure the output head (module docstring): ``features`` channels feed the in-band correction, a
         zero-initialised 3x3 convolution at LR resolution (only with ``head="kspace"`` and ``band_split``):
         ``self.lr_correction`` (``in_band_correction=True``: a value added to the band) or ``self.lr_sign``
-        (``"sign"``: the negative map ``p``)."""
+        (``"sign"``: the negative map ``p``). ``reference_base`` (k-space head only): when a reference is given, the
+        residual is added to the band-consistent guided upsampling of the input by the reference
+        (:func:`medsr.models.guidance.guided_upsample`, the training-free anchor) instead of to zero-filling."""
         if head not in HEADS:
             raise InputError("model.head", f"expected one of {', '.join(HEADS)}, got {head!r}")
         if not (isinstance(in_band_correction, bool) or in_band_correction == "sign"):
             raise InputError("model.in_band_correction", f"expected true, false or sign, got {in_band_correction!r}")
+        if reference_base and head != "kspace":
+            raise InputError("model.reference_base", "needs the k-space head (model.head: kspace)")
         self.output_head, self.band_split, self.nonnegative = head, band_split, nonnegative
+        self.reference_base = bool(reference_base)
         correct = in_band_correction if head == "kspace" and band_split else False
         conv = zero_init(nn.Conv2d(features, 1, 3, padding=1)) if correct is not False else None
         self.lr_correction = conv if correct is True else None
@@ -178,10 +179,11 @@ class SRModel(nn.Module):
         """``layer`` (the residual's last layer), zero-initialised under the k-space head."""
         return zero_init(layer) if self.output_head == "kspace" else layer
 
-    def upsample_output(self, lr: torch.Tensor, residual: torch.Tensor,
-                        feats: torch.Tensor | None = None) -> torch.Tensor:
-        """The image ``[B, 1, H, W]`` from the input stack ``lr``, the network's ``residual [B, 1, H, W]`` and its
-        LR-resolution features (for the in-band correction), under the configured head."""
+    def upsample_output(self, lr: torch.Tensor, residual: torch.Tensor, feats: torch.Tensor | None = None,
+                        ref: torch.Tensor | None = None) -> torch.Tensor:
+        """The image ``[B, 1, H, W]`` from the input stack ``lr``, the network's ``residual [B, 1, H, W]``, its
+        LR-resolution features (for the in-band correction) and the reference (for ``reference_base``), under the
+        configured head."""
         centre = self.centre_slice(lr)
         size = tuple(residual.shape[-2:])
         if self.output_head == "bicubic":
@@ -194,7 +196,11 @@ class SRModel(nn.Module):
             if self.lr_sign is not None:
                 gate = (centre < SIGN_GATE).to(centre.dtype)
                 centre = centre * (1 - 2 * gate * self.lr_sign(feats).clamp(0, 1))
-            base = zero_fill_upsample(centre.float(), size, magnitude=False).real
+            if self.reference_base and ref is not None:
+                scale = (size[0] / centre.shape[-2], size[1] / centre.shape[-1])
+                base = guided_upsample(centre, size, ref, default_radius(scale))
+            else:
+                base = zero_fill_upsample(centre.float(), size, magnitude=False).real
             image = base.to(residual.dtype) + residual
         return image.clamp_min(0) if self.nonnegative and not self.training else image
 

@@ -23,9 +23,9 @@ from typing import Sequence
 
 import torch
 
-from medsr.kspace import zero_fill_upsample
-from medsr.models.base import SRModel, band_projection
-from medsr.models.guided import reference_on_grid
+from medsr.kspace import band_projection, zero_fill_upsample
+from medsr.models.base import SRModel
+from medsr.models.guidance import reference_on_grid
 from medsr.registry import MODELS
 
 

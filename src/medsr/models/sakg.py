@@ -207,7 +207,9 @@ class SAKG(SRModel):
     ``band_split``: learn the in-band and out-of-band parts of k-space separately (module docstring);
     ``in_band_correction``: with ``band_split``, also learn the in-band correction (False: the output's band is
     the input's exactly, so the model can only add what lies outside it; ``"sign"``: only the signs that the
-    magnitude input lost, ``models.base``); ``head``: ``"kspace"`` (the above) or
+    magnitude input lost, ``models.base``); ``reference_base``: with a reference, the residual is added to the
+    band-consistent guided upsampling by the reference instead of zero-filling (``models.base``); ``head``:
+    ``"kspace"`` (the above) or
     ``"bicubic"`` (bicubic centre slice + residual, for the controlled comparison); ``nonnegative``: clamp
     evaluation outputs at 0 (``models.base``);
     ``chunk``: decoder rows per call (memory only). The defaults cost about 65 GMACs at x2 on 256x256 with an
@@ -237,6 +239,7 @@ class SAKG(SRModel):
         scale_embedding: str = "linear",
         band_split: bool = True,
         in_band_correction: bool | str = True,
+        reference_base: bool = False,
         head: str = "kspace",
         nonnegative: bool = True,
         chunk: int = 1 << 16,
@@ -275,7 +278,8 @@ class SAKG(SRModel):
         self.head = nn.Sequential(
             nn.ReLU(inplace=True), conv(hidden, hidden, 1), nn.ReLU(inplace=True), zero_init(conv(hidden, 1, 1))
         )
-        self.init_head(head, C, band_split=band_split, in_band_correction=in_band_correction, nonnegative=nonnegative)
+        self.init_head(head, C, band_split=band_split, in_band_correction=in_band_correction, nonnegative=nonnegative,
+                       reference_base=reference_base)
         self.chunk = chunk
 
     def _decode_query(self, q: Query) -> torch.Tensor:
@@ -350,5 +354,5 @@ class SAKG(SRModel):
         z = self.blend(blended) + ref_term
         if self.ref_scale is not None:
             z = z + self._reference_code(ref, B, (H, W), lr)
-        image = self.upsample_output(lr, self.head(z), feats)
+        image = self.upsample_output(lr, self.head(z), feats, ref)
         return ModelOutput(image, aux) if self.training else image
