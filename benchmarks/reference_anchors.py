@@ -2,6 +2,7 @@
 without the reference's directions) and the shipped weights with and without the reference.
 
     python benchmarks/reference_anchors.py [--data data/mni] [--shared ../shared/data] [--scales 2,4]
+        [--weights NAME=FILE ...]
 
 Protocol: the anchors' parameters are tuned per scale on the embedded data's validation split (T2 target, T1
 reference) and then fixed; results on its test split and, with ``--shared``, on a real registered same-subject pair
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,15 +73,17 @@ def tune(dataset: SRSliceDataset, scale: float, limit: int) -> dict[str, dict[st
             GRIDS.items()}
 
 
-def methods(tuned: dict[str, dict[str, Any]], shipped: torch.nn.Module) -> list[tuple[str, torch.nn.Module, bool]]:
+def methods(tuned: dict[str, dict[str, Any]], learned: dict[str, torch.nn.Module]
+            ) -> list[tuple[str, torch.nn.Module, bool]]:
+    """The rows: zero-filling, TV, the tuned anchors, then each learned model without and with the reference."""
     return [("zero-filling", MODELS.build({"type": "zerofill"}), False),
             ("TV (dtv solver, no reference)", MODELS.build({**tuned["dtv"], "gamma": 0.0}), True),
             (f"guided {json.dumps({k: v for k, v in tuned['guided'].items() if k != 'type'})}",
              MODELS.build(tuned["guided"]), True),
             (f"dtv {json.dumps({k: v for k, v in tuned['dtv'].items() if k != 'type'})}", MODELS.build(tuned["dtv"]),
              True),
-            ("shipped sakg_synth, no reference", shipped, False),
-            ("shipped sakg_synth, HR reference", shipped, True)]
+            *[(f"{name}, {'HR reference' if use_ref else 'no reference'}", model, use_ref)
+              for name, model in learned.items() for use_ref in (False, True)]]
 
 
 def table(title: str, scale: float, batch: list[dict[str, Any]], rows: list[tuple[str, torch.nn.Module, bool]]
@@ -121,16 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="2,4")
     parser.add_argument("--tune-slices", type=int, default=12)
     parser.add_argument("--test-slices", type=int, default=None, help="at most this many test slices per set")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
+                        help="more learned rows (same n_adjacent as the shipped weights)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/reference"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
     shipped, meta = build_from_weights(shipped_weights())
     n_adj = int(meta.get("n_adjacent") or 0)
+    learned = {"shipped sakg_synth": shipped}
+    for entry in args.weights:
+        name, _, path = entry.partition("=")
+        learned[name] = build_from_weights(path)[0]
     sets = {"embedded MNI test split (T2 from T1)": SRSliceDataset(args.data, "test", "T2", ref="T1",
                                                                      n_adjacent=n_adj)}
-    lines = [f"# Reference-guided anchors (`python benchmarks/reference_anchors.py"
-             f"{' --shared ' + str(args.shared) if args.shared else ''}`)", "", __doc__.split("\n\n")[2], ""]
+    command = " ".join(["python benchmarks/reference_anchors.py", *(argv if argv is not None else sys.argv[1:])])
+    lines = [f"# Reference-guided anchors (`{command}`)", "", __doc__.split("\n\n")[2], ""]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.shared is not None:
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"Tuned on the validation split at x{scale:g}: {json.dumps(tuned)}")
             lines.append("")
             for title, dataset in sets.items():
-                block, rows = table(title, scale, items(dataset, scale, args.test_slices), methods(tuned, shipped))
+                block, rows = table(title, scale, items(dataset, scale, args.test_slices), methods(tuned, learned))
                 lines += block
                 results += rows
     lines.append(f"Wall time {(time.perf_counter() - started) / 60:.1f} min (one thread).")
