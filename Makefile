@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(VENV)/constraints.txt
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test bench bench-all clean
+.PHONY: setup demo test bench bench-all clean docs docs-check
 
 setup: $(STAMP)
 
@@ -25,6 +25,26 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -m float_sensitive
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, include or reference fails.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# Runs every example of README.md and docs/*.md not marked "# needs: ..." (only the embedded data), in page
+# order, in a scratch folder (build/docs-check). It trains (liif, t2net, the CT demo), so it takes tens of minutes
+# on a CPU; `make test` only checks the commands, flags and config names (tests/test_docs.py).
+DOCS_CHECK := build/docs-check
+
+docs-check: setup
+	rm -rf $(DOCS_CHECK) && mkdir -p $(DOCS_CHECK) && ln -s $(CURDIR)/src $(DOCS_CHECK)/src
+	$(PY) tests/test_docs.py > $(DOCS_CHECK)/examples.sh
+	cd $(DOCS_CHECK) && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples.sh
 
 # The CPU quality protocol of issue 11 (66 min measured on 2 cores, within the 90-min target; the figures in benchmarks/results/quality/):
 # the fair comparison (8 methods), SAKG's component study (old design, redesign, paired ablations, noisy-input
