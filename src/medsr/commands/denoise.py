@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from medsr.commands import add_inference_options
 
@@ -26,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "on the CPU, whole slices: --device, --batch-size and --tile are for weights)")
     parser.add_argument("--psd", metavar="FILE", help="noise power spectrum for --method nlm/bm3d: a square .npy "
                         "array in HU^2 (medsr.classical.noise convention); default: estimated from the input")
+    parser.add_argument("--no-self-test", dest="self_test", action="store_false",
+                        help="skip the method-noise check (by default the removed residual, input minus output, is "
+                        "checked to look like noise: no correlation with the image's edges, no more low-frequency "
+                        "power than the input's noise; a failure is a warning)")
+    parser.add_argument("--strict", action="store_true", help="exit 2 without writing when the method-noise check "
+                        "fails or cannot run")
     add_inference_options(parser, "denoise weights file or run folder (default: the shipped cncl_ct.pth)", "slice", 4)
     parser.set_defaults(func=run)
 
@@ -37,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, [args.input, args.weights, args.psd],
                  folder=not args.output.endswith((".nii", ".nii.gz")))
     report = denoise_file(args.input, args.output, method=args.method, weights=args.weights, psd=args.psd,
-                          device=args.device, batch_size=args.batch_size, tile=args.tile)
+                          device=args.device, batch_size=args.batch_size, tile=args.tile, self_test=args.self_test,
+                          strict=args.strict)
+    for note in report.notes:
+        print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"medsr: warning: {warning}", file=sys.stderr)
     shape = "x".join(map(str, report.shape))
     print(f"wrote {report.output}: {shape} voxels in HU ({report.kind}, {report.model})")
     return 0

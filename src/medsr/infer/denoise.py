@@ -8,13 +8,15 @@ the benchmarks use too), in the network normalisation of :mod:`medsr.ct.units`, 
 (:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on
 the input's exact grid: a float32 NIfTI with the input's header and affine, or (output without a NIfTI suffix, DICOM
 input) a new DICOM series whose slices copy the input's tags and geometry
-(:func:`medsr.infer.dicom.write_dicom_like`). Nothing is written on error.
+(:func:`medsr.infer.dicom.write_dicom_like`). Before writing, the method-noise check
+(:mod:`medsr.infer.denoise_check`) asks whether the removed residual looks like noise: its verdict is a note, a
+failure a warning, or with ``strict`` an error. Nothing is written on error.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -25,6 +27,7 @@ from medsr.checkpoint import build_from_weights
 from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
 from medsr.ct.files import check_ct, read_ct
 from medsr.errors import InputError
+from medsr.infer.denoise_check import check_method_noise
 from medsr.infer.dicom import write_dicom_like
 from medsr.infer.files import resolve_device
 from medsr.inference.denoise import denoise_slices
@@ -40,6 +43,8 @@ class DenoiseReport:
     shape: tuple[int, ...]
     kind: str  # "nifti" or "dicom"
     model: str
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def default_ct_weights() -> Path:
@@ -96,10 +101,11 @@ def classical_denoise(src: Path, hu: torch.Tensor, method: str, psd: str | Path 
 
 def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "weights",
                  weights: str | Path | None = None, psd: str | Path | None = None, device: str = "auto",
-                 batch_size: int = 8, tile: int | None = None, progress: bool = True) -> DenoiseReport:
+                 batch_size: int = 8, tile: int | None = None, progress: bool = True, self_test: bool = True,
+                 strict: bool = False) -> DenoiseReport:
     """Denoise ``input_path`` into ``output`` (see the module docstring) with the network of ``weights``
     (``method`` "weights") or a classical method (:data:`medsr.classical.restore.METHODS`, noise PSD ``psd`` or
-    estimated)."""
+    estimated); ``self_test``: run the method-noise check, ``strict``: refuse when it fails."""
     src, dst = Path(input_path), Path(output)
     kind = "nifti" if is_nifti(dst) else "dicom"
     if method not in ("weights", *METHODS):
@@ -112,6 +118,8 @@ def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "w
         raise InputError("--tile", f"tiles are for --method weights; {method} filters whole slices")
     if kind == "dicom" and not src.is_dir():
         raise InputError(dst, "a DICOM output (a folder) needs a DICOM series input; give a .nii or .nii.gz output")
+    if strict and not self_test:
+        raise InputError("--strict", "needs the method-noise check (drop --no-self-test)")
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     if tile is not None and tile < 32:
@@ -132,6 +140,10 @@ def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "w
     if bad:
         raise InputError(weights if method == "weights" else src,
                          f"the {method} denoiser produced {bad} non-finite voxels; nothing written")
+    notes, warnings = [], []
+    if self_test:
+        note, warnings = check_method_noise(hu, torch.from_numpy(planes), affine, strict)
+        notes.append(note)
     if kind == "nifti":
         if like is None:  # a DICOM series: a plain header in mm
             like = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
@@ -139,4 +151,4 @@ def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "w
         write_volume(dst, np.ascontiguousarray(result, dtype=np.float32), like, affine)
     else:
         write_dicom_like(src, dst, result, f"medsr denoise {model.split(':')[0]}")
-    return DenoiseReport(dst, tuple(volume.shape), kind, model)
+    return DenoiseReport(dst, tuple(volume.shape), kind, model, notes, warnings)
