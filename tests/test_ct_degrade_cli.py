@@ -120,8 +120,8 @@ def test_dicom_series_without_rescale_tags_is_refused(tmp_path: Path, capsys, mo
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--dose", "0"], "--dose: must be in (0, 1]"),
-    (["--dose", "1.5"], "--dose: must be in (0, 1]"),
+    (["--dose", "0"], "--dose: must be in [0.01, 1]"),
+    (["--dose", "1.5"], "--dose: must be in [0.01, 1]"),
     (["--dose", "0.5", "--i0", "1e5", "--calibrate-hu-noise", "10"], "exclude each other"),
     (["--dose", "0.5", "--scale", "2"], "--scale: does not combine with --dose"),
     (["--dose", "0.5", "--filter", "hamming"], "--filter: must be one of"),

@@ -1,7 +1,7 @@
-"""Hostile inputs, third sweep (issue 23, "Defects": N2, N3, N4, N7, the lower-impact items, the tracebacks and
-the slow refusal of non-finite weights). Every reproduction goes through the CLI where it is user-facing; the
-contract is exit status 2, one stderr line ``medsr: error: ...`` naming the file or flag, no traceback, nothing
-written or deleted. Tests that check a now-correct answer say so."""
+"""Hostile inputs, third sweep (issue 23, "Defects": N1 to N7, the lower-impact items, the tracebacks and the
+slow refusal of non-finite weights and the dose progress bar). Every reproduction goes through the CLI where it is
+user-facing; the contract is exit status 2, one stderr line ``medsr: error: ...`` naming the file or flag, no
+traceback, nothing written or deleted. Tests that check a now-correct answer say so."""
 
 from __future__ import annotations
 
@@ -188,6 +188,136 @@ def test_n4_output_is_never_any_input(tmp_path, capsys, vol):
         refused(capsys, argv, "output is the input")
     assert all(p.read_bytes() == data for p, data in before.items())
     assert not (tmp_path / "o.nii.gz").exists() and not (tmp_path / "runs").exists()
+
+
+# ---- N1, N5, N6 and the CT items: low-dose simulation and CT windows ---------------------------------------------
+
+def ct_volume(path: Path, affine=None, slices: int = 2, pixel_mm: float = 4.0) -> Path:
+    """A water disc (40 HU) in air (-1000 HU), 64 x 64 pixels (the dose path is slow on big slices)."""
+    y, x = np.mgrid[:64, :64] - 31.5
+    plane = np.where(x**2 + y**2 < 25.6**2, 40.0, -1000.0).astype(np.float32)
+    return nifti(path, np.repeat(plane[..., None], slices, -1),
+                 np.diag([pixel_mm, pixel_mm, 2.0, 1.0]) if affine is None else affine)
+
+
+def test_n1_dose_output_is_never_the_input(tmp_path, capsys):
+    ct = ct_volume(tmp_path / "CT.nii.gz")
+    before = ct.read_bytes()
+    for out in (ct, tmp_path / "." / "CT.nii.gz"):
+        refused(capsys, ["degrade", ct, out, "--dose", "0.25"], "output is the input")
+    assert ct.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["CT.nii.gz"]
+
+
+def test_n1_dose_writer_refuses_its_input_and_writes_atomically(tmp_path, monkeypatch):
+    """The library writer applies the output rule itself, and a failed save leaves nothing behind."""
+    from medsr.ct.files import degrade_file, parse_dose
+    from medsr.errors import InputError
+
+    ct = ct_volume(tmp_path / "CT.nii.gz", slices=1)
+    with pytest.raises(InputError, match="output is the input"):
+        degrade_file(ct, tmp_path / "." / "CT.nii.gz", parse_dose(0.25))
+
+    def full_disk(image, filename):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nib, "save", full_disk)
+    with pytest.raises(InputError, match="No space left"):
+        degrade_file(ct, tmp_path / "low.nii.gz", parse_dose(0.25), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["CT.nii.gz"]
+
+
+def test_n5_ct_window_on_non_hu_data_is_refused(tmp_path, capsys):
+    mr = volume((16, 16, 4)) * 500  # MR magnitudes: nothing below -200
+    pred = nifti(tmp_path / "pred.nii.gz", mr + np.random.default_rng(1).normal(0, 20, mr.shape).astype(np.float32))
+    ref = nifti(tmp_path / "ref.nii.gz", mr)
+    for flags in (["--ct-preset", "redcnn"], ["--ct-window", "40,400"]):
+        refused(capsys, ["evaluate", pred, ref, *flags, "--json", tmp_path / "r.json"], str(ref),
+                "do not look like CT in HU")
+    assert not (tmp_path / "r.json").exists()
+    assert main(["evaluate", str(pred), str(ref)]) == 0  # without a window it is a plain evaluation
+
+
+@pytest.mark.parametrize("window, words", [("400,40", ("swapped", "[380, 420]")), ("40,6000", ("wider than 5000",)),
+                                           ("-2000,400", ("outside [-1500, 3000]",)), ("40,0", ("positive",))])
+def test_n5_implausible_ct_window_is_refused(tmp_path, capsys, window, words):
+    ct = ct_volume(tmp_path / "ct.nii.gz")
+    refused(capsys, ["evaluate", ct, ct, f"--ct-window={window}"], "--ct-window", *words)
+    for plausible in ("40,400", "-600,1500", "400,1800", "40,80", "0,2000"):
+        assert main(["evaluate", str(ct), str(ct), f"--ct-window={plausible}"]) == 0
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--dose", "1e-9"], ("--dose", "[0.01, 1]")),
+    (["--dose", "0.25", "--i0", "1e20"], ("--i0", "[1000, 1e+09]")),
+    (["--dose", "0.25", "--i0", "10"], ("--i0", "[1000, 1e+09]")),
+    (["--dose", "0.01", "--i0", "1e4"], ("--i0", "dose x I0 = 100")),
+    (["--dose", "0.25", "--calibrate-hu-noise", "1e-6"], ("--calibrate-hu-noise", "[0.1, 500]")),
+    (["--dose", "0.25", "--calibrate-hu-noise", "1e9"], ("--calibrate-hu-noise", "[0.1, 500]")),
+])
+def test_n6_dose_and_i0_out_of_the_accurate_range_are_refused(tmp_path, capsys, flags, words):
+    ct = ct_volume(tmp_path / "ct.nii.gz")
+    refused(capsys, ["degrade", ct, tmp_path / "low.nii.gz", *flags], *words)
+    assert [p.name for p in tmp_path.iterdir()] == ["ct.nii.gz"]
+
+
+def test_n6_calibrated_i0_out_of_range_is_refused(tmp_path):
+    """A target inside [0.1, 500] HU whose I0 falls outside the range names --calibrate-hu-noise."""
+    from medsr.ct.files import degrade_file, parse_dose
+    from medsr.errors import InputError
+
+    ct = ct_volume(tmp_path / "ct.nii.gz", slices=1)
+    with pytest.raises(InputError, match="I0 must be in") as err:
+        degrade_file(ct, tmp_path / "low.nii.gz", parse_dose(0.25, calibrate_hu_noise=0.1), progress=False)
+    assert err.value.source == "--calibrate-hu-noise" and not (tmp_path / "low.nii.gz").exists()
+
+
+def test_dose_on_tiny_pixels_is_one_line(tmp_path, capsys):
+    ct = ct_volume(tmp_path / "ct.nii.gz", pixel_mm=0.001)
+    refused(capsys, ["degrade", ct, tmp_path / "low.nii.gz", "--dose", "0.25"], str(ct), "0.001 mm", "0.1 mm")
+    assert not (tmp_path / "low.nii.gz").exists()
+
+
+def test_unrescaled_stored_values_with_padding_fail_the_ct_check(tmp_path, capsys):
+    stored = np.random.default_rng(0).uniform(0, 4095, (64, 64, 2)).astype(np.float32)
+    stored[:4] = -3024  # padding outside the field of view
+    raw = nifti(tmp_path / "raw.nii.gz", stored)
+    refused(capsys, ["degrade", raw, tmp_path / "low.nii.gz", "--dose", "0.25"], str(raw), "do not look like CT")
+    refused(capsys, ["denoise", raw, tmp_path / "dn.nii.gz"], str(raw), "do not look like CT")
+    pad = nifti(tmp_path / "pad.nii.gz", np.full((64, 64, 2), -3024, np.float32))
+    refused(capsys, ["degrade", pad, tmp_path / "low.nii.gz", "--dose", "0.25"], str(pad), "only padding")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pad.nii.gz", "raw.nii.gz"]
+
+
+def test_dose_reports_progress_and_notes_non_axial_slices(tmp_path, capsys):
+    from medsr.ct.files import plane_note
+
+    sagittal = np.array([[0, 0, 2.0, 0], [4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 0, 1]])  # voxel axes 0, 1: y, z
+    ct = ct_volume(tmp_path / "ct.nii.gz", affine=sagittal)
+    out = tmp_path / "low.nii.gz"
+    assert main(["degrade", str(ct), str(out), "--dose", "0.25"]) == 0
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and "slice" in captured.err  # the tqdm bar over slices
+    notes = [line for line in captured.out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "sagittal, 90 degrees from axial" in notes[0], captured.out
+    assert plane_note(np.diag([0.7, 0.7, 1.0, 1.0])) is None
+    tilted = np.eye(4)
+    tilted[1:3, 1:3] = [[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]]  # a 29 degree gantry tilt
+    assert plane_note(tilted) is None
+    assert "coronal" in plane_note(np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]))
+
+
+def test_ldct_split_file_with_a_patient_in_train_and_test(tmp_path, capsys, monkeypatch):
+    from test_ct_denoise import _ldct_root
+
+    root = _ldct_root(tmp_path / "mayo", monkeypatch, patients=("L067", "L096", "L506"))
+    split = tmp_path / "split.json"
+    for lists, held_out in (({"train": ["L067", "L096"], "val": [], "test": ["L096"]}, "test"),
+                            ({"train": ["L067"], "val": ["L067"], "test": ["L506"]}, "val")):
+        split.write_text(json.dumps(lists))
+        refused(capsys, ["prepare", "ldct", root, tmp_path / "store", "--split", split, "--no-progress"], str(split),
+                f"in both train and {held_out}", "L096" if held_out == "test" else "L067")
+    assert not (tmp_path / "store").exists()
 
 
 # ---- N7: prepare ct writes axial slices as axial, in mm -----------------------------------------------------------

@@ -78,6 +78,8 @@ def run_ct(args: argparse.Namespace) -> int:
                           args.calibrate_hu_noise, args.seed, bool(args.noise_free_input))
     parameters = degrade_file(args.input, args.output, settings)
     print(dose_line(args.output, parameters))
+    if "plane_note" in parameters:
+        print(f"note: {parameters['plane_note']}")
     return 0
 
 
@@ -99,15 +101,16 @@ def dose_line(output: str, parameters: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medsr.io.atomic import check_output
+
+    check_output(args.output, [args.input, args.mask_file])
     if args.dose is not None:
         return run_ct(args)
     given = [f"--{name.replace('_', '-')}" for name in CT_FLAGS if getattr(args, name) is not None]
     if given:
         raise InputError(given[0], "needs --dose")
     from medsr.data.degrade import degrade_file, parse_degradation
-    from medsr.io.atomic import check_output
 
-    check_output(args.output, [args.input, args.mask_file])
     if any(getattr(args, name) is not None for name in THICK_FLAGS):
         return _thick(args)
     degradation = parse_degradation(args.scale, args.scale_y, args.mask, args.acceleration, args.center_fraction,

@@ -25,7 +25,7 @@ Splits (patients, never slices):
   root are left out and reported in one line; patients below the root that no list names are left out too; a
   split that ends up empty is an error. Their low dose is the TCIA data's: 10 % of the full dose for chest, 25 %
   for abdomen and neuro, so a chest score is not comparable with the others.
-* a path to such a JSON file.
+* a path to such a JSON file; a patient in train and in val or test is an error naming the patient.
 """
 
 from __future__ import annotations
@@ -168,6 +168,11 @@ def make_split(patients: list[str], split: str, root: str | Path = "the root") -
     unknown = sorted({p for k in ("train", "val", "test") for p in lists.get(k, [])} - set(patients))
     if unknown:
         raise InputError(path, f"names patients not below the root: {', '.join(unknown)}")
+    for held_out in ("val", "test"):  # val and test may share patients (redcnn's split does), train may not
+        leaked = sorted(set(lists.get("train", [])) & set(lists.get(held_out, [])))
+        if leaked:
+            raise InputError(path, f"patient(s) {', '.join(leaked)} in both train and {held_out}: a held-out "
+                                   "patient must not be trained on")
     return {k: list(lists.get(k, [])) for k in ("train", "val", "test")}, ""
 
 

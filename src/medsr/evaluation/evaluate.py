@@ -1,8 +1,9 @@
 """Evaluate matched prediction/reference files with full-reference image metrics (``medsr evaluate``).
 
 Every result comes with the protocol that produced it: data-range rule and values, SSIM window, mask, crop.
-With a CT window (:mod:`medsr.metrics.ct`) the images are windowed first, its data range and SSIM preset apply,
-and volumes are reduced per slice (mean over slices, as the CT papers do) unless ``ct_reduction="volume"``.
+With a CT window (:mod:`medsr.metrics.ct`) both images must look like CT in HU (:func:`medsr.ct.files.check_ct`),
+they are windowed first, its data range and SSIM preset apply, and volumes are reduced per slice (mean over
+slices, as the CT papers do) unless ``ct_reduction="volume"``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from medsr import registry
+from medsr.ct.files import check_ct
 from medsr.errors import InputError, require
 from medsr.evaluation.pairing import Loaded, MaskSource, load_pair, match_files
 from medsr.evaluation.report import render, report_dict, write_csv, write_json
@@ -274,6 +276,9 @@ def evaluate(pred: Path, gt: Path, options: EvalOptions) -> Evaluation:
     records: list[dict[str, Any]] = []
     for key, pred_path, gt_path in matching.pairs:
         pred_item, gt_item = load_pair(pred_path, gt_path, options.gray)
+        if options.ct_window is not None:  # a window on MR magnitudes or [0, 1] images scores clipped constants
+            check_ct(gt_path, gt_item.data)
+            check_ct(pred_path, pred_item.data)
         mask = masks.get(key, gt_item.data.shape[1:])
         records += _evaluate_pair(key, pred_item, gt_item, mask, ctx)
     key_columns = ["file", "slice"] if any("slice" in r for r in records) else ["file"]

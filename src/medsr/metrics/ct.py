@@ -43,6 +43,12 @@ from medsr.errors import InputError, as_number, require
 from medsr.metrics.image import psnr, ssim
 
 REDUCTIONS = ("slice", "volume")
+# Plausible --ct-window values (HU). Clinical windows (brain 40/80, soft tissue 40/400, lung -600/1500, bone
+# 400/1800, corediff's 0/2000) lie well inside; a swapped pair such as 400,40 is caught by the last rule: a window
+# wholly above soft tissue is a bone window, 1000 HU wide or more.
+MAX_WIDTH = 5000.0
+CENTER_RANGE = (-1500.0, 3000.0)
+NARROW_ABOVE, NARROW_WIDTH = 100.0, 500.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,15 @@ def parse_ct_window(window: str | None, preset: str | None) -> CTWindow | None:
         raise InputError("--ct-window", f"must be CENTER,WIDTH in HU, e.g. 40,400; got {window!r}")
     center, width = (as_number(p, "--ct-window") for p in parts)
     require(width > 0, "--ct-window", f"width must be positive, got {width:g}")
-    return CTWindow(center, width)
+    swapped = "; centre and width swapped? (C,W: e.g. 40,400 soft tissue, -600,1500 lung)"
+    require(width <= MAX_WIDTH, "--ct-window", f"width {width:g} HU is wider than {MAX_WIDTH:g} HU{swapped}")
+    require(CENTER_RANGE[0] <= center <= CENTER_RANGE[1], "--ct-window",
+            f"centre {center:g} HU is outside [{CENTER_RANGE[0]:g}, {CENTER_RANGE[1]:g}] HU{swapped}")
+    window = CTWindow(center, width)
+    require(window.low <= NARROW_ABOVE or width >= NARROW_WIDTH, "--ct-window",
+            f"C {center:g} / W {width:g} spans only [{window.low:g}, {window.high:g}] HU, no clinical window "
+            f"(narrower than {NARROW_WIDTH:g} HU and all above {NARROW_ABOVE:g} HU){swapped}")
+    return window
 
 
 def reduction_text(reduction: str) -> str:
