@@ -305,6 +305,9 @@ def test_dose_reports_progress_and_notes_non_axial_slices(tmp_path, capsys):
     tilted[1:3, 1:3] = [[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]]  # a 29 degree gantry tilt
     assert plane_note(tilted) is None
     assert "coronal" in plane_note(np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]]))
+    assert main(["denoise", str(ct), str(tmp_path / "dn.nii.gz"), "--no-self-test"]) == 0  # denoise says it too
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "sagittal, 90 degrees from axial" in notes[0], notes
 
 
 def test_ldct_split_file_with_a_patient_in_train_and_test(tmp_path, capsys, monkeypatch):

@@ -25,7 +25,7 @@ import torch
 
 from medsr.checkpoint import build_from_weights
 from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
-from medsr.ct.files import check_ct, read_ct
+from medsr.ct.files import check_ct, plane_note, read_ct
 from medsr.errors import InputError
 from medsr.infer.denoise_check import check_method_noise
 from medsr.infer.dicom import write_dicom_like
@@ -140,7 +140,7 @@ def denoise_file(input_path: str | Path, output: str | Path, *, method: str = "w
     if bad:
         raise InputError(weights if method == "weights" else src,
                          f"the {method} denoiser produced {bad} non-finite voxels; nothing written")
-    notes, warnings = [], []
+    notes, warnings = [note for note in (plane_note(affine),) if note], []
     if self_test:
         note, warnings = check_method_noise(hu, torch.from_numpy(planes), affine, strict)
         notes.append(note)
