@@ -200,3 +200,21 @@ def test_allow_missing_evaluates_matched_pairs(dataset, capsys):
     assert main(["evaluate", str(pred), str(gt), "--allow-missing"]) == 0
     out = capsys.readouterr().out
     assert "not matched: 1 in" in out and "extra" in out and f"n={len(truth)}" in out
+
+
+def test_an_integer_image_far_from_its_dtype_range_is_noted(tmp_path, capsys):
+    """int16 MR data spanning 0..199: the dtype rule (scikit-image's default) gives 65535 and inflated scores; the
+    item says so, and gt-range scores the data."""
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 200, size=(32, 32, 3)).astype(np.int16)
+    pred = np.clip(gt + rng.integers(-5, 6, size=gt.shape), 0, 199).astype(np.int16)
+    for name, data in (("gt.nii.gz", gt), ("pred.nii.gz", pred)):
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / name))
+    assert main(["evaluate", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"), "--json",
+                 str(tmp_path / "d.json")]) == 0
+    (item,) = json.loads((tmp_path / "d.json").read_text())["items"]
+    assert item["range"] == 65535 and "spans 199 of the dtype range 65535" in item["note"] and item["psnr"] > 60
+    assert main(["evaluate", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"), "--data-range", "gt-range",
+                 "--json", str(tmp_path / "g.json")]) == 0
+    (item,) = json.loads((tmp_path / "g.json").read_text())["items"]
+    assert item["range"] == 199 and "inflated" not in item["note"] and item["psnr"] < 40

@@ -182,6 +182,10 @@ def _evaluate_pair(key: str, pred: Loaded, gt: Loaded, mask: np.ndarray | None, 
         item_notes = list(notes)
         if peak[i] <= 0:
             item_notes.append("data range is 0 (constant reference): give --data-range N")
+        span = float(y.max() - y.min()) if len(keys) == 1 else float(y[i].max() - y[i].min())
+        if rule == "dtype" and 0 < span < 0.1 * float(peak[i]):
+            item_notes.append(f"the reference spans {span:.6g} of the dtype range {float(peak[i]):.6g}: PSNR and SSIM "
+                              "are inflated; --data-range gt-range scores the data")
         if m is not None and not bool(m[i].any()):
             item_notes.append("mask is empty")
         ctx.ranges.append(float(peak[i]))
