@@ -35,7 +35,7 @@ from medsr import kspace
 from medsr.ct.dose import I0_RANGE, MIN_DOSE, NoiseTerms, noise_terms, simulate_low_dose, water_noise_hu
 from medsr.ct.fbp import FILTERS
 from medsr.ct.geometry import KINDS, REFERENCE_PITCH, REFERENCE_VIEWS, Geometry, scanner_geometry
-from medsr.ct.units import AIR_HU
+from medsr.ct.units import check_ct
 from medsr.ct.water_region import SOFT_TISSUE_HU, WINDOW_MM, region_noise
 from medsr.errors import InputError, as_integer, as_number, require
 from medsr.infer.dicom import read_dicom_series
@@ -45,8 +45,6 @@ from medsr.io.nifti import is_nifti, read_volume, write_volume
 DEFAULT_I0 = 1e5
 DEFAULT_ELECTRONIC_NOISE = 10.0
 RESCALE_TAGS = ("RescaleSlope", "RescaleIntercept")
-CT_MIN_BELOW = -200.0  # HU: a CT slab always holds some air, lung or fat below this
-PADDING_BELOW = AIR_HU  # HU: values below are padding outside the field of view, not air
 MIN_PIXEL_MM = 0.1  # clinical CT pixels are 0.2 mm or more; the calibration ROI is 800 x 800 pixels at 0.1 mm
 HU_NOISE_RANGE = (0.1, 500.0)  # HU: --calibrate-hu-noise targets (full-dose water noise of real scanners: 5-50)
 AXIAL_TOLERANCE_DEG = 45.0  # gantry tilts stay well below; sagittal and coronal planes are 90 degrees away
@@ -128,18 +126,6 @@ def plane_note(affine: np.ndarray) -> str | None:
     plane = ("sagittal", "coronal")[int(np.argmax(normal[:2]))] if normal[:2].max() > 0.9 else "oblique"
     return (f"the slices (planes of voxel axes 0 and 1) are {plane}, {angle:.0f} degrees from axial by the affine; "
             "they are processed as if they were axial CT slices")
-
-
-def check_ct(path: Path, volume: np.ndarray) -> None:
-    """Refuse values that are not CT in HU: nothing below ``CT_MIN_BELOW`` once the padding (below
-    ``PADDING_BELOW``, e.g. -3024 outside the field of view) is set aside."""
-    inside = volume[volume >= PADDING_BELOW]
-    require(inside.size > 0, path, f"holds only padding (values below {PADDING_BELOW:g} HU)")
-    low, high = float(inside.min()), float(volume.max())
-    require(low < CT_MIN_BELOW, path,
-            f"values {low:.4g} .. {high:.4g} (padding below {PADDING_BELOW:g} aside) do not look like CT in HU "
-            f"(nothing below {CT_MIN_BELOW:g} HU: no air, lung or fat); MR magnitudes, or stored values without "
-            "rescale slope/intercept?")
 
 
 def _pixel_size(path: Path, affine: np.ndarray) -> float:

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from medsr.ct.files import RESCALE_TAGS, check_ct
+from medsr.ct.files import RESCALE_TAGS
+from medsr.ct.units import check_ct
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import refuse_heldout
 from medsr.errors import InputError

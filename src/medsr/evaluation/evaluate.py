@@ -1,7 +1,7 @@
 """Evaluate matched prediction/reference files with full-reference image metrics (``medsr evaluate``).
 
 Every result comes with the protocol that produced it: data-range rule and values, SSIM window, mask, crop.
-With a CT window (:mod:`medsr.metrics.ct`) both images must look like CT in HU (:func:`medsr.ct.files.check_ct`),
+With a CT window (:mod:`medsr.metrics.ct`) both images must look like CT in HU (:func:`medsr.ct.units.check_ct`),
 they are windowed first, its data range and SSIM preset apply, and volumes are reduced per slice (mean over
 slices, as the CT papers do) unless ``ct_reduction="volume"``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from medsr import registry
-from medsr.ct.files import check_ct
+from medsr.ct.units import check_ct
 from medsr.errors import InputError, require
 from medsr.evaluation.pairing import Loaded, MaskSource, load_pair, match_files
 from medsr.evaluation.report import render, report_dict, write_csv, write_json

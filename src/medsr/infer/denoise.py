@@ -1,7 +1,7 @@
 """``medsr denoise``: denoise a whole CT volume (NIfTI file or DICOM series, HU) into NIfTI or a DICOM series.
 
 The volume is read in HU (DICOM: rescale slope and intercept required and applied) and checked to be CT
-(:func:`medsr.ct.files.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
+(:func:`medsr.ct.units.check_ct`: some air, lung or fat below -200 HU, so MR magnitudes are refused). Its slices
 (planes of voxel axes 0 and 1, the axial slices of a DICOM series) go through the 2-D denoiser in batches, in
 blended overlapping tiles with ``tile`` (:func:`medsr.inference.denoise.denoise_slices`, the path validation and
 the benchmarks use too), in the network normalisation of :mod:`medsr.ct.units`, or (``method`` nlm or bm3d) through a classical denoiser in HU
@@ -25,7 +25,8 @@ import torch
 
 from medsr.checkpoint import build_from_weights
 from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
-from medsr.ct.files import check_ct, plane_note, read_ct
+from medsr.ct.files import plane_note, read_ct
+from medsr.ct.units import check_ct
 from medsr.errors import InputError
 from medsr.infer.denoise_check import check_method_noise
 from medsr.infer.dicom import write_dicom_like
