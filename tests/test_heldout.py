@@ -34,6 +34,7 @@ def test_no_training_config_or_script_names_a_heldout_file():
     texts = _training_texts()
     assert any(p.suffix == ".yaml" for p in texts)
     names = {Path(c["path"]).name for c in heldout.cases()} | {c["distribution"] for c in heldout.cases()}
+    names |= {Path(c["file"]).name for c in heldout.manifest()["development"]}
     for path in texts:
         text = path.read_text(errors="replace")
         found = [n for n in names if n in text]
@@ -80,3 +81,20 @@ def test_benchmark_loader_reads_each_kind(kind):
     assert np.isfinite(volume).all() and volume.max() > volume.min()
     if "crop" in case:
         assert list(volume.shape[:2]) == case["crop"]
+
+
+def test_development_scans_are_matched_by_size_and_hash(tmp_path, monkeypatch):
+    """A file with the size and SHA-256 of a development entry is held out wherever it lies, and named."""
+    scan = tmp_path / "renamed_patient.nii.gz"
+    scan.write_bytes(b"a development patient")
+    entry = {"id": "patient-x", "file": "ct/x.nii.gz", "bytes": scan.stat().st_size, "sha256": sha256_file(scan)}
+    manifest = {**heldout.manifest(), "development": [entry]}
+    monkeypatch.setattr(heldout, "manifest", lambda: manifest)
+    heldout._fingerprints.cache_clear()
+    try:
+        assert heldout.is_heldout(scan) and heldout.source_name(scan) == "patient-x"
+        other = tmp_path / "other.nii.gz"
+        other.write_bytes(b"a development pAtient")  # same size, another hash
+        assert not heldout.is_heldout(other) and heldout.source_name(other) == ""
+    finally:
+        heldout._fingerprints.cache_clear()

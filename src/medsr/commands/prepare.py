@@ -1,5 +1,5 @@
-"""``medsr prepare {mni,ixi,brats,fastmri,pairs,ct,ldct} ...``: build a slice store (slices.h5, manifest.json,
-split.json), or for ct/ldct a CT pair store (pairs.h5, manifest.json, split.json)."""
+"""``medsr prepare {mni,ixi,brats,fastmri,pairs,ct,ldct,ctvol} ...``: build a slice store (slices.h5, manifest.json,
+split.json), or for ct/ldct/ctvol a CT pair store (pairs.h5, manifest.json, split.json)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ FORMATS = {
 CT_FORMATS = {
     "ct": "the embedded CT dataset: real CT slices shipped by installed packages, low dose simulated (no download)",
     "ldct": "Mayo/TCIA low-dose CT below SRC: per patient folder, a full-dose and a quarter-dose DICOM series",
+    "ctvol": "full-dose CT volumes (NIfTI, HU, one patient per file) below SRC, low dose simulated",
 }
 
 
@@ -67,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(LDCT-bench's published patient lists), or a JSON file {train, val, test} of patient ids")
             sub.add_argument("--slice-mm", type=int, choices=(1, 3), help="keep the 1 mm or 3 mm series when a "
                              "patient has both")
+        elif name == "ctvol":
+            sub.add_argument("src", help="source folder of NIfTI volumes (development held-out scans are skipped)")
+            sub.add_argument("--val", action="append", default=[], metavar="ID",
+                             help="a validation patient (file name without .nii.gz; repeatable); the others train")
+            sub.add_argument("--embedded", action="store_true", help="add the embedded CT slices with their split "
+                             "(head and neck train, abdomen validates)")
+            sub.add_argument("--realisations", type=int, default=2, metavar="R",
+                             help="low-dose realisations per training slice (default: 2)")
         sub.add_argument("out_dir", help="output folder (must not exist)")
         sub.add_argument("--no-progress", action="store_true", help="no progress lines")
         sub.set_defaults(func=run_ct)
@@ -108,9 +117,14 @@ def run_ct(args: argparse.Namespace) -> int:
         prepare_ct(args.out_dir, progress=progress)
         print(f"{args.out_dir}: prepared the embedded CT dataset")
         return 0
-    from medsr.ct.ldct import prepare_ldct
+    if args.format == "ctvol":
+        from medsr.data.prepare.ct_volumes import prepare_ct_volumes
 
-    split = prepare_ldct(args.src, args.out_dir, args.split, args.slice_mm, progress)
+        split = prepare_ct_volumes(args.src, args.out_dir, args.val, args.embedded, args.realisations, progress)
+    else:
+        from medsr.ct.ldct import prepare_ldct
+
+        split = prepare_ldct(args.src, args.out_dir, args.split, args.slice_mm, progress)
     counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())
     print(f"{args.out_dir}: {len(set(sum(split.values(), [])))} patients ({counts})")
     return 0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -106,11 +106,8 @@ def axial_affine(pixel_mm: float, thickness_mm: float = 1.0) -> np.ndarray:
                      [0.0, 0.0, 0.0, 1.0]])
 
 
-def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = True) -> Path:
-    """Build the embedded CT pair store in ``out_dir`` (written atomically); returns ``out_dir``."""
-    out_dir = Path(out_dir)
-    subjects: dict[str, Any] = {}
-    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+def embedded_subjects(progress: bool = True, size: int | None = None) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(subject id, subject of write_pair_store, split)`` for each embedded slice, its low dose simulated."""
     paths = [(s, source_path(package, dist, rel, sha)) for s, package, dist, rel, _, sha in SOURCES]
     refuse_heldout(p for _, p in paths)
     for (sid, _, distribution, relative, which, sha), (_, path) in zip(SOURCES, paths):
@@ -120,16 +117,28 @@ def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = Tr
             print(f"embedded CT: {sid} {hu.shape[0]}x{hu.shape[1]} at {pixel_mm:.3g} mm, simulating {realisations} "
                   f"low-dose realisation(s)", flush=True)
         ld = simulate(hu, pixel_mm, realisations, f"embedded-ct/{sid}")
-        affine = axial_affine(pixel_mm)
-        subjects[sid] = {"fd": hu[None], "ld": ld[:, None], "affine": affine, "pixel_mm": pixel_mm,
-                         "record": {"source": f"{distribution}: {relative}", "sha256": sha}}
+        yield sid, {"fd": hu[None], "ld": ld[:, None], "affine": axial_affine(pixel_mm), "pixel_mm": pixel_mm,
+                    "record": {"source": f"{distribution}: {relative}", "sha256": sha}}, which
+
+
+def parameters() -> dict[str, Any]:
+    """The low-dose simulation of the embedded dataset, as its store manifest records it."""
+    return {"dataset": "embedded-ct", "low_dose": "simulated", "dose": DOSE, "i0": I0,
+            "electronic_noise": ELECTRONIC_NOISE, "filter": FILTER, "geometry": GEOMETRY,
+            "model": "Yu et al. 2012 / Zeng et al. 2015 insertion of (1/d - 1) x the full-dose noise, "
+                     "x_ld = x + FBP(p_ld - p), scanner geometry 0.7 mm / 1152 views"}
+
+
+def prepare_ct(out_dir: str | Path, size: int | None = None, progress: bool = True) -> Path:
+    """Build the embedded CT pair store in ``out_dir`` (written atomically); returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    subjects: dict[str, Any] = {}
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for sid, subject, which in embedded_subjects(progress, size):
+        subjects[sid] = subject
         split[which].append(sid)
     split["test"] = list(split["val"])
-    parameters = {"dataset": "embedded-ct", "low_dose": "simulated", "dose": DOSE, "i0": I0,
-                  "electronic_noise": ELECTRONIC_NOISE, "filter": FILTER, "geometry": GEOMETRY, "size": size,
-                  "model": "Yu et al. 2012 / Zeng et al. 2015 insertion of (1/d - 1) x the full-dose noise, "
-                           "x_ld = x + FBP(p_ld - p), scanner geometry 0.7 mm / 1152 views"}
-    write_pair_store(out_dir, subjects, split, parameters)
+    write_pair_store(out_dir, subjects, split, {**parameters(), "size": size})
     return out_dir
 
 

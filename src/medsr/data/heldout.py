@@ -7,6 +7,9 @@ held out: :func:`refuse_heldout` is called by every preparer before it reads a f
 store, hence every training dataset built from one), and ``tests/test_heldout.py`` checks that no shipped config
 or script names these files.
 
+Its ``development`` list names real patients of the development data (``../shared/data``, not shipped) that
+stay out of training in the same way, matched by size and SHA-256 wherever a copy lies.
+
 Files are located without importing their packages (``importlib.util.find_spec``), so a missing package only
 makes its cases unavailable.
 """
@@ -76,6 +79,7 @@ def _fingerprints() -> tuple[frozenset[Path], frozenset[tuple[int, str]]]:
         if path is not None:
             paths.add(path.resolve())
             sizes.add((path.stat().st_size, case["sha256"]))
+    sizes.update((case["bytes"], case["sha256"]) for case in manifest()["development"])
     return frozenset(paths), frozenset(sizes)
 
 
@@ -89,6 +93,12 @@ def is_heldout(path: str | Path) -> bool:
         return True
     size = path.stat().st_size
     return any(size == s and sha256_file(path) == digest for s, digest in sizes)
+
+
+def source_name(path: str | Path) -> str:
+    """The id of the held-out case or development scan whose SHA-256 ``path`` has (``""`` when none)."""
+    digest = sha256_file(path)
+    return next((case["id"] for case in cases() + manifest()["development"] if case["sha256"] == digest), "")
 
 
 def refuse_heldout(paths: Iterable[str | Path]) -> None:

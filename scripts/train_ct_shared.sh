@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Trains a CT denoiser on the development data (real abdomen CT, ../shared/data/ct; not shipped with medsr) on 2 CPU
+# cores: builds the pair store data/ct_shared (`medsr prepare ctvol`: CRLM-CT-1006 plus the embedded slices, quarter
+# dose simulated; the held-out patient CRLM-CT-1004 is skipped by the preparer), then trains CONFIG
+# (default ct_dncnn_shared) for at most MINUTES (default 70) and copies the weights to OUT.
+# The CT volumes come from TCIA's Colorectal-Liver-Metastases collection (CC BY 4.0, doi:10.7937/QXK2-QG03), as
+# converted to NIfTI in ../shared/data (see its README); any folder of full-dose CT NIfTI volumes in HU works.
+# Usage: scripts/train_ct_shared.sh DATA_DIR   (e.g. ../shared/data/ct)
+# GPU recipe: the same with MEDSR_DEVICE unset on a CUDA machine and MINUTES=30 STEPS=40000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SRC="${1:?usage: scripts/train_ct_shared.sh DATA_DIR (full-dose CT NIfTI volumes in HU)}"
+CONFIG="${CONFIG:-ct_dncnn_shared}"
+STORE="${STORE:-data/ct_shared}"
+MINUTES="${MINUTES:-70}"
+STEPS="${STEPS:-6500}"
+RUNS="${RUNS:-runs}"
+OUT="${OUT:-$RUNS/$CONFIG.pth}"
+MEDSR="${MEDSR:-.venv/bin/medsr}"
+test -d "$STORE" || $MEDSR prepare ctvol "$SRC" "$STORE" --embedded
+OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train "$CONFIG" --overwrite --name "$CONFIG" "data.root=$STORE" \
+  "train.steps=$STEPS" "train.max_minutes=$MINUTES" "logging.runs_dir=$RUNS" ${EXTRA:-}
+cp "$RUNS/$CONFIG/weights.pth" "$OUT"
+ls -l "$OUT"
