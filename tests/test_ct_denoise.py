@@ -102,6 +102,30 @@ def test_training_exports_denoise_weights_with_the_hu_normalisation(trained):
         build_from_weights(trained, task="sr")
 
 
+def test_medsr_test_scores_denoise_weights_per_window_with_intervals(trained, store, tmp_path, capsys):
+    """medsr test on denoise weights: the denoised volumes and the low-dose input per window, volumes the unit,
+    and numbers equal to scoring denoise_slices' output directly."""
+    from medsr.inference.denoise import denoise_slices
+    from medsr.metrics.ct import scores_in_windows
+
+    capsys.readouterr()
+    out = tmp_path / "r.json"
+    assert main(["test", str(trained), "--data", str(store), "--split", "val", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ldctbench-abdomen" in printed and "low dose" in printed and "95% t-interval" in printed
+    report = json.loads(out.read_text())
+    rows = {(r["method"], r["window"]): r for r in report["results"]}
+    assert set(rows) == {(m, w) for m in ("cncl_lite", "low dose") for w in ("redcnn", "ldctbench-abdomen")}
+    model, _ = build_from_weights(trained, task="denoise")
+    sid, ld, fd = next(CTPairDataset(store, "val").volumes())
+    direct = scores_in_windows(denoise_slices(model, ld), fd, ("redcnn",))
+    assert rows[("cncl_lite", "redcnn")]["psnr"] == pytest.approx(direct["psnr_redcnn"], abs=1e-4)
+    assert rows[("low dose", "redcnn")]["psnr"] == pytest.approx(scores_in_windows(ld, fd, ("redcnn",))["psnr_redcnn"])
+    assert rows[("cncl_lite", "redcnn")]["n_volumes"] == report["protocol"]["volumes"] == 1
+    assert main(["test", str(trained), "--data", str(store), "--scales", "2"]) == 2
+    assert "do not apply" in capsys.readouterr().err
+
+
 def test_paper_cncl_trains_with_its_conditional_gan_and_exports(store, tmp_path):
     overrides = [f"data.root={store}", "data.embedded=null", "data.patch_size=16", "data.batch_size=2",
                  "train.steps=2", "val.every=2", f"logging.runs_dir={tmp_path}", "model.base=4", "model.depth=2",

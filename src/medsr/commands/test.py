@@ -1,4 +1,5 @@
-"""``medsr test RUN_DIR_OR_WEIGHTS --data DIR [--scales ...] [--ref hr|lr|none] [--json F]``: PSNR/SSIM per scale."""
+"""``medsr test RUN_DIR_OR_WEIGHTS --data DIR [--scales ...] [--ref hr|lr|none] [--json F]``: PSNR/SSIM per scale
+(SR weights), per scale and acceleration (reconstruction, joint) or per CT window (denoise weights on a CT pair store)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ DEFAULT_SCALES = "1.5,2,2.5,3,4,6,8"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "test",
-        help="test a trained model scale by scale on whole volumes, with bicubic and zero-filling",
-        description="PSNR/SSIM (mean ± std over volumes) per scale on a split of a prepared store, with the "
-        "protocol header; scales outside the trained range are marked OOD.",
+        help="test a trained model on whole volumes of a prepared store, with its baselines",
+        description="PSNR/SSIM over the volumes of a split of a prepared store, with the protocol header: SR "
+        "weights per scale beside bicubic and zero-filling (scales outside the trained range marked OOD), "
+        "reconstruction/joint weights per scale and acceleration beside zero-filling, CT denoising weights per "
+        "window beside the low-dose input (a CT pair store: medsr prepare ct, ldct or ctvol).",
     )
     parser.add_argument("weights", help="run directory (uses its weights.pth) or weights file")
-    parser.add_argument("--data", required=True, help="prepared slice store (e.g. data/mni)")
+    parser.add_argument("--data", required=True, help="prepared store (e.g. data/mni; a CT pair store for denoise weights)")
     parser.add_argument("--scales", help=f"comma-separated scales (default {DEFAULT_SCALES} and the model's fixed "
                         "scales, e.g. x1 for reconstruction weights)")
     parser.add_argument("--ref", choices=("hr", "lr", "none"), default="hr", help="reference mode (default hr)")
@@ -23,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="split to test (default test)")
     parser.add_argument("--target", help="target contrast (default: the one the weights were trained on)")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                        help="also test bicubic and zero-filling (default on)")
+                        help="also test the baselines: bicubic and zero-filling, or the low-dose input (default on)")
     parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--json", help="also write the results as JSON here")
@@ -53,15 +56,23 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     scales = parse_scales(args.scales) if args.scales is not None else None
     from medsr.checkpoint import build_from_weights, weights_path
-    from medsr.evaluation.joint_test import JOINT_TASKS, joint_table, run_joint_test
+    from medsr.evaluation.denoise_test import denoise_table, run_denoise_test
+    from medsr.evaluation.joint_test import joint_table, run_joint_test
 
+    # weights of these tasks have their own protocol; every other task's are super-resolution weights
+    by_task = {"reconstruction": (run_joint_test, joint_table), "joint": (run_joint_test, joint_table),
+               "denoise": (run_denoise_test, denoise_table)}
     model, meta = build_from_weights(weights_path(args.weights))
+    task = meta.get("task")
+    if task == "denoise" and (args.scales is not None or args.ref != "hr" or args.target is not None):
+        raise InputError(args.weights, "is CT denoising weights: --scales, --ref and --target do not apply")
     if scales is None:
         scales = default_scales(model, parse_scales(DEFAULT_SCALES))
     setup = TestSetup(Path(args.weights), Path(args.data), scales, args.ref, args.ref_scale,
                       args.split, args.target, args.baselines, args.batch_size, device)
-    if meta.get("task") in JOINT_TASKS:
-        report, table = run_joint_test(setup, model, meta), joint_table
+    if task in by_task:
+        runner, table = by_task[task]
+        report = runner(setup, model, meta)
     else:
         (report, _), table = run_test(setup), results_table
     print(protocol_header(report["protocol"]))

@@ -15,7 +15,6 @@ from medsr.evaluation.joint import BRANCHES, PROTOCOL, evaluate_joint
 from medsr.evaluation.report import summarise
 from medsr.models.sequential import Sequential
 
-JOINT_TASKS = ("reconstruction", "joint")
 
 
 def mask_from_meta(degradation: dict[str, Any]) -> masks.MaskSpec:

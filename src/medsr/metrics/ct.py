@@ -136,6 +136,7 @@ CT_PRESETS = {
     "ldctbench-abdomen": LDCTBenchWindow(50, 400, f"ldctbench-abdomen preset: {_EULIG}"),
     "ldctbench-neuro": LDCTBenchWindow(40, 80, f"ldctbench-neuro preset: {_EULIG}"),
 }
+DENOISE_WINDOWS = ("redcnn", "ldctbench-abdomen")  # where task: denoise validates and medsr test scores
 
 
 def parse_ct_window(window: str | None, preset: str | None) -> CTWindow | None:

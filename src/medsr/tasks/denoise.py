@@ -10,7 +10,7 @@ compared with the full dose ``fd``; ``train.gan`` adds the PatchGAN + LSGAN term
 scores and the weights file exports.
 
 Validation: every validation slice denoised whole, then PSNR and SSIM per slice, averaged over each volume's
-slices, in the windows :data:`VAL_WINDOWS` (:mod:`medsr.metrics.ct` presets, each with its own windowing, data
+slices, in the windows :data:`medsr.metrics.ct.DENOISE_WINDOWS` (presets, each with its own windowing, data
 range and SSIM), means over volumes; ``val/psnr``, their mean over the windows, selects ``best.ckpt``.
 """
 
@@ -23,12 +23,11 @@ import torch
 from medsr.data.ct_pairs import CTPairDataset
 from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions
-from medsr.metrics.ct import scores_in_windows
+from medsr.metrics.ct import DENOISE_WINDOWS, scores_in_windows
 from medsr.models.base import Output
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
 
-VAL_WINDOWS = ("redcnn", "ldctbench-abdomen")
 NORM = {"method": "hu", "formula": "1 + HU / 1000", "clamp_below_hu": -1024.0}
 
 
@@ -55,16 +54,16 @@ class DenoiseTask(TrainingTask):
 
     def validation_metrics(self, trainer: Any, dataset: CTPairDataset, subjects: Sequence[str]) -> dict[str, float]:
         """PSNR/SSIM per window per volume of this rank's ``subjects``, summed over ranks, then means."""
-        keys = [f"{m}_{name}" for name in VAL_WINDOWS for m in ("psnr", "ssim")]
+        keys = [f"{m}_{name}" for name in DENOISE_WINDOWS for m in ("psnr", "ssim")]
         totals = torch.zeros(1 + len(keys), dtype=torch.float64)
         for _, ld, fd in dataset.volumes(set(subjects)):
             values = scores_in_windows(denoise_slices(self.eval_model, ld, InferenceOptions(
-                batch_size=self.cfg.val.batch_size, device=self.device, progress=False)), fd, VAL_WINDOWS)
+                batch_size=self.cfg.val.batch_size, device=self.device, progress=False)), fd, DENOISE_WINDOWS)
             totals += torch.tensor([1.0, *(values[k] for k in keys)], dtype=torch.float64)
         totals = trainer.strategy.reduce(totals.to(self.device), reduce_op="sum").cpu()
         n = max(float(totals[0]), 1.0)
         metrics = {f"val/{k}": float(v) / n for k, v in zip(keys, totals[1:])}
-        metrics["val/psnr"] = sum(metrics[f"val/psnr_{name}"] for name in VAL_WINDOWS) / len(VAL_WINDOWS)
+        metrics["val/psnr"] = sum(metrics[f"val/psnr_{name}"] for name in DENOISE_WINDOWS) / len(DENOISE_WINDOWS)
         return metrics
 
     def export_meta(self) -> dict[str, Any]:
