@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ from _engine_data import write_store
 from medsr.checkpoint import build_from_weights, save_weights
 from medsr.cli import main
 from medsr.config import CONFIG_DIR, load_config
-from medsr.tasks.segmentation import dice_per_class
+from medsr.data.labelled import LabelledSliceDataset
 from medsr.errors import InputError
+from medsr.inference.segment import segment
+from medsr.metrics.seg import dice_per_class
 from medsr.registry import LOSSES, MODELS
 
 UNET = {"type": "unet", "base": 4, "depth": 2}
@@ -106,6 +109,18 @@ def test_train_segmentation_task(mni_store: Path, tmp_path: Path, capsys: pytest
     assert (tmp_path / "seg" / "checkpoints" / "best.ckpt").is_file()
     log = (tmp_path / "seg" / "train.log").read_text()
     assert "dice_GM" in log and "dice_WM" in log
+    # medsr test on the weights: Dice per class over test volumes, equal to scoring the label maps directly
+    out = tmp_path / "seg.json"
+    capsys.readouterr()
+    assert main(["test", str(tmp_path / "seg"), "--data", str(mni_store), "--json", str(out)]) == 0
+    assert "mean over classes" in capsys.readouterr().out
+    rows = {r["class"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"CSF", "GM", "WM", "mean over classes"}
+    dataset = LabelledSliceDataset(mni_store, "test", meta["contrasts"]["target"])
+    direct = [dice_per_class(segment(net, image), label, [1, 2, 3]) for _, image, label in dataset.volumes()]
+    assert rows["GM"]["n_volumes"] == len(direct) >= 1
+    assert rows["GM"]["dice"] == pytest.approx(float(sum(d[1] for d in direct)) / len(direct), abs=1e-9)
+    assert main(["test", str(tmp_path / "seg"), "--data", str(mni_store), "--scales", "2"]) == 2
 
 
 def test_segmentation_task_needs_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

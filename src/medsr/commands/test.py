@@ -1,5 +1,6 @@
 """``medsr test RUN_DIR_OR_WEIGHTS --data DIR [--scales ...] [--ref hr|lr|none] [--json F]``: PSNR/SSIM per scale
-(SR weights), per scale and acceleration (reconstruction, joint) or per CT window (denoise weights on a CT pair store)."""
+(SR weights), per scale and acceleration (reconstruction, joint) or per CT window (denoise weights on a CT pair store) or
+Dice per class (segmentation weights)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="PSNR/SSIM over the volumes of a split of a prepared store, with the protocol header: SR "
         "weights per scale beside bicubic and zero-filling (scales outside the trained range marked OOD), "
         "reconstruction/joint weights per scale and acceleration beside zero-filling, CT denoising weights per "
-        "window beside the low-dose input (a CT pair store: medsr prepare ct, ldct or ctvol).",
+        "window beside the low-dose input (a CT pair store: medsr prepare ct, ldct or ctvol), segmentation "
+        "weights as Dice per class (a store with labels).",
     )
     parser.add_argument("weights", help="run directory (uses its weights.pth) or weights file")
     parser.add_argument("--data", required=True, help="prepared store (e.g. data/mni; a CT pair store for denoise weights)")
@@ -58,14 +60,18 @@ def run(args: argparse.Namespace) -> int:
     from medsr.checkpoint import build_from_weights, weights_path
     from medsr.evaluation.denoise_test import denoise_table, run_denoise_test
     from medsr.evaluation.joint_test import joint_table, run_joint_test
+    from medsr.evaluation.segmentation_test import run_segmentation_test, segmentation_table
 
     # weights of these tasks have their own protocol; every other task's are super-resolution weights
     by_task = {"reconstruction": (run_joint_test, joint_table), "joint": (run_joint_test, joint_table),
-               "denoise": (run_denoise_test, denoise_table)}
+               "denoise": (run_denoise_test, denoise_table),
+               "segmentation": (run_segmentation_test, segmentation_table)}
     model, meta = build_from_weights(weights_path(args.weights))
     task = meta.get("task")
     if task == "denoise" and (args.scales is not None or args.ref != "hr" or args.target is not None):
         raise InputError(args.weights, "is CT denoising weights: --scales, --ref and --target do not apply")
+    if task == "segmentation" and (args.scales is not None or args.ref != "hr"):
+        raise InputError(args.weights, "is segmentation weights: --scales and --ref do not apply")
     if scales is None:
         scales = default_scales(model, parse_scales(DEFAULT_SCALES))
     setup = TestSetup(Path(args.weights), Path(args.data), scales, args.ref, args.ref_scale,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 
@@ -39,6 +40,13 @@ def iou_from_counts(inter: int, n_pred: int, n_gt: int, empty_score: float = 1.0
 def dice(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int], empty_score: float = 1.0) -> dict[int, float]:
     """Dice per class of label maps ``pred`` and ``gt``."""
     return {c: dice_from_counts(*n, empty_score) for c, n in overlap_counts(pred, gt, classes).items()}
+
+
+def dice_per_class(pred: torch.Tensor, gt: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    """:func:`dice` of label tensors over a whole volume (1 when a class is absent from both), float64 in the order
+    of ``classes``."""
+    scores = dice(pred.cpu().numpy(), gt.cpu().numpy(), classes)
+    return torch.tensor([scores[c] for c in classes], dtype=torch.float64)
 
 
 def iou(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int], empty_score: float = 1.0) -> dict[int, float]:

@@ -14,36 +14,12 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import torch
-from torch import nn
 
 from medsr.data.labelled import LabelledSliceDataset
-from medsr.metrics import seg
-from medsr.models.unet import UNet
+from medsr.inference.segment import num_classes, segment
+from medsr.metrics.seg import dice_per_class
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
-
-
-@torch.no_grad()
-def segment(model: nn.Module, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
-    """Label map ``[N, H, W]`` (argmax of the logits) of images ``[N, 1, H, W]``, in batches, on the model's device."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(images[i : i + batch_size].to(device)).argmax(dim=1).cpu()
-                      for i in range(0, images.shape[0], batch_size)])
-
-
-def dice_per_class(pred: torch.Tensor, gt: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Dice ``2 |P ∩ G| / (|P| + |G|)`` of each class over a whole label volume (1 when absent from both;
-    :func:`medsr.metrics.seg.dice`), as a tensor in the order of ``classes``."""
-    scores = seg.dice(pred.cpu().numpy(), gt.cpu().numpy(), classes)
-    return torch.tensor([scores[c] for c in classes], dtype=torch.float64)
-
-
-def num_classes(model: nn.Module) -> int:
-    """Output classes of a segmentation network (a :class:`~medsr.models.unet.UNet`)."""
-    if not isinstance(model, UNet):
-        raise ValueError(f"{type(model).__name__} is not a segmentation network (a unet)")
-    return model.classifier.out_channels
 
 
 @TASKS.register("segmentation")
