@@ -21,7 +21,7 @@ from medsr.data.ct_pairs import CTPairDataset, CTPairStore
 from medsr.data.datasets import ItemSpec
 from medsr.engine.runs import train
 from medsr.errors import InputError
-from medsr.infer.dicom import read_dicom_series
+from medsr.io.dicom import read_dicom_series
 from medsr.registry import MODELS
 
 

@@ -210,7 +210,7 @@ def test_n1_dose_output_is_never_the_input(tmp_path, capsys):
 
 def test_n1_dose_writer_refuses_its_input_and_writes_atomically(tmp_path, monkeypatch):
     """The library writer applies the output rule itself, and a failed save leaves nothing behind."""
-    from medsr.ct.files import degrade_file, parse_dose
+    from medsr.infer.dose import degrade_file, parse_dose
     from medsr.errors import InputError
 
     ct = ct_volume(tmp_path / "CT.nii.gz", slices=1)
@@ -263,7 +263,7 @@ def test_n6_dose_and_i0_out_of_the_accurate_range_are_refused(tmp_path, capsys, 
 
 def test_n6_calibrated_i0_out_of_range_is_refused(tmp_path):
     """A target inside [0.1, 500] HU whose I0 falls outside the range names --calibrate-hu-noise."""
-    from medsr.ct.files import degrade_file, parse_dose
+    from medsr.infer.dose import degrade_file, parse_dose
     from medsr.errors import InputError
 
     ct = ct_volume(tmp_path / "ct.nii.gz", slices=1)
@@ -290,7 +290,7 @@ def test_unrescaled_stored_values_with_padding_fail_the_ct_check(tmp_path, capsy
 
 
 def test_dose_reports_progress_and_notes_non_axial_slices(tmp_path, capsys):
-    from medsr.ct.files import plane_note
+    from medsr.infer.dose import plane_note
 
     sagittal = np.array([[0, 0, 2.0, 0], [4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 0, 1]])  # voxel axes 0, 1: y, z
     ct = ct_volume(tmp_path / "ct.nii.gz", affine=sagittal)

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "medsr"
 # package's __init__ only, so a new package must be placed here explicitly).
 LAYERS = [
     ("commands", ("medsr.cli", "medsr.__main__", "medsr.commands", "medsr.demo")),
-    ("infer", ("medsr.infer", "medsr.viz", "medsr.ct.files", "medsr.ct.ldct")),
+    ("infer", ("medsr.infer", "medsr.viz")),
     ("engine", ("medsr.engine",)),
     ("tasks", ("medsr.tasks",)),
     ("evaluation", ("medsr.evaluation",)),

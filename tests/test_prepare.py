@@ -391,7 +391,7 @@ def test_group_by_subject_refuses_a_second_file_and_keeps_brats_folders(tmp_path
 def test_ldctbench_split_uses_the_published_lists(tmp_path, monkeypatch, capsys):
     from test_ct_denoise import _ldct_root
 
-    from medsr.ct.ldct import LDCTBENCH
+    from medsr.data.prepare.ldct import LDCTBENCH
     from medsr.data.ct_pairs import CTPairStore
 
     assert {name: len(ids) for name, ids in LDCTBENCH.items()} == {"train": 105, "val": 30, "test": 15}
@@ -428,7 +428,7 @@ def test_ldctbench_split_with_an_empty_list_is_one_line_and_writes_nothing(tmp_p
 
 
 def test_ldct_file_split(tmp_path):
-    from medsr.ct.ldct import make_split
+    from medsr.data.prepare.ldct import make_split
 
     patients = [f"L{i:03d}" for i in range(10)] + [f"C{i:03d}" for i in range(10)]
     path = tmp_path / "s.json"

@@ -13,7 +13,7 @@ import medsr.models.bicubic  # noqa: F401  (registers "bicubic")
 from medsr.checkpoint import save_weights
 from medsr.cli import main
 from medsr.errors import InputError
-from medsr.infer.dicom import read_dicom_series
+from medsr.io.dicom import read_dicom_series
 
 _C, _S, _c, _s = np.cos(0.3), np.sin(0.3), np.cos(0.2), np.sin(0.2)
 ROTATION = np.array([[_C, -_S, 0], [_S, _C, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, _c, -_s], [0, _s, _c]])

@@ -69,7 +69,7 @@ KSPACE_FLAGS = ("scale", "scale_y", "mask", "mask_file", "mask_grid", "accelerat
 THICK_FLAGS = ("slice_thickness", "slice_gap", "profile")
 
 def run_ct(args: argparse.Namespace) -> int:
-    from medsr.ct.files import degrade_file, parse_dose
+    from medsr.infer.dose import degrade_file, parse_dose
 
     given = [f"--{name.replace('_', '-')}" for name in KSPACE_FLAGS + THICK_FLAGS if getattr(args, name) is not None]
     if given:

@@ -122,7 +122,7 @@ def run_ct(args: argparse.Namespace) -> int:
 
         split = prepare_ct_volumes(args.src, args.out_dir, args.val, args.embedded, args.realisations, progress)
     else:
-        from medsr.ct.ldct import prepare_ldct
+        from medsr.data.prepare.ldct import prepare_ldct
 
         split = prepare_ldct(args.src, args.out_dir, args.split, args.slice_mm, progress)
     counts = ", ".join(f"{name} {len(ids)}" for name, ids in split.items())

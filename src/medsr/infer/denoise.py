@@ -8,7 +8,7 @@ the benchmarks use too), in the network normalisation of :mod:`medsr.ct.units`, 
 (:mod:`medsr.classical.restore`: noise PSD from a ``.npy`` file or estimated from the volume); the output is HU on
 the input's exact grid: a float32 NIfTI with the input's header and affine, or (output without a NIfTI suffix, DICOM
 input) a new DICOM series whose slices copy the input's tags and geometry
-(:func:`medsr.infer.dicom.write_dicom_like`). Before writing, the method-noise check
+(:func:`medsr.io.dicom.write_dicom_like`). Before writing, the method-noise check
 (:mod:`medsr.infer.denoise_check`) asks whether the removed residual looks like noise: its verdict is a note, a
 failure a warning, or with ``strict`` an error. Nothing is written on error.
 """
@@ -25,11 +25,11 @@ import torch
 
 from medsr.checkpoint import build_from_weights
 from medsr.classical.restore import METHODS, slice_denoiser, volume_psd
-from medsr.ct.files import plane_note, read_ct
+from medsr.infer.dose import plane_note, read_ct
 from medsr.ct.units import check_ct
 from medsr.errors import InputError
 from medsr.infer.denoise_check import check_method_noise
-from medsr.infer.dicom import write_dicom_like
+from medsr.io.dicom import write_dicom_like
 from medsr.infer.files import resolve_device
 from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions

@@ -23,7 +23,7 @@ from medsr.data.masks import MaskSpec
 from medsr.device import resolve_device
 from medsr.errors import InputError
 from medsr.infer.degradation import check_degradation
-from medsr.infer.dicom import read_dicom_series
+from medsr.io.dicom import read_dicom_series
 from medsr.infer.guard import Safeguards, guard_model
 from medsr.infer.volume import model_slices, super_resolve
 from medsr.inference.planes import InferenceOptions

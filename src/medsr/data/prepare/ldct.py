@@ -7,7 +7,7 @@ DICOM series folder whose path names the full dose (a path part containing ``ful
 TCIA's LDCT-and-Projection-data (``.../Full Dose Images``, ``.../Low Dose Images``). ``slice_mm`` (1 or 3) keeps
 only folders whose path contains ``1mm`` / ``3mm`` when a patient has both.
 
-Pairing: both series are read in HU (rescale slope and intercept required, :func:`medsr.infer.dicom.read_dicom_series`),
+Pairing: both series are read in HU (rescale slope and intercept required, :func:`medsr.io.dicom.read_dicom_series`),
 must share the in-plane grid (shape, pixel spacing, orientation and origin within 0.01 mm), and slices are paired
 by their position along the slice normal (within 0.01 mm); a pair where fewer than :data:`MIN_PAIRED` of the
 full-dose slices find a partner is a mismatched LD/FD pair and an :class:`InputError` naming both folders.
@@ -38,12 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from medsr.ct.files import RESCALE_TAGS
 from medsr.ct.units import check_ct
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import refuse_heldout
 from medsr.errors import InputError
-from medsr.infer.dicom import read_dicom_series
+from medsr.io.dicom import RESCALE_TAGS, read_dicom_series
 
 MIN_PAIRED = 0.9
 TOLERANCE_MM = 0.01

@@ -16,6 +16,7 @@ from medsr.errors import InputError
 from medsr.io.atomic import atomic_dir
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+RESCALE_TAGS = ("RescaleSlope", "RescaleIntercept")  # HU = stored value x slope + intercept
 _REQUIRED = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns", "PixelData")
 
 

@@ -38,13 +38,12 @@ from medsr.ct.geometry import KINDS, REFERENCE_PITCH, REFERENCE_VIEWS, Geometry,
 from medsr.ct.units import check_ct
 from medsr.ct.water_region import SOFT_TISSUE_HU, WINDOW_MM, region_noise
 from medsr.errors import InputError, as_integer, as_number, require
-from medsr.infer.dicom import read_dicom_series
+from medsr.io.dicom import RESCALE_TAGS, read_dicom_series
 from medsr.io.atomic import check_output
 from medsr.io.nifti import is_nifti, read_volume, write_volume
 
 DEFAULT_I0 = 1e5
 DEFAULT_ELECTRONIC_NOISE = 10.0
-RESCALE_TAGS = ("RescaleSlope", "RescaleIntercept")
 MIN_PIXEL_MM = 0.1  # clinical CT pixels are 0.2 mm or more; the calibration ROI is 800 x 800 pixels at 0.1 mm
 HU_NOISE_RANGE = (0.1, 500.0)  # HU: --calibrate-hu-noise targets (full-dose water noise of real scanners: 5-50)
 AXIAL_TOLERANCE_DEG = 45.0  # gantry tilts stay well below; sagittal and coronal planes are 90 degrees away
