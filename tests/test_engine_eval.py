@@ -91,7 +91,10 @@ def test_medsr_test_table_and_json(trained, tmp_path, capsys):
     rows = {(r["method"], r["scale"]): r for r in report["results"]}
     assert set(rows) == {(m, s) for m in ("liif", "bicubic", "zerofill") for s in (2.0, 3.0)}
     assert rows[("liif", 3.0)]["ood"] and not rows[("liif", 2.0)]["ood"] and not rows[("bicubic", 3.0)]["ood"]
-    keys = {"method", "scale", "ref", "psnr", "psnr_std", "ssim", "ssim_std", "n_volumes", "ood", "note"}
+    keys = {"method", "scale", "ref", "psnr", "psnr_std", "psnr_ci", "ssim", "ssim_std", "ssim_ci", "n_volumes", "ood",
+            "note"}
+    assert all(r["psnr_ci"] == [None, None] for r in report["results"])  # one volume: no interval, written as null
+    assert "95% CI" in text
     assert all(set(r) == keys and r["n_volumes"] == 1 and r["note"] is None for r in report["results"])
     assert report["protocol"]["split"] == "test" and report["protocol"]["scales_trained"] == "1.5-2.5"
     assert main(["test", str(run), "--data", str(store), "--scales", "2", "--no-baselines", "--split", "val"]) == 0

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "test",
         help="test a trained model on whole volumes of a prepared store, with its baselines",
-        description="PSNR/SSIM over the volumes of a split of a prepared store, with the protocol header: SR "
+        description="PSNR/SSIM (mean ± sd [95% t-interval] over volumes) on a split of a prepared store, with the "
+        "protocol header: SR "
         "weights per scale beside bicubic and zero-filling (scales outside the trained range marked OOD), "
         "reconstruction/joint weights per scale and acceleration beside zero-filling, CT denoising weights per "
         "window beside the low-dose input (a CT pair store: medsr prepare ct, ldct or ctvol), segmentation "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medsr.data.ct_pairs import CTPairDataset
-from medsr.evaluation.report import format_value, summarise
+from medsr.evaluation.report import summarise, summary_cell
 from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions
 from medsr.metrics.ct import CT_PRESETS, DENOISE_WINDOWS, reduction_text, scores_in_windows
@@ -51,12 +51,6 @@ def run_denoise_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, 
 def denoise_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of a :func:`run_denoise_test` report."""
     columns = ["window", "method", "PSNR (dB) ± sd [95% CI]", "SSIM ± sd [95% CI]", "volumes"]
-
-    def cell(r: dict[str, Any], key: str, digits: int) -> str:
-        spec = f".{digits}f"
-        lo, hi = (format_value(v, spec) for v in r[f"{key}_ci"])
-        return f"{r[key]:{spec}} ± {format_value(r[key + '_std'], spec)} [{lo}, {hi}]"
-
-    rows = [[r["window"], r["method"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"]]
+    rows = [[r["window"], r["method"], summary_cell(r, "psnr", 2), summary_cell(r, "ssim", 4), r["n_volumes"]]
             for r in report["results"]]
     return columns, rows

@@ -12,7 +12,7 @@ from medsr.data import masks
 from medsr.data.datasets import SampleSpec
 from medsr.data.joint import JointSliceDataset, protocol
 from medsr.evaluation.joint import BRANCHES, PROTOCOL, evaluate_joint
-from medsr.evaluation.report import summarise
+from medsr.evaluation.report import summarise, summary_cell
 from medsr.models.sequential import Sequential
 
 
@@ -24,8 +24,8 @@ def mask_from_meta(degradation: dict[str, Any]) -> masks.MaskSpec:
 
 
 def run_joint_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    """Report ``{"protocol", "results": [{"method", "scale", "R", "branch", "psnr", "psnr_ci", "ssim", "ssim_ci",
-    "nmse", "n_volumes"}]}`` of ``model`` and zero-filling on ``setup`` (a :class:`~.evaluation.TestSetup`)."""
+    """Report ``{"protocol", "results": [{"method", "scale", "R", "branch", "psnr", "psnr_std", "psnr_ci", "ssim",
+    "ssim_std", "ssim_ci", "nmse", "n_volumes"}]}`` of ``model`` and zero-filling on ``setup`` (a :class:`~.evaluation.TestSetup`)."""
     deg = meta["degradation"]
     target = setup.target or meta.get("contrasts", {}).get("target")
     spec = mask_from_meta(deg)
@@ -44,8 +44,9 @@ def run_joint_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, An
                 mine = [s for s in scores if s.branch == branch]
                 p, q, e = (summarise([getattr(s, k) for s in mine]) for k in ("psnr", "ssim", "nmse"))
                 results.append({"method": name, "scale": scale, "R": round(r, 2), "branch": branch,
-                                "psnr": p.mean, "psnr_ci": (p.ci95_low, p.ci95_high), "ssim": q.mean,
-                                "ssim_ci": (q.ci95_low, q.ci95_high), "nmse": e.mean, "n_volumes": len(mine)})
+                                "psnr": p.mean, "psnr_std": p.std, "psnr_ci": (p.ci95_low, p.ci95_high),
+                                "ssim": q.mean, "ssim_std": q.std, "ssim_ci": (q.ci95_low, q.ci95_high),
+                                "nmse": e.mean, "n_volumes": len(mine)})
     header = {**PROTOCOL, **protocol(deg["intensity"], deg["fov"]), "weights": str(setup.weights),
               "data": str(setup.data), "split": setup.split, "target": target,
               "mask": f"{spec.kind} on the {spec.grid.upper()} grid (trained R: {deg['effective_acceleration']}; "
@@ -55,12 +56,7 @@ def run_joint_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, An
 
 def joint_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of a :func:`run_joint_test` report."""
-    columns = ["scale", "R", "branch", "method", "PSNR (dB) [95% CI]", "SSIM [95% CI]", "NMSE", "volumes"]
-
-    def ci(r: dict[str, Any], key: str, digits: int) -> str:
-        lo, hi = r[f"{key}_ci"]
-        return f"{r[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-    rows = [[f"x{r['scale']:g}", f"{r['R']:.2f}", r["branch"], r["method"], ci(r, "psnr", 2), ci(r, "ssim", 4),
-             f"{r['nmse']:.4f}", r["n_volumes"]] for r in report["results"]]
+    columns = ["scale", "R", "branch", "method", "PSNR (dB) ± sd [95% CI]", "SSIM ± sd [95% CI]", "NMSE", "volumes"]
+    rows = [[f"x{r['scale']:g}", f"{r['R']:.2f}", r["branch"], r["method"], summary_cell(r, "psnr", 2),
+             summary_cell(r, "ssim", 4), f"{r['nmse']:.4f}", r["n_volumes"]] for r in report["results"]]
     return columns, rows

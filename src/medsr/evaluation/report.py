@@ -34,8 +34,6 @@ def summarise(values: Iterable[float | None]) -> Summary:
     Non-finite values are left out (the report states how many); with fewer than two values the std and the
     interval are NaN, with none everything is NaN.
     """
-    from scipy import stats
-
     kept = finite_values(values)
     n = len(kept)
     if n == 0:
@@ -44,8 +42,17 @@ def summarise(values: Iterable[float | None]) -> Summary:
     if n == 1:
         return Summary(mean, math.nan, math.nan, math.nan)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in kept) / (n - 1))
+    return Summary(mean, std, *t_interval(mean, std, n))
+
+
+def t_interval(mean: float, std: float, n: int) -> tuple[float, float]:
+    """Two-sided 95% Student-t interval of a mean of ``n`` values with sample std ``std`` (NaN for n < 2)."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(std):
+        return math.nan, math.nan
     half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return Summary(mean, std, mean - half, mean + half)
+    return mean - half, mean + half
 
 
 def format_value(value: Any, spec: str = ".4f") -> str:
@@ -63,6 +70,14 @@ def format_value(value: Any, spec: str = ".4f") -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v, spec) for v in value)
     return str(value)
+
+
+def summary_cell(record: Mapping[str, Any], key: str, digits: int) -> str:
+    """``"mean ± sd [low, high]"`` of ``record[key]``, ``record[key + "_std"]`` and the 95% interval
+    ``record[key + "_ci"]`` (n/a where undefined): the one way reports print a :class:`Summary`."""
+    spec = f".{digits}f"
+    lo, hi = (format_value(v, spec) for v in record[f"{key}_ci"])
+    return f"{format_value(record[key], spec)} ± {format_value(record[key + '_std'], spec)} [{lo}, {hi}]"
 
 
 def protocol_header(protocol: Mapping[str, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from medsr.data.labelled import LabelledSliceDataset
 from medsr.errors import InputError
-from medsr.evaluation.report import format_value, summarise
+from medsr.evaluation.report import summarise, summary_cell
 from medsr.inference.segment import num_classes, segment
 from medsr.metrics.seg import dice_per_class
 
@@ -44,9 +44,5 @@ def run_segmentation_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[
 
 def segmentation_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of a :func:`run_segmentation_test` report."""
-    def cell(r: dict[str, Any]) -> str:
-        lo, hi = (format_value(v) for v in r["dice_ci"])
-        return f"{r['dice']:.4f} ± {format_value(r['dice_std'])} [{lo}, {hi}]"
-
-    return ["class", "Dice ± sd [95% CI]", "volumes"], [[r["class"], cell(r), r["n_volumes"]]
+    return ["class", "Dice ± sd [95% CI]", "volumes"], [[r["class"], summary_cell(r, "dice", 4), r["n_volumes"]]
                                                           for r in report["results"]]

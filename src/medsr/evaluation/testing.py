@@ -13,7 +13,7 @@ from torch import nn
 from medsr.checkpoint import build_from_weights, weights_path
 from medsr.data.datasets import SRSliceDataset
 from medsr.errors import InputError
-from medsr.evaluation.report import format_value
+from medsr.evaluation.report import summary_cell, t_interval
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
 from medsr.kspace import check_scale, lr_length
 from medsr.models.base import SRModel, sr_model
@@ -111,8 +111,8 @@ def unsupported(net: Any, dataset: Any, scale: float) -> str | None:
 def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
     """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale.
 
-    Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "ssim",
-    "ssim_std", "n_volumes", "ood", "note"}]}`` (``note``: why a row is n/a, else None) and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
+    Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "psnr_ci",
+    "ssim", "ssim_std", "ssim_ci", "n_volumes", "ood", "note"}]}`` (``*_ci``: 95% t-interval over volumes) (``note``: why a row is n/a, else None) and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
     """
     methods, meta = _methods(setup)
     contrasts = meta.get("contrasts", {})
@@ -138,7 +138,9 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
                     device=setup.device, batch_size=setup.batch_size)
             s = summarise(moments(scores))
             results.append({"method": m.name, "scale": scale, "ref": m.ref, "psnr": s.psnr, "psnr_std": s.psnr_std,
-                            "ssim": s.ssim, "ssim_std": s.ssim_std, "n_volumes": s.n_volumes,
+                            "psnr_ci": t_interval(s.psnr, s.psnr_std, s.n_volumes), "ssim": s.ssim,
+                            "ssim_std": s.ssim_std, "ssim_ci": t_interval(s.ssim, s.ssim_std, s.n_volumes),
+                            "n_volumes": s.n_volumes,
                             "ood": not m.baseline and is_ood(scale, m.trained), "note": reason})
     trained = meta.get("scales")
     protocol = {
@@ -157,12 +159,10 @@ def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], 
 def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows (one per scale and method) of a :func:`run_test` report, OOD scales marked, scales a
     fixed-scale model cannot do as n/a."""
-    columns = ["scale", "method", "ref", "PSNR (dB)", "SSIM", "volumes", "note"]
+    columns = ["scale", "method", "ref", "PSNR (dB) ± sd [95% CI]", "SSIM ± sd [95% CI]", "volumes", "note"]
 
     def cell(r: Mapping[str, Any], key: str, digits: int) -> str:
-        if r["n_volumes"] == 0:
-            return "n/a"
-        return f"{r[key]:.{digits}f} ± {format_value(r[key + '_std'], f'.{digits}f')}"
+        return "n/a" if r["n_volumes"] == 0 else summary_cell(r, key, digits)
 
     rows = [[f"x{r['scale']:g}", r["method"], r["ref"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"],
              r.get("note") or ("OOD" if r["ood"] else "")] for r in report["results"]]
