@@ -1,20 +1,20 @@
-"""CT denoising on a real patient never trained on: ranks `medsr denoise`'s methods per slice, with intervals.
+"""CT denoising on real CT never trained on: ranks `medsr denoise`'s methods per slice, with intervals.
 
-The held-out patient is CRLM-CT-1004 of the development data (``DIR/crlm1004_ct.nii.gz``: TCIA
+Cases: the held-out patient CRLM-CT-1004 of the development data (``DIR/crlm1004_ct.nii.gz``: TCIA
 Colorectal-Liver-Metastases, CC BY 4.0, doi:10.7937/QXK2-QG03, converted to NIfTI in ``../shared/data/ct``; see its
-README), a contrast abdomen CT at 0.80 mm that ``heldout.json`` keeps out of every preparer. Its quarter dose is
-simulated as the training data's (:func:`medsr.data.prepare.ct_volumes.simulate_volume`, a fixed seed); the
-full-dose scan as scanned (its own noise included) is the reference.
+README), a contrast abdomen CT at 0.80 mm that ``heldout.json`` keeps out of every preparer, and the held-out head
+CT slice that pydicom ships (``ct-head-j2k`` of ``heldout.json``). Their quarter dose is simulated as the training
+data's (:func:`medsr.data.prepare.ct_volumes.simulate_volume`, fixed seeds); the full-dose scan as scanned (its own
+noise included) is the reference.
 
-Every row runs the code ``medsr denoise`` runs on the volume: :func:`medsr.infer.denoise.learned_denoise` for
-weights (the shipped ``cncl_ct.pth`` and each ``--weights`` file), :func:`medsr.infer.denoise.classical_denoise`
-for ``--method nlm`` / ``bm3d`` (noise PSD estimated from the volume, one for all slices), plus a BM3D-style row
-with the simulator's own noise PSD (an oracle no user has). Scores per slice in the RED-CNN window [-160, 240] HU
-and in LDCT-bench's abdomen window (``medsr.metrics.ct`` presets); slices are the unit: mean and 95 % t-interval
-over slices, and for each learned row the paired per-slice difference to BM3D-style and to NLM with its interval
-and the worst slice's gain over the low-dose input. Seconds per slice: wall time over the volume on the threads
-given. Writes ``OUT/results.md``, ``results.json`` and ``comparison.png`` (one slice, full-dose crop, each method's
-crop and its error map).
+Every row runs the code ``medsr denoise`` runs: :func:`medsr.infer.denoise.learned_denoise` for weights (the
+shipped ``cncl_ct.pth`` and each ``--weights`` file), :func:`medsr.infer.denoise.classical_denoise` for ``--method
+nlm`` / ``bm3d`` (noise PSD estimated from the case, one for all slices), plus a BM3D-style row with the
+simulator's own noise PSD (an oracle no user has). Scores per slice in the RED-CNN window [-160, 240] HU and in
+LDCT-bench's abdomen window (``medsr.metrics.ct`` presets); slices are the unit: mean and 95 % t-interval over
+slices, and for each row the paired per-slice difference to BM3D-style and to NLM with its interval and the worst
+slice's gain over the low-dose input. Writes ``OUT/results.md``, ``results.json`` and ``comparison.png`` (the
+patient's middle slice: full-dose crop, each method's crop and its error map).
 
     python benchmarks/ct_dev.py ../shared/data/ct --weights runs/ct_dncnn_shared.pth
 """
@@ -34,11 +34,22 @@ import torch
 from medsr.classical.noise import psd_of_noise, tissue_mask
 from medsr.classical.restore import slice_denoiser
 from medsr.data.prepare.ct_volumes import read_ct_volume, simulate_volume
-from medsr.evaluation.report import summarise
+from medsr.evaluation.report import format_value, summarise
 from medsr.infer.denoise import classical_denoise, default_ct_weights, learned_denoise
 from medsr.metrics.ct import CT_PRESETS, windowed_scores
 
 PATIENT = "crlm1004_ct.nii.gz"
+HEAD = "ct-head-j2k"
+NLM, BM3D = "NLM (medsr denoise --method nlm)", "BM3D-style (medsr denoise --method bm3d)"
+PROTOCOL = (
+    "`python benchmarks/ct_dev.py {command}`. Cases never trained on: patient CRLM-CT-1004 (held out of every "
+    "preparer by medsr/data/heldout.json; one patient of the collection the training patient comes from, so this is "
+    "development data, not an independent test) and the held-out head CT slice of heldout.json (another source, "
+    "anatomy and pixel size). Quarter dose simulated as for training (dose 0.25, physical I0 1e5, electronic noise "
+    "10, parallel beam, Hann FBP; Yu/Zeng insertion of the missing noise), fixed seeds; reference = the full-dose "
+    "scan as scanned (its own noise included). PSNR/SSIM per slice in each window (images clipped, data range = "
+    "width, the preset's SSIM); mean [95% t-interval] over slices (slices are the unit; one training seed). "
+    "Seconds per slice: wall time over the case on the threads given, one run.")
 WINDOWS = ("redcnn", "ldctbench-abdomen")
 OUT = Path("benchmarks/results/ct_dev")
 
@@ -65,6 +76,7 @@ def interval(values: list[float]) -> list[float]:
 
 
 def figure(path: Path, fd: np.ndarray, outputs: dict[str, np.ndarray], z: int) -> None:
+    """Slice ``z``: the full-dose centre crop, each method's crop and its absolute error map."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,80 +105,95 @@ def figure(path: Path, fd: np.ndarray, outputs: dict[str, np.ndarray], z: int) -
 
 
 def markdown(report: dict[str, Any]) -> str:
-    rows = report["rows"]
-    lines = ["# CT denoising on a held-out real patient (development data)", "", report["protocol"], "",
-             "| method | PSNR redcnn [95% CI] | SSIM redcnn | PSNR ldctbench-abdomen | SSIM ldctbench-abdomen | "
-             "s / slice |", "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        p = r["summary"]["psnr_redcnn"]
-        lines.append(f"| {name} | {p[0]:.2f} [{p[1]:.2f}, {p[2]:.2f}] | {r['summary']['ssim_redcnn'][0]:.4f} | "
-                     f"{r['summary']['psnr_ldctbench-abdomen'][0]:.2f} | "
-                     f"{r['summary']['ssim_ldctbench-abdomen'][0]:.4f} | {r['seconds']:.2f} |")
-    lines += ["", "Paired per-slice PSNR differences (RED-CNN window, dB; mean [95% CI]; worst slice's gain over the "
-              "low-dose input):", "", "| method | vs BM3D-style (estimated PSD) | vs NLM | vs low dose, worst slice |",
-              "|---|---|---|---|"]
-    for name, d in report["paired"].items():
-        lines.append(f"| {name} | {d['bm3d'][0]:+.2f} [{d['bm3d'][1]:+.2f}, {d['bm3d'][2]:+.2f}] | "
-                     f"{d['nlm'][0]:+.2f} [{d['nlm'][1]:+.2f}, {d['nlm'][2]:+.2f}] | {d['worst']:+.2f} |")
+    lines = ["# CT denoising on real CT never trained on (development data)", "", report["protocol"]]
+    for case, block in report["cases"].items():
+        lines += ["", f"## {case}", "", "| method | PSNR redcnn [95% CI] | SSIM redcnn | PSNR ldctbench-abdomen | "
+                  "SSIM ldctbench-abdomen | s / slice |", "|---|---|---|---|---|---|"]
+        for name, r in block["rows"].items():
+            p, summary = r["summary"]["psnr_redcnn"], r["summary"]
+            lines.append(f"| {name} | {p[0]:.2f} [{format_value(p[1], '.2f')}, {format_value(p[2], '.2f')}] | "
+                         f"{summary['ssim_redcnn'][0]:.4f} | {summary['psnr_ldctbench-abdomen'][0]:.2f} | "
+                         f"{summary['ssim_ldctbench-abdomen'][0]:.4f} | {r['seconds']:.2f} |")
+        lines += ["", "Paired per-slice PSNR differences (RED-CNN window, dB; mean [95% CI]) and the worst slice's gain "
+                  "over the low-dose input:", "", "| method | vs BM3D-style (estimated PSD) | vs NLM | worst slice vs "
+                  "low dose |", "|---|---|---|---|"]
+        for name, d in block["paired"].items():
+            cells = [f"{d[k][0]:+.2f} [{format_value(d[k][1], '+.2f')}, {format_value(d[k][2], '+.2f')}]"
+                     for k in ("bm3d", "nlm")]
+            lines.append(f"| {name} | {cells[0]} | {cells[1]} | {d['worst']:+.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def cases(data: Path, slices: int | None) -> dict[str, tuple[Path, np.ndarray, np.ndarray, np.ndarray]]:
+    """``{name: (path, fd [Z, H, W], ld [2, Z, H, W])}``: the held-out patient and the held-out head slice, two
+    low-dose realisations each (the first is the input, the second gives the oracle PSD)."""
+    from medsr.data import embedded_ct
+    from medsr.data.heldout import cases as heldout_cases, verified_path
+
+    path = data / PATIENT
+    fd, _, pixel_mm = read_ct_volume(path)
+    if slices:
+        fd = fd[:: max(1, fd.shape[0] // slices)]
+    out = {f"CRLM-CT-1004, {fd.shape[0]} slices at {pixel_mm:.3g} mm":
+           (path, fd, simulate_volume(fd, pixel_mm, 2, "benchmark/ct-dev/crlm1004"))}
+    head = verified_path(next(c for c in heldout_cases() if c["id"] == HEAD))
+    hu, pixel_mm = embedded_ct.read_ct_slice(head)
+    out[f"held-out head ({HEAD}), 1 slice at {pixel_mm:.3g} mm"] = (
+        head, hu[None], embedded_ct.simulate(hu, pixel_mm, 2, "benchmark/ct-dev/head")[:, None])
+    return out
+
+
+def run_case(path: Path, fd: np.ndarray, ld: np.ndarray, weights: list[str]) -> tuple[dict[str, Any], dict]:
+    """Rows and paired differences of one case, and each method's output."""
+    hu, n = torch.from_numpy(ld[0]), fd.shape[0]
+    fd_t = torch.from_numpy(fd).double()
+    oracle = psd_of_noise(torch.from_numpy(ld[1]).double() - fd_t, valid=tissue_mask(fd_t))
+    run_oracle = slice_denoiser("bm3d", oracle)[0]
+    methods: dict[str, Callable[[], np.ndarray]] = {
+        "low dose": lambda: ld[0],
+        NLM: lambda: classical_denoise(path, hu, "nlm", None, False)[0],
+        BM3D: lambda: classical_denoise(path, hu, "bm3d", None, False)[0],
+        "BM3D-style, simulator's PSD (oracle)":
+            lambda: torch.stack([run_oracle(x) for x in hu.double()]).float().numpy(),
+        "shipped cncl_ct.pth": lambda: learned_denoise(hu, default_ct_weights(), "cpu", 8, None, False)[0],
+    }
+    for w in weights:
+        methods[Path(w).name] = lambda w=w: learned_denoise(hu, w, "cpu", 8, None, False)[0]
+    rows, outputs = {}, {}
+    for name, run in methods.items():
+        out, seconds = timed(run, n)
+        outputs[name] = out
+        scores = per_slice(out, fd)
+        rows[name] = {"seconds": seconds, "per_slice": scores, "summary": {k: interval(v) for k, v in scores.items()}}
+        print(f"  {name}: PSNR {rows[name]['summary']['psnr_redcnn'][0]:.2f} dB, {seconds:.2f} s/slice", flush=True)
+    psnr = {k: np.array(rows[k]["per_slice"]["psnr_redcnn"]) for k in methods}
+    paired = {name: {"bm3d": interval(list(psnr[name] - psnr[BM3D])), "nlm": interval(list(psnr[name] - psnr[NLM])),
+                     "worst": float((psnr[name] - psnr["low dose"]).min())}
+              for name in methods if name != "low dose"}
+    return {"slices": n, "rows": rows, "paired": paired}, outputs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="folder holding crlm1004_ct.nii.gz (../shared/data/ct)")
     parser.add_argument("--weights", action="append", default=[], help="a denoise weights file (repeatable)")
-    parser.add_argument("--slices", type=int, default=None, help="every k-th slice so that about N remain")
+    parser.add_argument("--slices", type=int, default=None, help="every k-th slice of the patient, about N in all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    path = args.data / PATIENT
-    fd, _, pixel_mm = read_ct_volume(path)
-    if args.slices:
-        fd = fd[:: max(1, fd.shape[0] // args.slices)]
-    ld = simulate_volume(fd, pixel_mm, 2, "benchmark/ct-dev/crlm1004")
-    hu, n = torch.from_numpy(ld[0]), fd.shape[0]
-    fd_t = torch.from_numpy(fd).double()
-    oracle = psd_of_noise(torch.from_numpy(ld[1]).double() - fd_t, valid=tissue_mask(fd_t))
-    print(f"{path.name}: {n} slices at {pixel_mm:.3g} mm, quarter dose simulated", flush=True)
-    run_oracle = slice_denoiser("bm3d", oracle)[0]
-    methods: dict[str, Callable[[], np.ndarray]] = {
-        "low dose": lambda: ld[0],
-        "NLM (medsr denoise --method nlm)": lambda: classical_denoise(path, hu, "nlm", None, False)[0],
-        "BM3D-style (medsr denoise --method bm3d)": lambda: classical_denoise(path, hu, "bm3d", None, False)[0],
-        "BM3D-style, simulator's PSD (oracle)":
-            lambda: torch.stack([run_oracle(x) for x in hu.double()]).float().numpy(),
-        "shipped cncl_ct.pth": lambda: learned_denoise(hu, default_ct_weights(), "cpu", 8, None, False)[0],
-    }
-    for weights in args.weights:
-        methods[f"{Path(weights).name}"] = lambda w=weights: learned_denoise(hu, w, "cpu", 8, None, False)[0]
-    rows, outputs = {}, {}
-    for name, run in methods.items():
-        out, seconds = timed(run, n)
-        outputs[name] = out
-        scores = per_slice(out, fd)
-        rows[name] = {"seconds": seconds, "per_slice": scores,
-                      "summary": {k: interval(v) for k, v in scores.items()}}
-        print(f"{name}: PSNR {rows[name]['summary']['psnr_redcnn'][0]:.2f} dB, {seconds:.2f} s/slice", flush=True)
-    base = {k: np.array(rows[k]["per_slice"]["psnr_redcnn"]) for k in methods}
-    bm3d_key, nlm_key = "BM3D-style (medsr denoise --method bm3d)", "NLM (medsr denoise --method nlm)"
-    paired = {name: {"bm3d": interval(list(base[name] - base[bm3d_key])),
-                     "nlm": interval(list(base[name] - base[nlm_key])),
-                     "worst": float((base[name] - base["low dose"]).min())}
-              for name in methods if name not in ("low dose",)}
-    protocol = (f"`python benchmarks/ct_dev.py {' '.join(sys.argv[1:]) if argv is None else ' '.join(argv)}`. "
-                f"Patient CRLM-CT-1004 (held out of every training store by medsr/data/heldout.json), {n} slices "
-                f"512x512 at {pixel_mm:.3g} mm; quarter dose simulated (dose 0.25, physical I0 1e5, electronic "
-                "noise 10, parallel beam, Hann FBP; Yu/Zeng insertion), seed 'benchmark/ct-dev/crlm1004'; reference "
-                "= the full-dose scan as scanned. PSNR/SSIM per slice in the window (images clipped, data range = "
-                "width, the preset's SSIM); mean [95% t-interval] over slices. Development data: this patient is "
-                "held out, but it is one patient of the collection the training patient comes from.")
-    report = {"protocol": protocol, "slices": n, "rows": rows, "paired": paired}
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    report: dict[str, Any] = {"protocol": PROTOCOL.format(command=command), "cases": {}}
+    figure_data = None
+    for name, (path, fd, ld) in cases(args.data, args.slices).items():
+        print(name, flush=True)
+        report["cases"][name], outputs = run_case(path, fd, ld, args.weights)
+        figure_data = figure_data or (fd, {k: v for k, v in outputs.items() if "oracle" not in k})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     (args.out / "results.md").write_text(markdown(report))
-    z = int(np.argmax([float(np.abs(ld[0][i] - fd[i]).mean()) for i in range(n)]) if n < 3 else n // 2)
-    figure(args.out / "comparison.png", fd, {k: v for k, v in outputs.items() if "oracle" not in k}, z)
+    fd, outputs = figure_data
+    figure(args.out / "comparison.png", fd, outputs, fd.shape[0] // 2)
     print(markdown(report))
     return 0
 
