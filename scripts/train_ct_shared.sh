@@ -6,7 +6,8 @@
 # The CT volumes come from TCIA's Colorectal-Liver-Metastases collection (CC BY 4.0, doi:10.7937/QXK2-QG03), as
 # converted to NIfTI in ../shared/data (see its README); any folder of full-dose CT NIfTI volumes in HU works.
 # Usage: scripts/train_ct_shared.sh DATA_DIR   (e.g. ../shared/data/ct)
-# GPU recipe: the same with MEDSR_DEVICE unset on a CUDA machine and MINUTES=30 STEPS=40000.
+# GPU recipe: the same command on a CUDA machine (train.accelerator auto picks the GPU) with MINUTES=30 STEPS=40000
+# EXTRA="data.batch_size=32".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="${1:?usage: scripts/train_ct_shared.sh DATA_DIR (full-dose CT NIfTI volumes in HU)}"
