@@ -9,8 +9,8 @@ so its NLM row is optimistic) and ``transfer`` (the held-out real head CT of ``h
 the embedded data do not use, its low dose simulated here with the embedded data's parameters and a fixed seed).
 Learned methods are trained by ``medsr train <config> seed=S train.steps=N`` (configs ct_redcnn, ct_dncnn,
 ct_cncl, ct_cncl_lite, ct_cncl_lite_xattn, verbatim but for seed, steps and folders), ``--jobs`` runs at a time, one
-thread each; their rows are mean +- 95% t-interval half-width over seeds. The shipped ``cncl_ct.pth`` (CNCL-lite)
-gets a row when present. The paper's CNCL (62 M parameters; the others 75 k to 207 k) trains far slower on CPUs,
+thread each; their rows are mean +- 95% t-interval half-width over seeds. The shipped default of ``medsr denoise``
+gets a row when present (its results file was made with the previous default, ``cncl_ct.pth``, CNCL-lite). The paper's CNCL (62 M parameters; the others 75 k to 207 k) trains far slower on CPUs,
 and at the full protocol's 400 steps at its reference learning rate (2e-5) it is undertrained: its rows measure that.
 
     python benchmarks/ct.py                # full: 3 seeds x 400 steps (24 min on 2 cores before ct_cncl joined; not re-timed)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed[case]["NLM (tuned on val)"] = [scores(denoised, fd, case)]
         if case == "transfer":
             predictions.update({"low dose": ld, "NLM": denoised})
-        models = [(m, s, w) for m, s, w in trained] + ([("shipped cncl_ct.pth (lite)", 0, str(shipped))]
+        models = [(m, s, w) for m, s, w in trained] + ([(f"shipped {shipped.name}", 0, str(shipped))]
                                                         if shipped.is_file() else [])
         for method, seed, weights in models:
             pred = denoise_slices(build_from_weights(weights, task="denoise")[0], ld[None])[0]

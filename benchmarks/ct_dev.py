@@ -8,7 +8,7 @@ data's (:func:`medsr.data.prepare.ct_volumes.simulate_volume`, fixed seeds); the
 noise included) is the reference.
 
 Every row runs the code ``medsr denoise`` runs: :func:`medsr.infer.denoise.learned_denoise` for weights (the
-shipped ``cncl_ct.pth`` and each ``--weights`` file), :func:`medsr.infer.denoise.classical_denoise` for ``--method
+shipped ``dncnn_ct.pth`` and each ``--weights`` file), :func:`medsr.infer.denoise.classical_denoise` for ``--method
 nlm`` / ``bm3d`` (noise PSD estimated from the case, one for all slices), plus a BM3D-style row with the
 simulator's own noise PSD (an oracle no user has). Scores per slice in the RED-CNN window [-160, 240] HU and in
 LDCT-bench's abdomen window (``medsr.metrics.ct`` presets); slices are the unit: mean and 95 % t-interval over
@@ -35,7 +35,7 @@ from medsr.classical.noise import psd_of_noise, tissue_mask
 from medsr.classical.restore import slice_denoiser
 from medsr.data.prepare.ct_volumes import read_ct_volume, simulate_volume
 from medsr.evaluation.report import format_value, summarise
-from medsr.infer.denoise import classical_denoise, default_ct_weights, learned_denoise
+from medsr.infer.denoise import SHIPPED_CT_WEIGHTS, classical_denoise, default_ct_weights, learned_denoise
 from medsr.metrics.ct import CT_PRESETS, windowed_scores
 
 PATIENT = "crlm1004_ct.nii.gz"
@@ -155,7 +155,7 @@ def run_case(path: Path, fd: np.ndarray, ld: np.ndarray, weights: list[str]) -> 
         BM3D: lambda: classical_denoise(path, hu, "bm3d", None, False)[0],
         "BM3D-style, simulator's PSD (oracle)":
             lambda: torch.stack([run_oracle(x) for x in hu.double()]).float().numpy(),
-        "shipped cncl_ct.pth": lambda: learned_denoise(hu, default_ct_weights(), "cpu", 8, None, False)[0],
+        f"shipped {SHIPPED_CT_WEIGHTS}": lambda: learned_denoise(hu, default_ct_weights(), "cpu", 8, None, False)[0],
     }
     for w in weights:
         methods[Path(w).name] = lambda w=w: learned_denoise(hu, w, "cpu", 8, None, False)[0]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Trains a CT denoiser on the development data (real abdomen CT, ../shared/data/ct; not shipped with medsr) on 2 CPU
-# cores: builds the pair store data/ct_shared (`medsr prepare ctvol`: CRLM-CT-1006 plus the embedded slices, quarter
+# Trains the shipped CT denoising weights src/medsr/weights/dncnn_ct.pth (the default of `medsr denoise`) on the
+# development data (real abdomen CT, ../shared/data/ct; not shipped with medsr) on 2 CPU cores: builds the pair store data/ct_shared (`medsr prepare ctvol`: CRLM-CT-1006 plus the embedded slices, quarter
 # dose simulated; the held-out patient CRLM-CT-1004 is skipped by the preparer), then trains CONFIG
 # (default ct_dncnn_shared) for at most MINUTES (default 70) and copies the weights to OUT.
 # The CT volumes come from TCIA's Colorectal-Liver-Metastases collection (CC BY 4.0, doi:10.7937/QXK2-QG03), as
@@ -16,7 +16,7 @@ STORE="${STORE:-data/ct_shared}"
 MINUTES="${MINUTES:-70}"
 STEPS="${STEPS:-6500}"
 RUNS="${RUNS:-runs}"
-OUT="${OUT:-$RUNS/$CONFIG.pth}"
+OUT="${OUT:-src/medsr/weights/dncnn_ct.pth}"
 MEDSR="${MEDSR:-.venv/bin/medsr}"
 test -d "$STORE" || $MEDSR prepare ctvol "$SRC" "$STORE" --embedded
 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train "$CONFIG" --overwrite --name "$CONFIG" "data.root=$STORE" \

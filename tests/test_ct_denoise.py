@@ -167,12 +167,13 @@ def test_denoise_nifti_keeps_grid_header_and_padding(trained, tmp_path):
     np.testing.assert_array_equal(data, expected.astype(np.float32))
 
 
-def test_default_weights_are_the_shipped_cncl_lite_and_denoise(tmp_path):
+def test_default_weights_are_the_shipped_dncnn_and_denoise(tmp_path):
     from medsr.infer.denoise import default_ct_weights
 
     model, meta = build_from_weights(default_ct_weights(), task="denoise")
-    assert meta["model"]["type"] == "cncl_lite" and type(model) is MODELS.get("cncl_lite")
-    assert sum(p.numel() for p in model.parameters()) < 200_000  # the reduced variant, not the paper's U-Nets
+    assert meta["model"]["type"] == "dncnn" and type(model) is MODELS.get("dncnn")
+    assert meta["model"]["depth"] == 17 and sum(p.numel() for p in model.parameters()) < 200_000
+    assert meta["norm"]["method"] == "hu"
     src = _nifti(tmp_path / "ld.nii.gz", _ct_volume(), np.eye(4))
     out = tmp_path / "out.nii.gz"
     assert main(["denoise", str(src), str(out)]) == 0

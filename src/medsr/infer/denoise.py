@@ -35,7 +35,7 @@ from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions
 from medsr.io.nifti import is_nifti, write_volume
 
-SHIPPED_CT_WEIGHTS = "cncl_ct.pth"  # package data medsr/weights/: the default of medsr denoise
+SHIPPED_CT_WEIGHTS = "dncnn_ct.pth"  # package data medsr/weights/: the default of medsr denoise
 
 
 @dataclass
@@ -49,13 +49,13 @@ class DenoiseReport:
 
 
 def default_ct_weights() -> Path:
-    """The shipped CNCL-lite weights, or a clear error."""
+    """The shipped DnCNN weights (config ct_dncnn_shared, scripts/train_ct_shared.sh), or a clear error."""
     resource = importlib.resources.files("medsr").joinpath("weights").joinpath(SHIPPED_CT_WEIGHTS)
     if resource.is_file():
         return Path(str(resource))
     raise InputError("--weights", f"no weights given and the shipped {SHIPPED_CT_WEIGHTS} is not installed; run "
-                     "scripts/train_ct_weights.sh, or train a denoise config (medsr train ct_cncl_lite) and "
-                     "pass --weights runs/ct_cncl_lite")
+                     "scripts/train_ct_shared.sh DIR on CT volumes, or train a denoise config (medsr train "
+                     "ct_dncnn) and pass --weights runs/ct_dncnn")
 
 
 def read_psd(path: str | Path) -> torch.Tensor:

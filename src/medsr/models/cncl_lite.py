@@ -2,7 +2,7 @@
 Complementary Learning for Medical Image Denoising", IEEE TMI 41(2), 2022), registered as ``cncl_lite``. The
 paper's configuration (two full U-Nets, a conditional PatchGAN, L1 x 100 + GAN x 1) is ``cncl``
 (:mod:`medsr.models.cncl`, config ``ct_cncl``); this variant keeps its two-branch idea at about 112 k parameters
-and is what the shipped ``cncl_ct.pth`` holds.
+(it was the shipped CT default until DnCNN weights trained on a real patient replaced it).
 
 Two predictors read the same low-dose image ``x``: the content predictor estimates the clean image directly
 (``content1``), the noise predictor estimates the noise, which gives a second content estimate
