@@ -30,7 +30,7 @@ PROTOCOL = {
                "slices) with data range = max of the target volume; NMSE = ||x - y||^2 / ||y||^2",
     "branches": "recon: reconstruction vs the clean LR (fully sampled, same grid); sr: SR output vs HR",
     "degradation": "k-space crop to the scale, then the subject's mask (seeded by its id) on the grid of data.mask",
-    "spread": "mean and 95% t-interval over volumes",
+    "spread": "mean ± sample std [95% t-interval of the mean] over volumes",
 }
 BRANCHES = ("recon", "sr")
 

@@ -33,7 +33,8 @@ PROTOCOL = {
     "mask": "none",
     "crop": 0,
     "degradation": "k-space centre crop (medsr.kspace.downsample), round(N / s) samples per axis",
-    "spread": "mean ± sample std (ddof 1) over volumes; n/a for one volume",
+    "spread": "mean ± sample std (ddof 1) [95% t-interval of the mean, not clipped to the metric's range] over "
+              "volumes; n/a for one volume",
 }
 
 
