@@ -7,7 +7,7 @@ held out: :func:`refuse_heldout` is called by every preparer before it reads a f
 store, hence every training dataset built from one), and ``tests/test_heldout.py`` checks that no shipped config
 or script names these files.
 
-Its ``development`` list names real patients of the development data (``../shared/data``, not shipped) that
+Its ``development`` list names real patients of the development data (a folder of TCIA volumes, not shipped) that
 stay out of training in the same way, matched by size and SHA-256 wherever a copy lies.
 
 Files are located without importing their packages (``importlib.util.find_spec``), so a missing package only

@@ -3,7 +3,7 @@ store with a simulated low dose, optionally joined by the embedded CT slices.
 
 Every ``*.nii`` / ``*.nii.gz`` below ``SRC`` is one patient (subject id: the file name without its suffix), read as
 HU with its slices on the last axis; a file that is a development held-out scan (``heldout.json``,
-``development``) is skipped with a note, so the folder of ``../shared/data/ct`` can be given as it is and its
+``development``) is skipped with a note, so the development CT folder can be given as it is and its
 held-out patient is never read. The low dose is the embedded dataset's (:mod:`medsr.data.embedded_ct`: dose 25 %,
 the physical I0, electronic noise, parallel beam, Hann FBP, only the missing noise inserted), per slice, in
 batches; training patients get ``realisations`` noise realisations. Split by patient: ``val`` lists the validation
