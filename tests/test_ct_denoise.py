@@ -123,7 +123,7 @@ def test_medsr_test_scores_denoise_weights_per_window_with_intervals(trained, st
     assert rows[("low dose", "redcnn")]["psnr"] == pytest.approx(scores_in_windows(ld, fd, ("redcnn",))["psnr_redcnn"])
     assert rows[("cncl_lite", "redcnn")]["n_volumes"] == report["protocol"]["volumes"] == 1
     assert main(["test", str(trained), "--data", str(store), "--scales", "2"]) == 2
-    assert "do not apply" in capsys.readouterr().err
+    assert "is CT denoising weights: --scales does not apply" in capsys.readouterr().err
 
 
 def test_paper_cncl_trains_with_its_conditional_gan_and_exports(store, tmp_path):

@@ -190,7 +190,8 @@ BAD_META = [
     (None, {"norm": "x"}, "meta.norm"),
     (None, {"scales": ["a", "b"]}, "meta.scales"),
     (None, {"task": "segmentation"}, "segmentation weights"),
-    (None, {"task": "from_the_future"}, "unknown task 'from_the_future' (known: denoise, joint"),
+    (None, {"task": "from_the_future"}, "holds from_the_future weights"),
+    (None, {"task": 3}, "meta.task must be a task name"),
 ]
 
 

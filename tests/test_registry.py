@@ -72,10 +72,11 @@ def test_every_module_of_the_package_registers_without_a_list(tmp_path, monkeypa
 
 
 def test_a_config_task_is_any_registered_task(monkeypatch):
-    with pytest.raises(InputError, match="task: 'probe' is not one of " + ", ".join(TASKS.names())):
-        load_config(None, ["task=probe"])
+    cfg = load_config(None, ["task=probe"])
+    with pytest.raises(InputError, match="unknown task 'probe' \\(known: " + ", ".join(TASKS.names())):
+        TASKS.get(cfg.task)
     monkeypatch.setitem(TASKS._items, "probe", object)  # scoped: gone after this test
-    assert load_config(None, ["task=probe"]).task == "probe"
+    assert TASKS.get(load_config(None, ["task=probe"]).task) is object
 
 
 def test_metrics_are_the_registered_pure_functions():

@@ -14,7 +14,7 @@ import medsr
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
 from medsr.models.base import SRModel
-from medsr.registry import MODELS, TASKS
+from medsr.registry import MODELS
 
 
 
@@ -102,8 +102,8 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
     if spec["type"] not in MODELS:
         raise InputError(path, f"meta.model: unknown model type {spec['type']!r} (written by a newer medsr? known: "
                          f"{', '.join(MODELS.names())})")
-    if meta.get("task", "sr") not in TASKS:
-        raise InputError(path, f"meta.task: unknown task {meta.get('task')!r} (known: {', '.join(TASKS.names())})")
+    if not isinstance(meta.get("task", "sr"), str):
+        raise InputError(path, f"meta.task must be a task name, got {meta.get('task')!r}")
     n_adjacent = meta.get("n_adjacent", 0)
     if n_adjacent is not None and not (isinstance(n_adjacent, int) and not isinstance(n_adjacent, bool)
                                        and n_adjacent >= 0):

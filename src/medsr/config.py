@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from medsr.errors import InputError
 from medsr.kspace import check_scale
-from medsr.registry import LOSSES, TASKS
+from medsr.registry import LOSSES
 from medsr.scales import Curriculum
 
 
@@ -182,7 +182,8 @@ class LoggingConfig:
 @dataclass
 class RunConfig:
     """A whole run. ``task`` picks the training task: a name in ``medsr.registry.TASKS`` (``sr``, ``segmentation``,
-    one per module of ``medsr/tasks``)."""
+    one per module of ``medsr/tasks``, or a plugin's), checked when the engine builds it
+    (:func:`medsr.engine.runs.build_module`), so reading a config never imports the tasks and Lightning."""
 
     name: str = "run"
     seed: int = 0
@@ -231,7 +232,7 @@ def _omegaconf_error(source: str | Path, err: OmegaConfBaseException) -> InputEr
 
 
 def _validate(cfg: RunConfig, source: str | Path) -> None:
-    for key, allowed in [("task", tuple(TASKS.names())), *CHOICES.items()]:
+    for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise InputError(source, f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")

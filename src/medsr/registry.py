@@ -4,16 +4,40 @@ Idea after LIIF's ``models.py``: a spec ``{type, **args}`` builds any object, an
 Each registry names the package whose modules register into it and imports every module of that package the
 first time it is asked for a name, so ``MODELS.build(...)`` works in a fresh interpreter without importing
 ``medsr.models`` first, and a new model, loss or task is one new module: no list to edit.
+
+Code outside medsr registers the same way from an installed package that declares an entry point in the group
+``medsr.plugins`` (``[project.entry-points."medsr.plugins"] name = "module"``, the mechanism pytest and
+Lightning use): each such module is imported, once, the first time any registry is filled, so a task, a model and
+its ``medsr test`` protocol can live in one folder of the user's own package.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import pkgutil
 from typing import Any, Callable, Mapping
 
 from medsr.errors import InputError
+
+
+PLUGIN_GROUP = "medsr.plugins"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every module named by an entry point of :data:`PLUGIN_GROUP` (once per interpreter); a plugin that
+    fails to import is an :class:`InputError` naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True  # before importing: a plugin may itself look up a registry
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as err:  # a broken third-party package must not hide behind a traceback
+            raise InputError(f"plugin {entry.name} ({entry.value})", f"cannot be imported: {err}") from None
 
 
 class Registry:
@@ -41,6 +65,7 @@ class Registry:
         package = importlib.import_module(self.package)
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{self.package}."):
             importlib.import_module(info.name)
+        load_plugins()
         self._filled = True
 
     def get(self, name: str) -> Callable[..., Any]:
@@ -91,3 +116,6 @@ TASKS = Registry("task", "medsr.tasks")
 METRICS = Registry("metric", "medsr.metrics")
 # Dataset preparers of ``medsr prepare NAME``: ``prepare(out_dir, options, **sources) -> split``.
 DATASETS = Registry("dataset", "medsr.data.prepare")
+# What ``medsr test`` does with the weights of each task (by the weights' ``meta.task``): a
+# :class:`medsr.evaluation.protocol.TestProtocol`.
+PROTOCOLS = Registry("test protocol", "medsr.evaluation")

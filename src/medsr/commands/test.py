@@ -1,6 +1,7 @@
-"""``medsr test RUN_DIR_OR_WEIGHTS --data DIR [--scales ...] [--ref hr|lr|none] [--json F]``: PSNR/SSIM per scale
-(SR weights), per scale and acceleration (reconstruction, joint) or per CT window (denoise weights on a CT pair store) or
-Dice per class (segmentation weights)."""
+"""``medsr test RUN_DIR_OR_WEIGHTS --data DIR [--scales ...] [--ref hr|lr|none] [--json F]``: the test protocol
+registered in ``PROTOCOLS`` under the weights' task: PSNR/SSIM per scale (SR weights), per scale and acceleration
+(reconstruction, joint), per CT window (denoise weights on a CT pair store), Dice per class (segmentation weights),
+or a plugin task's own."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medsr.device import resolve_device
-    from medsr.evaluation.testing import TestSetup, default_scales, parse_scales, results_table, run_test
+    from medsr.evaluation.testing import TestSetup, default_scales, parse_scales
     from medsr.errors import InputError
     from medsr.kspace import check_scale
     from medsr.evaluation.report import format_table, protocol_header, write_json
@@ -59,32 +60,28 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     scales = parse_scales(args.scales) if args.scales is not None else None
     from medsr.checkpoint import build_from_weights, weights_path
-    from medsr.evaluation.denoise_test import denoise_table, run_denoise_test
-    from medsr.evaluation.joint_test import joint_table, run_joint_test
-    from medsr.evaluation.segmentation_test import run_segmentation_test, segmentation_table
+    from medsr.registry import PROTOCOLS
 
-    # weights of these tasks have their own protocol; every other task's are super-resolution weights
-    by_task = {"reconstruction": (run_joint_test, joint_table), "joint": (run_joint_test, joint_table),
-               "denoise": (run_denoise_test, denoise_table),
-               "segmentation": (run_segmentation_test, segmentation_table)}
     model, meta = build_from_weights(weights_path(args.weights))
-    task = meta.get("task")
-    if task == "denoise" and (args.scales is not None or args.ref != "hr" or args.target is not None):
-        raise InputError(args.weights, "is CT denoising weights: --scales, --ref and --target do not apply")
-    if task == "segmentation" and (args.scales is not None or args.ref != "hr"):
-        raise InputError(args.weights, "is segmentation weights: --scales and --ref do not apply")
+    task = meta.get("task", "sr")
+    if task not in PROTOCOLS:
+        raise InputError(args.weights, f"holds weights of task {task!r}, for which no medsr test protocol is "
+                         f"installed (known: {', '.join(PROTOCOLS.names())})")
+    protocol = PROTOCOLS.get(task)
+    given = {"scales": args.scales is not None, "ref": args.ref != "hr", "target": args.target is not None}
+    unused = [f"--{name}" for name, set_ in given.items() if set_ and name not in protocol.options]
+    if unused:
+        flags = unused[0] if len(unused) == 1 else ", ".join(unused[:-1]) + " and " + unused[-1]
+        raise InputError(args.weights, f"is {protocol.label} weights: {flags} do{'es' if len(unused) == 1 else ''} "
+                         "not apply")
     if scales is None:
         scales = default_scales(model, parse_scales(DEFAULT_SCALES))
     setup = TestSetup(Path(args.weights), Path(args.data), scales, args.ref, args.ref_scale,
                       args.split, args.target, args.baselines, args.batch_size, device)
-    if task in by_task:
-        runner, table = by_task[task]
-        report = runner(setup, model, meta)
-    else:
-        (report, _), table = run_test(setup), results_table
+    report = protocol.run(setup, model, meta)
     print(protocol_header(report["protocol"]))
     print()
-    print(format_table(*table(report)))
+    print(format_table(*protocol.table(report)))
     if args.json:
         write_json(args.json, report)
         print(f"\nJSON: {args.json}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from medsr.evaluation.report import summary_cell, t_interval
 from medsr.evaluation.scores import PROTOCOL, evaluate_scale, moments, summarise
 from medsr.kspace import check_scale, lr_length
 from medsr.models.base import SRModel, sr_model
-from medsr.registry import MODELS
+from medsr.registry import MODELS, PROTOCOLS
 
 
 def is_ood(scale: float | Sequence[float], trained: Sequence[float] | None, tol: float = 1e-6) -> bool:
@@ -47,6 +47,19 @@ class TestSetup:
     batch_size: int = 8
     device: str = "cpu"
     extra: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class TestProtocol:
+    """What ``medsr test`` does with the weights of one task, registered in ``PROTOCOLS`` under the task's name
+    (the weights' ``meta.task``): ``run(setup, model, meta) -> report`` (``{"protocol": {...}, "results": [...]}``),
+    ``table(report) -> (columns, rows)``, ``label`` (how refusals name such weights) and ``options``, the
+    optional flags of ``medsr test`` it reads (``scales``, ``ref``, ``target``); giving another is an error."""
+
+    run: Callable[[TestSetup, nn.Module, dict[str, Any]], dict[str, Any]]
+    table: Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]
+    label: str
+    options: tuple[str, ...] = ("scales", "ref", "target")
 
 
 def parse_scales(text: str, flag: str = "--scales") -> tuple[float, ...]:
@@ -167,3 +180,11 @@ def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]
     rows = [[f"x{r['scale']:g}", r["method"], r["ref"], cell(r, "psnr", 2), cell(r, "ssim", 4), r["n_volumes"],
              r.get("note") or ("OOD" if r["ood"] else "")] for r in report["results"]]
     return columns, rows
+
+
+def run_sr_test(setup: TestSetup, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """The report of :func:`run_test` (``model`` and ``meta`` are re-read there, with the ``extra`` weights)."""
+    return run_test(setup)[0]
+
+
+PROTOCOLS.register("sr")(TestProtocol(run_sr_test, results_table, "super-resolution"))

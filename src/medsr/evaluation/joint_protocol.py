@@ -13,7 +13,9 @@ from medsr.data.datasets import SampleSpec
 from medsr.data.joint import JointSliceDataset, protocol
 from medsr.evaluation.joint import BRANCHES, PROTOCOL, evaluate_joint
 from medsr.evaluation.report import summarise, summary_cell
+from medsr.evaluation.testing import TestProtocol
 from medsr.models.sequential import Sequential
+from medsr.registry import PROTOCOLS
 
 
 
@@ -60,3 +62,7 @@ def joint_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = [[f"x{r['scale']:g}", f"{r['R']:.2f}", r["branch"], r["method"], summary_cell(r, "psnr", 2),
              summary_cell(r, "ssim", 4), f"{r['nmse']:.4f}", r["n_volumes"]] for r in report["results"]]
     return columns, rows
+
+
+PROTOCOLS.register("reconstruction")(TestProtocol(run_joint_test, joint_table, "reconstruction"))
+PROTOCOLS.register("joint")(TestProtocol(run_joint_test, joint_table, "joint reconstruction and super-resolution"))

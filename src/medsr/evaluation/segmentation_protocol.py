@@ -11,8 +11,10 @@ from typing import Any
 from medsr.data.labelled import LabelledSliceDataset
 from medsr.errors import InputError
 from medsr.evaluation.report import summarise, summary_cell
+from medsr.evaluation.testing import TestProtocol
 from medsr.inference.segment import num_classes, segment
 from medsr.metrics.seg import dice_per_class
+from medsr.registry import PROTOCOLS
 
 
 def run_segmentation_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, Any]:
@@ -46,3 +48,6 @@ def segmentation_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any
     """Columns and rows of a :func:`run_segmentation_test` report."""
     return ["class", "Dice ± sd [95% CI]", "volumes"], [[r["class"], summary_cell(r, "dice", 4), r["n_volumes"]]
                                                           for r in report["results"]]
+
+
+PROTOCOLS.register("segmentation")(TestProtocol(run_segmentation_test, segmentation_table, "segmentation", options=("target",)))

@@ -10,9 +10,11 @@ from typing import Any
 
 from medsr.data.ct_pairs import CTPairDataset
 from medsr.evaluation.report import summarise, summary_cell
+from medsr.evaluation.testing import TestProtocol
 from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions
 from medsr.metrics.ct import CT_PRESETS, DENOISE_WINDOWS, reduction_text, scores_in_windows
+from medsr.registry import PROTOCOLS
 
 
 def run_denoise_test(setup: Any, model: Any, meta: dict[str, Any]) -> dict[str, Any]:
@@ -54,3 +56,6 @@ def denoise_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = [[r["window"], r["method"], summary_cell(r, "psnr", 2), summary_cell(r, "ssim", 4), r["n_volumes"]]
             for r in report["results"]]
     return columns, rows
+
+
+PROTOCOLS.register("denoise")(TestProtocol(run_denoise_test, denoise_table, "CT denoising", options=()))
