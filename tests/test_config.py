@@ -162,3 +162,18 @@ def test_relative_input_paths_resolve_against_the_config_file(tmp_path, monkeypa
     assert builtin.data.root == str(tmp_path / "data/mni")
     saved = _yaml(tmp_path / "project", to_yaml(builtin), "saved.yaml")
     assert config_hash(load_config(saved)) == config_hash(builtin)
+
+
+@pytest.mark.parametrize("config, override, key", [
+    ("ct_dncnn", "data.mask.type=random", "data.mask"),       # an undersampling mask in a denoise config
+    ("ct_dncnn", "data.target=T1", "data.target"),
+    ("edsr", "data.noise_scale=[0.5,1.0]", "data.noise_scale"),  # a CT dose factor in an SR config
+    ("edsr", "data.fov=[64,64]", "data.fov"),                 # a joint/reconstruction key in an SR config
+    ("unet", "data.mask.type=random", "data.mask"),
+])
+def test_a_data_key_the_task_does_not_read_is_refused(config, override, key):
+    cfg = load_config(config, [override])
+    with pytest.raises(InputError, match=f"task {cfg.task} does not read it") as err:
+        TASKS.get(cfg.task)(cfg)
+    assert err.value.source == key
+    assert TASKS.get(cfg.task)(load_config(config)).cfg.task == cfg.task  # without the key it builds

@@ -78,7 +78,9 @@ class DataConfig:
     ``fov`` and ``intensity`` (orthonormal | t2net-compat) apply to the reconstruction and joint tasks
     (:mod:`medsr.data.joint`). ``phase`` (none | smooth-random, SR task) puts a smooth random phase on each HR
     slice before it is sampled, so a mask's acceleration is not flattered by Hermitian symmetry; ``slices``
-    (all | t2net) reads every slice or T2Net's 21 per volume (:data:`medsr.data.datasets.SLICE_SUBSETS`)."""
+    (all | t2net) reads every slice or T2Net's 21 per volume (:data:`medsr.data.datasets.SLICE_SUBSETS`).
+    Each task reads only some of these keys (its ``data_keys``, :mod:`medsr.tasks.base`); setting another one
+    is refused when the task is built."""
 
     dataset: str = "store"
     root: str = "data/mni"

@@ -11,7 +11,11 @@ Contract of a task (docs/architecture.md, "Tasks"):
   validation subjects (reduced over ranks); ``monitor`` names the one (higher is better) that selects
   ``best.ckpt``;
 * ``export_meta() -> dict``: what the weights file records beyond the model spec;
-* ``adversarial_target``: the batch key of real images when the task supports ``train.gan`` (else None).
+* ``adversarial_target``: the batch key of real images when the task supports ``train.gan`` (else None);
+* ``data_keys``: the ``data`` keys the task reads besides :data:`COMMON_DATA_KEYS`; a config that sets any other
+  ``data`` key away from its default is refused when the task is built (a mask in a denoise config, a noise
+  scale in an SR config), so no key is accepted and silently ignored. ``None`` (a task that does not declare
+  them): nothing is refused.
 
 Steps are counted here (``self.step``, one per training batch, saved in checkpoints) because Lightning's
 ``global_step`` counts optimiser steps and adversarial training makes two per batch. Optimisation is manual, one
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import dataclasses
 import fnmatch
 import math
 import random
@@ -33,13 +38,29 @@ import torch
 from torch import nn
 
 from medsr.checkpoint import start_from_weights
-from medsr.config import RunConfig, to_dict
+from medsr.config import DataConfig, RunConfig, to_dict
 from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
 from medsr.losses import WeightedSum
 from medsr.models.base import Output
 from medsr.registry import MODELS
 from medsr.tasks.adversarial import Adversary
+
+
+# ``data`` keys every task reads: where the store is, how it is made and split, how it is batched.
+COMMON_DATA_KEYS = frozenset({"root", "embedded", "batch_size", "num_workers", "train_split", "val_split"})
+
+
+def check_data_keys(cfg: RunConfig, task: str, keys: frozenset[str] | None) -> None:
+    """Refuse a ``data`` key that task ``task`` does not read (``keys`` besides :data:`COMMON_DATA_KEYS`) when the
+    config sets it away from its default."""
+    if keys is None:
+        return
+    given, defaults = to_dict(cfg)["data"], dataclasses.asdict(DataConfig())
+    for name in sorted(given):
+        if name not in COMMON_DATA_KEYS | keys and given[name] != defaults[name]:
+            raise InputError(f"data.{name}", f"task {task} does not read it (its data keys: "
+                             f"{', '.join(sorted(COMMON_DATA_KEYS | keys))}); remove it from the config")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -134,9 +155,11 @@ class TrainingTask(pl.LightningModule, abc.ABC):
 
     monitor: str = ""
     adversarial_target: str | None = None
+    data_keys: frozenset[str] | None = None
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
+        check_data_keys(cfg, cfg.task, self.data_keys)
         self.cfg = cfg
         plain = to_dict(cfg)
         self.model_spec = plain["model"]

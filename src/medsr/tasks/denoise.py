@@ -35,6 +35,7 @@ NORM = {"method": "hu", "formula": "1 + HU / 1000", "clamp_below_hu": -1024.0}
 class DenoiseTask(TrainingTask):
     """The network applied to ``ld``, the losses compared with ``fd``."""
 
+    data_keys = frozenset({"patch_size", "augment", "noise_scale"})
     monitor = "val/psnr"
     adversarial_target = "fd"
 

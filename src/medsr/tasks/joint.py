@@ -56,6 +56,7 @@ def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int]) 
 class JointTask(SRTask):
     """Trains ``cfg.model`` on ``{lr, lr_clean, kspace, mask, hr, ref?}`` batches (module docstring)."""
 
+    data_keys = SRTask.data_keys | {"fov", "intensity"}
     monitor = "val/psnr"
     branch = "sr"
 

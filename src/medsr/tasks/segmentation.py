@@ -26,6 +26,7 @@ from medsr.tasks.base import TrainingTask
 class SegmentationTask(TrainingTask):
     """The network applied to ``image``, the losses compared with ``label``."""
 
+    data_keys = frozenset({"target", "patch_size", "augment"})
     monitor = "val/dice"
 
     def dataset(self, split: str, *, training: bool) -> LabelledSliceDataset:

@@ -52,6 +52,8 @@ def check_fixed_scales(fixed: tuple[int, ...] | None, curriculum: Curriculum, va
 class SRTask(TrainingTask):
     """Trains ``cfg.model`` on batches ``{lr, hr, ref?}`` with the weighted loss list ``cfg.loss``."""
 
+    data_keys = frozenset({"dataset", "target", "ref", "n_adjacent", "patch_size", "augment", "use_labels",
+                           "curriculum", "pairs", "synth", "mask", "phase", "slices"})
     monitor = "val/psnr"
     adversarial_target = "hr"
 
