@@ -206,10 +206,10 @@ def loss_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_model(variant: str, seed: int, cfg: dict[str, Any] | None = None) -> Any:
+    from medsr import checkpoint
     from medsr.models.base import seeded_init
-    from medsr.registry import MODELS
 
-    return seeded_init(MODELS.build(model_spec(variant, cfg)), seed)
+    return seeded_init(checkpoint.build_model(model_spec(variant, cfg)), seed)
 
 
 def dataset(cfg: dict[str, Any], split: str, mode: str, patch: int | None) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsr.checkpoint import build_from_weights, rebuild_spec, save_weights
+from medsr.checkpoint import build_from_weights, build_model, rebuild_spec, save_weights
 from medsr.errors import InputError
 from medsr.models.base import seeded_init
 from medsr.models.sakg import ExternalPrior, SliceAttention, log_scale
@@ -22,7 +22,7 @@ PRIOR_NET = {"base": 4, "depth": 1}
 
 
 def build(seed: int = 0, **flags: object) -> torch.nn.Module:
-    return seeded_init(MODELS.build({"type": "sakg", **TINY, **flags}), seed)
+    return seeded_init(build_model({"type": "sakg", **TINY, **flags}), seed)
 
 
 def write_prior(path: Path) -> UNet:
@@ -88,7 +88,7 @@ def test_weights_file_rebuilds_without_the_prior_file(tmp_path: Path) -> None:
     path = tmp_path / "prior.pth"
     write_prior(path)
     spec = {"type": "sakg", **TINY, "prior": "external", "prior_net": PRIOR_NET, "prior_init": str(path)}
-    model = activate(MODELS.build(spec)).eval()
+    model = activate(build_model(spec)).eval()
     save_weights(tmp_path / "sakg.pth", spec, model.state_dict())
     path.unlink()  # the trained prior now lives in the SR model's own weights file
     assert "prior_init" not in rebuild_spec(spec) and rebuild_spec({"type": "unet", "base": 4}) == {"type": "unet",
@@ -101,10 +101,14 @@ def test_weights_file_rebuilds_without_the_prior_file(tmp_path: Path) -> None:
 
 def test_prior_file_must_match_the_prior_spec(tmp_path: Path) -> None:
     write_prior(tmp_path / "prior.pth")
-    with pytest.raises(InputError, match="prior network"):
+    with pytest.raises(InputError, match="does not fit the config's model"):
         build(prior="external", prior_net={"base": 8, "depth": 1}, prior_init=str(tmp_path / "prior.pth"))
+    with pytest.raises(InputError, match="model.prior_init: is given, but this sakg model has no prior.net"):
+        build(prior="learned", prior_init=str(tmp_path / "prior.pth"))
     with pytest.raises(InputError, match="no such weights file"):
         build(prior="external", prior_init=str(tmp_path / "missing.pth"))
+    # the constructor itself reads no file: only the builder does
+    assert MODELS.build({"type": "sakg", **TINY, "prior": "external", "prior_init": str(tmp_path / "missing.pth")})
     with pytest.raises(InputError, match="model.prior"):
         build(prior="oracle")
 

@@ -126,6 +126,22 @@ def rebuild_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in drop}
 
 
+def build_model(spec: Mapping[str, Any]) -> torch.nn.Module:
+    """Build a model from its spec (``MODELS``), then fill each submodule named by the model's ``init_args`` from
+    the weights file its argument gives (:func:`start_from_weights`), so no model constructor reads a file."""
+    model = MODELS.build(rebuild_spec(spec))
+    for arg, target in getattr(type(model), "init_args", {}).items():
+        if spec.get(arg) is None:
+            continue
+        try:
+            submodule = model.get_submodule(target)
+        except AttributeError:
+            raise InputError(f"model.{arg}", f"is given, but this {spec['type']} model has no {target} to "
+                             "initialise (check its options)") from None
+        start_from_weights(submodule, spec[arg])
+    return model
+
+
 def build_from_weights(path: str | Path, ema: bool = True, task: str | tuple[str, ...] | None = None
                        ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model a weights file describes, load its (EMA) parameters, return it in eval mode with meta.

@@ -140,14 +140,15 @@ class SRModel(nn.Module):
     integer scales equal on both axes (None = arbitrary scale); ``uses_ref`` says whether the model reads the
     reference contrast; ``n_slices`` is the input depth ``S`` used when a weights file does not record the
     training's ``n_adjacent``; ``aux_outputs`` names the auxiliary outputs a training forward may return in
-    :attr:`ModelOutput.aux`; ``init_args`` names constructor arguments that only initialise parameters from
-    another file (e.g. SAKG's frozen prior network), dropped when a weights file rebuilds the model because its
-    parameters replace them; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
+    :attr:`ModelOutput.aux`; ``init_args`` maps constructor arguments that only initialise parameters from
+    another weights file to the submodule they fill (e.g. SAKG's ``prior_init`` -> ``prior.net``): the
+    constructor accepts and ignores them, :func:`medsr.checkpoint.build_model` loads the file after construction,
+    and a weights file rebuilds the model without them because its own parameters replace them; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
     ``kspace`` of an undersampled input (:mod:`medsr.models.joint`).
     """
 
     fixed_scales: tuple[int, ...] | None = None
-    init_args: tuple[str, ...] = ()
+    init_args: dict[str, str] = {}
     uses_ref: bool = False
     n_slices: int = 1
     aux_outputs: tuple[str, ...] = ()

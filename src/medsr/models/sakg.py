@@ -16,8 +16,9 @@ three switchable components (constructor flags, for ablation):
       and after the slice/reference fusion). ``prior_dropout`` replaces a training sample's prior by the uniform
       one, so the network also works where the prior is wrong or missing. ``prior_net`` is the segmenter's
       ``unet`` spec (3 input channels), ``prior_init`` its trained weights file (``benchmarks/fair.py`` trains
-      it as its first stage); the parameters live in this model's state dict, so the weights file alone rebuilds
-      it.
+      it as its first stage), loaded into ``prior.net`` by the model builder
+      (:func:`medsr.checkpoint.build_model`, ``init_args``) after construction: no constructor reads a file.
+      The parameters live in this model's state dict, so the weights file alone rebuilds it.
 (b) ``slice_attention``: fusion of the 2k+1 adjacent slices' features (``fusion``): ``"softmax"``, per pixel and
     channel a softmax over slices of scores from each slice's features, the centre's and both priors;
     ``"residual"``, the centre's features plus a zero-initialised gate times the attention-weighted differences
@@ -55,7 +56,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsr.checkpoint import build_from_weights
 from medsr.errors import InputError
 from medsr.models.base import ModelOutput, Output, SRModel, zero_init
 from medsr.models.blocks import Query, ResBlock, build_encoder, conv, decode_grid
@@ -103,18 +103,13 @@ class ExternalPrior(nn.Module):
     """A frozen tissue segmenter (``unet``) on ``[LR slice, reference on the LR grid, reference present]``: its
     parameters never require gradients and it always runs in eval mode (frozen batch-norm statistics)."""
 
-    def __init__(self, spec: dict[str, Any], init: str | None, n_classes: int):
+    def __init__(self, spec: dict[str, Any], n_classes: int):
         super().__init__()
         spec = {**DEFAULT_PRIOR_NET, "num_classes": n_classes, **spec}
         if spec["type"] != "unet" or spec["in_channels"] != 3 or spec["num_classes"] != n_classes:
             raise InputError("model.prior_net", f"expected a unet with in_channels 3 and {n_classes} classes, got "
                              f"{spec}")
-        if init is None:
-            self.net = UNet(**{k: v for k, v in spec.items() if k != "type"})
-        else:
-            self.net, meta = build_from_weights(init, task="segmentation")
-            if {**DEFAULT_PRIOR_NET, "num_classes": n_classes, **meta["model"]} != spec:
-                raise InputError(init, f"holds a prior network {meta['model']}, the model expects {spec}")
+        self.net = UNet(**{k: v for k, v in spec.items() if k != "type"})
         self.net.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> "ExternalPrior":
@@ -218,7 +213,7 @@ class SAKG(SRModel):
 
     uses_ref = True
     aux_outputs = ("semantic",)  # the learned prior's logits; absent otherwise (the loss is then zero)
-    init_args = ("prior_init",)
+    init_args = {"prior_init": "prior.net"}
 
     def __init__(
         self,
@@ -258,7 +253,7 @@ class SAKG(SRModel):
             raise InputError("model.prior_dropout", f"expected a probability in [0, 1), got {prior_dropout!r}")
         learned, external = semantic and prior == "learned", semantic and prior == "external"
         self.semantic = SemanticEmbedding(C, Cr, n_classes, sem_width) if learned else None
-        self.prior = ExternalPrior(prior_net or {}, prior_init, n_classes) if external else None
+        self.prior = ExternalPrior(prior_net or {}, n_classes) if external else None
         self.prior_sft = nn.ModuleList([SFT(C, n_classes, sem_width) for _ in range(2)]) if external else None
         self.prior_dropout, self.n_classes = prior_dropout, n_classes
         self.attention = SliceAttention(C, n_classes if semantic else 0, fusion) if slice_attention else None

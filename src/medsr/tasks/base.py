@@ -37,13 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.checkpoint import start_from_weights
+from medsr.checkpoint import build_model, start_from_weights
 from medsr.config import DataConfig, RunConfig, to_dict
 from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
 from medsr.losses import WeightedSum
 from medsr.models.base import Output
-from medsr.registry import MODELS
 from medsr.tasks.adversarial import Adversary
 
 
@@ -163,7 +162,7 @@ class TrainingTask(pl.LightningModule, abc.ABC):
         self.cfg = cfg
         plain = to_dict(cfg)
         self.model_spec = plain["model"]
-        self.model = build("model", MODELS.build, self.model_spec)
+        self.model = build("model", build_model, self.model_spec)
         if cfg.train.init is not None:
             start_from_weights(self.model, cfg.train.init)
         self.frozen = freeze(self.model, list(cfg.train.freeze))
