@@ -242,13 +242,10 @@ def quick_psnr(model: Any, data: Any, indices: list[int], ref: str, scales: list
 
 def adam_cosine(params: Any, lr: float, steps: int) -> tuple[Any, Any]:
     """The protocol's optimiser: Adam at ``lr``, 5% linear warm-up, then cosine decay to 0 over ``steps``."""
-    import torch
+    from medsr.optim import make_optimizer, make_scheduler
 
-    from medsr.tasks.base import lr_factor
-
-    optimiser = torch.optim.Adam(params, lr=lr)
-    schedule = {"type": "cosine", "warmup_steps": max(1, steps // 20), "min_factor": 0.0}
-    return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, steps, schedule))
+    optimiser = make_optimizer(params, lr)
+    return optimiser, make_scheduler(optimiser, steps, {"type": "cosine", "warmup_steps": max(1, steps // 20)})
 
 
 def train_run(job: dict[str, Any]) -> dict[str, Any]:
@@ -262,6 +259,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     from medsr.scales import Curriculum
     from medsr.evaluation.scores import collate
     from medsr.losses import WeightedSum
+    from medsr.optim import clip_norm, update
 
     variant, seed, lr, steps, cfg = job["variant"], job["seed"], job["lr"], job["steps"], job["cfg"]
     mode, device = VARIANTS[variant][2], resolve_device(cfg["device"])
@@ -278,6 +276,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     sampler = ScaleBatchSampler(len(train), cfg["batch"], Curriculum.from_config(CURRICULA[mode]),
                                 job.get("batch_seed", seed), num_steps=steps)
     optimiser, scheduler = adam_cosine(model.parameters(), lr, steps)
+    clip = clip_norm(model, 1.0)
     marks = set(np.linspace(0, steps, cfg["curve_points"]).round().astype(int).tolist())
     curve, seconds = [], 0.0
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg["bf16"])
@@ -290,11 +289,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
         with autocast:
             output = model(batch["lr"], tuple(batch["hr"].shape[-2:]), batch.get("ref"))
             loss, _ = criterion(output, batch["hr"], batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss.float().backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        scheduler.step()
+        update(optimiser, scheduler, loss.float(), clip=clip)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
@@ -350,6 +345,7 @@ def train_segmenter(cfg: dict[str, Any], work: Path, kind: str = "prior") -> dic
     from medsr.models.base import seeded_init
     from medsr.models.sakg import DEFAULT_PRIOR_NET
     from medsr.models.unet import UNet
+    from medsr.optim import update
     from medsr.scales import Curriculum
 
     torch.set_num_threads(2)
@@ -363,10 +359,7 @@ def train_segmenter(cfg: dict[str, Any], work: Path, kind: str = "prior") -> dic
     for specs in sampler:
         x, target = segmenter_batch(collate([train[s] for s in specs]), kind)
         loss = -(target * net(x).log_softmax(dim=1)).sum(dim=1).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        scheduler.step()
+        update(optimiser, scheduler, loss)
     net.eval()
     val = dataset(cfg, "val", "multi", None)
     accuracy = {}

@@ -59,10 +59,11 @@ def train_speed(spec: dict[str, Any], device: str, batch: int, patch: int, steps
     from torch.utils.flop_counter import FlopCounterMode
 
     from medsr.models.base import as_image
+    from medsr.optim import make_optimizer, update
     from medsr.registry import MODELS
 
     model = MODELS.build(spec).to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimiser = make_optimizer(model.parameters(), 1e-4)
     lr = torch.rand(batch, 3, patch, patch, device=device)
     hr = torch.rand(batch, 1, 2 * patch, 2 * patch, device=device)
     bf16 = device.startswith("cuda")
@@ -70,9 +71,7 @@ def train_speed(spec: dict[str, Any], device: str, batch: int, patch: int, steps
     def step() -> None:
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             loss = (as_image(model(lr, hr.shape[-2:], hr)) - hr).abs().mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.float().backward()
-        optimiser.step()
+        update(optimiser, None, loss.float())
 
     counter = FlopCounterMode(display=False)
     with counter:

@@ -96,12 +96,13 @@ def train_model(model: torch.nn.Module, dataset: Any, scale: int, seed: int, ste
     from medsr.scales import Curriculum
     from medsr.evaluation.scores import collate
     from medsr.losses import WeightedSum
+    from medsr.optim import make_optimizer, update
 
     criterion = WeightedSum(LOSS)
     curriculum = Curriculum.from_config([{"until_step": None, "scale": {"type": "choice", "values": [scale]},
                                           "ref": "none"}])
     sampler = ScaleBatchSampler(len(dataset), batch, curriculum, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model.parameters(), 1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     model.train()
     start = time.process_time()
@@ -109,10 +110,7 @@ def train_model(model: torch.nn.Module, dataset: Any, scale: int, seed: int, ste
         b = collate([dataset[s] for s in sampler.batch_at(step)])
         out = model(b["lr"], tuple(b["hr"].shape[-2:]), None, mask=b["mask"], kspace=b["kspace"])
         loss, _ = criterion(out, b["hr"], b)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        update(opt, sched, loss)
     return (time.process_time() - start) / max(steps, 1)
 
 

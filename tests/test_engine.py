@@ -15,7 +15,8 @@ from medsr.config import load_config
 from medsr.models.liif import LIIF
 from medsr.losses.base import Loss
 from medsr.registry import LOSSES, TASKS
-from medsr.tasks.base import EMA, freeze, lr_factor
+from medsr.optim import EMA, lr_factor
+from medsr.tasks.base import freeze
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +198,23 @@ def test_parameter_free_model_exports_without_training(store, tmp_path):
     assert meta["steps"] == 0 and meta["model"] == {"type": "bicubic"}
     assert "nothing to train" in (run / "train.log").read_text()
     assert not (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_the_shared_update_clips_steps_and_schedules():
+    from medsr.optim import clip_norm, make_optimizer, make_scheduler, update
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = make_optimizer(model.parameters(), 0.1)
+    scheduler = make_scheduler(optimizer, 10, {"type": "cosine", "warmup_steps": 2})
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = (model(torch.full((8, 4), 100.0)) ** 2).mean()  # a huge gradient
+    seen = []
+    update(optimizer, scheduler, loss, backward=lambda l: (seen.append(float(l)), l.backward()),
+           clip=clip_norm(model, 1.0))
+    assert seen == [float(loss)]  # the given backward ran on the loss
+    grad_norm = torch.sqrt(sum(p.grad.square().sum() for p in model.parameters()))
+    assert float(grad_norm) == pytest.approx(1.0, rel=1e-4)  # clipped before the step
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert 0 < float(step.abs().max()) <= 0.1 * 0.5 + 1e-6  # Adam's first step: at most lr x warm-up factor 1/2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)  # the schedule moved on to step 1: 2/2

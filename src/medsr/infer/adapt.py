@@ -43,6 +43,7 @@ from medsr import kspace
 from medsr.errors import InputError, require
 from medsr.inference.planes import neighbour_indices
 from medsr.models.base import as_image
+from medsr.optim import make_optimizer, update
 from medsr.slice_profile import SliceProfile
 
 MAX_DENOMINATOR = 8
@@ -247,7 +248,7 @@ def adapt_model(
     rng = np.random.default_rng([options.seed, 0])
     try:
         before = _eval_loss(trainee, held_batches, device)
-        optimiser = torch.optim.Adam(params, lr=options.lr)
+        optimiser = make_optimizer(params, options.lr)
         step, stopped_by = 0, "step limit"
         with tqdm(total=round(deadline - started), unit="s", desc="adapting", disable=not options.progress) as bar:
             trainee.train()
@@ -256,9 +257,7 @@ def adapt_model(
                     stopped_by = "time limit"
                     break
                 loss = _loss(trainee, sources[step % len(sources)].batch(rng, options.batch_size), device)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                update(optimiser, None, loss)
                 step += 1
                 bar.n = min(bar.total, round(time.perf_counter() - started))
                 bar.set_postfix(step=step, loss=f"{loss.item():.4f}", refresh=True)

@@ -19,13 +19,13 @@ Contract of a task (docs/architecture.md, "Tasks"):
 
 Steps are counted here (``self.step``, one per training batch, saved in checkpoints) because Lightning's
 ``global_step`` counts optimiser steps and adversarial training makes two per batch. Optimisation is manual, one
-code path for every task: generator (and, with ``train.gan``, discriminator) update, then :meth:`_finish_step`.
+code path for every task: generator (and, with ``train.gan``, discriminator) update (:func:`medsr.optim.update`,
+the step the benchmarks and ``--adapt`` take too), then :meth:`_finish_step`.
 """
 
 from __future__ import annotations
 
 import abc
-import copy
 import dataclasses
 import fnmatch
 import math
@@ -43,6 +43,7 @@ from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
 from medsr.losses import WeightedSum
 from medsr.models.base import Output
+from medsr.optim import EMA, make_optimizer, make_scheduler, update
 from medsr.tasks.adversarial import Adversary
 
 
@@ -70,28 +71,6 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(f"non-finite loss ({value}) at step {step}; training stopped")
 
 
-class EMA(nn.Module):
-    """Exponential moving average of a model's parameters and buffers (Polyak averaging), for evaluation.
-
-    ``update`` after optimiser step ``n`` (0-based): ``shadow = d * shadow + (1 - d) * param`` with the warm-up
-    ``d = min(decay, (1 + n) / (10 + n))`` of TensorFlow's ``ExponentialMovingAverage(num_updates)``, so early
-    shadows are not dominated by the initial weights.
-    """
-
-    def __init__(self, model: nn.Module, decay: float):
-        super().__init__()
-        self.decay = float(decay)
-        self.shadow = copy.deepcopy(model).requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, n: int) -> None:
-        decay = min(self.decay, (1 + n) / (10 + n))
-        for s, p in zip(self.shadow.parameters(), model.parameters()):
-            s.lerp_(p.detach().to(s.dtype), 1.0 - decay)
-        for s, b in zip(self.shadow.buffers(), model.buffers()):
-            s.copy_(b)
-
-
 def build(kind: str, build_fn: Callable[[Any], Any], spec: Any) -> Any:
     """Build a configured object; a ``ValueError`` (how constructors reject a bad value), or a module with an
     empty parameter (a zero width), becomes an :class:`InputError` naming ``kind``. Other exceptions keep their
@@ -115,23 +94,6 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
             param.requires_grad_(False)
             frozen.append(name)
     return frozen
-
-
-def lr_factor(step: int, total: int, scheduler: Mapping[str, Any]) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then cosine (SGDR, Loshchilov & Hutter 2017,
-    without restarts) down to ``min_factor``, step decay by ``gamma`` at ``milestones``, or constant."""
-    warmup = int(scheduler["warmup_steps"])
-    if step < warmup:
-        return (step + 1) / warmup
-    kind = scheduler["type"]
-    if kind == "cosine":
-        span = max(total - warmup, 1)
-        progress = min((step - warmup) / span, 1.0)
-        floor = float(scheduler["min_factor"])
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if kind == "step":
-        return float(scheduler["gamma"]) ** sum(step >= m for m in scheduler["milestones"])
-    return 1.0
 
 
 def rng_states() -> dict[str, Any]:
@@ -213,13 +175,10 @@ class TrainingTask(pl.LightningModule, abc.ABC):
 
     def _optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         t = self.cfg.train
-        kind = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        return kind(params, lr=lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+        return make_optimizer(params, lr, t.optimizer, t.betas, t.weight_decay)
 
     def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-        spec = to_dict(self.cfg)["train"]["scheduler"]
-        total = self.cfg.train.steps
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, spec))
+        return make_scheduler(optimizer, self.cfg.train.steps, to_dict(self.cfg)["train"]["scheduler"])
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -241,10 +200,7 @@ class TrainingTask(pl.LightningModule, abc.ABC):
         """One optimiser and schedule step on ``loss`` (gradient clipping: :meth:`on_before_optimizer_step`)."""
         self._check_finite(loss)
         self.toggle_optimizer(optimizer)
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
-        scheduler.step()
+        update(optimizer, scheduler, loss, self.manual_backward)
         self.untoggle_optimizer(optimizer)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
