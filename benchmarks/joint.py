@@ -14,7 +14,7 @@ Methods (CPU-sized, every one trained here with the same steps, batch, optimiser
   seq-sakg       dc_cascade (hard DC) -> SAKG, stages detached (``sequential``)
   t2net          the T2Net-style two-branch network, windowed task-transformer search (8 x 8 LR tiles)
   sakg-joint     dc_cascade (hard DC) -> SAKG, trained end to end (``sakg_joint``)
-Metrics: fastMRI per volume (``medsr.evaluation.joint``: PSNR and SSIM with data range = max of the target volume,
+Metrics: fastMRI per volume (``medsr.evaluation.undersampled``: PSNR and SSIM with data range = max of the target volume,
 7 x 7 uniform SSIM, NMSE) for both branches; per seed the mean over test volumes, then mean and 95% t-interval over
 seeds (>= 3). Params; MACs of one slice (``torch.utils.flop_counter``: convolutions and matrix products, FFTs not
 counted); CPU time per training step and per test slice (1 thread).
@@ -62,7 +62,7 @@ METHODS = ("zero-filling", "seq-edsr", "seq-sakg", "t2net", "sakg-joint")
 def datasets(kind: str, data: Path) -> tuple[Any, Any]:
     """(train, test) datasets of ``kind`` with T2Net's mask on the LR grid."""
     from medsr.config import SynthConfig
-    from medsr.data.joint import JointSliceDataset
+    from medsr.data.undersampled import JointSliceDataset
     from medsr.data.masks import MaskSpec
     from medsr.data.synth import SynthSliceDataset
 
@@ -118,7 +118,7 @@ def job(args: tuple[str, int, int, int, int, Path, int | None]) -> list[dict[str
     """Train and test every method on one (dataset, scale, seed); one row per method and branch."""
     kind, scale, seed, steps, batch, data, max_volumes = args
     torch.set_num_threads(1)
-    from medsr.evaluation.joint import evaluate_joint
+    from medsr.evaluation.undersampled import evaluate_joint
     from medsr.registry import MODELS
 
     train_set, test_set = datasets(kind, data)

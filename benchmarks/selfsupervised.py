@@ -30,7 +30,7 @@ import torch
 from medsr import kspace
 from medsr.data.degrade import degrade_file, parse_degradation
 from medsr.data.thick import parse_thick_slices, thick_slice_file
-from medsr.infer.files import super_resolve_file
+from medsr.infer.super_resolve import super_resolve_file
 from medsr.infer.guard import parse_safeguards
 from medsr.metrics.image import psnr
 from medsr.models.base import bicubic_upsample

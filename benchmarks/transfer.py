@@ -94,7 +94,7 @@ def inplane_baselines(lr: np.ndarray, size: tuple[int, int]) -> dict[str, np.nda
 def run_sr(lr_path: Path, out_path: Path, scale: tuple[float, float, float], weights: str | None) -> np.ndarray:
     import nibabel as nib
 
-    from medsr.infer.files import super_resolve_file
+    from medsr.infer.super_resolve import super_resolve_file
 
     super_resolve_file(lr_path, out_path, scale=",".join(repr(s) for s in scale), weights=weights, progress=False)
     return np.asarray(nib.load(str(out_path)).dataobj, dtype=np.float32)
@@ -174,7 +174,7 @@ def synthetic_rows(weights: str | None, scales: list[float], data: Path, n_items
     from medsr.data.datasets import SampleSpec
     from medsr.data.embedded import ensure_mni
     from medsr.data.synth import SynthSliceDataset
-    from medsr.infer.files import default_weights
+    from medsr.infer.super_resolve import default_weights
     from medsr.infer.volume import model_slices
     from medsr.kspace import zero_fill_upsample
 

@@ -37,7 +37,7 @@ def phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
 
 def load_model() -> tuple[Any, int, str]:
     from medsr.errors import InputError
-    from medsr.infer.files import default_weights
+    from medsr.infer.super_resolve import default_weights
     from medsr.infer.volume import model_slices
 
     try:

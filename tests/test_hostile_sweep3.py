@@ -408,7 +408,7 @@ def test_malformed_override_names_it(tmp_path, capsys, override):
 
 @pytest.mark.parametrize("group, value", [("params", float("nan")), ("params_ema", float("inf"))])
 def test_non_finite_weights_refused_on_load(tmp_path, capsys, vol, monkeypatch, group, value):
-    from medsr.infer import files
+    from medsr.infer import super_resolve as files
 
     params = MODELS.build(EDSR_X2).state_dict()
     w = weights(tmp_path / "w.pth", EDSR_X2, params=params)

@@ -12,12 +12,12 @@ from medsr import kspace
 from medsr.checkpoint import load_weights
 from medsr.cli import main
 from medsr.data.datasets import SampleSpec
-from medsr.data.joint import JointSliceDataset, t2net_lr_gain
+from medsr.data.undersampled import JointSliceDataset, t2net_lr_gain
 from medsr.data.masks import MaskSpec
 from medsr.engine.runs import train
 from medsr.errors import InputError
 from medsr.models.dc import DCCascade, DataConsistency, has_data_consistency
-from medsr.models.joint import measurements
+from medsr.models.undersampled import measurements
 from medsr.models.sequential import Sequential
 from medsr.models.t2net import T2Net, relevance_max
 from medsr.registry import MODELS

@@ -76,7 +76,7 @@ class DataConfig:
     keeps ``target``/``ref``. ``dataset: synth`` trains on domain-randomised images (``synth``) mixed with the
     store's (validation stays on the store). ``mask`` undersamples the LR inputs of training and validation.
     ``fov`` and ``intensity`` (orthonormal | t2net-compat) apply to the reconstruction and joint tasks
-    (:mod:`medsr.data.joint`). ``phase`` (none | smooth-random, SR task) puts a smooth random phase on each HR
+    (:mod:`medsr.data.undersampled`). ``phase`` (none | smooth-random, SR task) puts a smooth random phase on each HR
     slice before it is sampled, so a mask's acceleration is not flattered by Hermitian symmetry; ``slices``
     (all | t2net) reads every slice or T2Net's 21 per volume (:data:`medsr.data.datasets.SLICE_SUBSETS`).
     Each task reads only some of these keys (its ``data_keys``, :mod:`medsr.tasks.base`); setting another one

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medsr.data.masks import parse_mask
-    from medsr.infer.files import super_resolve_file
+    from medsr.infer.super_resolve import super_resolve_file
     from medsr.infer.guard import parse_safeguards
     from medsr.io.atomic import check_output
 

@@ -30,7 +30,7 @@ from medsr.ct.units import check_ct
 from medsr.errors import InputError
 from medsr.infer.denoise_check import check_method_noise
 from medsr.io.dicom import write_dicom_like
-from medsr.infer.files import resolve_device
+from medsr.infer.super_resolve import resolve_device
 from medsr.inference.denoise import denoise_slices
 from medsr.inference.planes import InferenceOptions
 from medsr.io.nifti import is_nifti, write_volume

@@ -19,7 +19,7 @@ from torch import nn
 from medsr.kspace import data_consistency, fft2c, ifft2c
 from medsr.models.base import SRModel
 from medsr.models.blocks import conv
-from medsr.models.joint import measurements
+from medsr.models.undersampled import measurements
 from medsr.registry import MODELS
 
 DC_MODES = ("hard", "soft")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from medsr.models.base import ModelOutput, as_image, sr_model
-from medsr.models.joint import JointSRModel
+from medsr.models.undersampled import JointSRModel
 from medsr.registry import MODELS
 
 DEFAULT_RECON = {"type": "dc_cascade", "n_cascades": 3, "n_feats": 32, "n_layers": 4, "dc": "hard"}

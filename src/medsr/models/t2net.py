@@ -32,7 +32,7 @@ from medsr.kspace import zero_fill_upsample
 from medsr.models.base import ModelOutput
 from medsr.models.blocks import ResBlock, conv
 from medsr.models.dc import DataConsistency
-from medsr.models.joint import JointSRModel, measurements
+from medsr.models.undersampled import JointSRModel, measurements
 from medsr.models.sakg import zero_init
 from medsr.registry import MODELS
 

@@ -2,12 +2,12 @@
 clean, fully sampled LR), after the joint reconstruction + super-resolution literature (T2Net, Feng et al.,
 MICCAI 2021; MTrans, Feng et al., IEEE TMI 2022).
 
-Data: :class:`~medsr.data.joint.JointSliceDataset` (``data.mask`` required; ``data.fov``, ``data.intensity``), for
+Data: :class:`~medsr.data.undersampled.JointSliceDataset` (``data.mask`` required; ``data.fov``, ``data.intensity``), for
 training with ``data.dataset: synth`` mixed with generated items undersampled the same way; scales from the
 curriculum (:class:`~medsr.tasks.sr.SRTask`'s). Loss: the config's weighted list against ``hr``; the term
 ``recon_l1`` scores ``aux["recon"]`` against ``lr_clean`` (T2Net's protocol: 0.8 ``l1`` + 0.2 ``recon_l1``).
 Models that ``uses_kspace`` receive the batch's ``mask`` and measured ``kspace``. Validation: both branches per
-validation scale (:mod:`medsr.evaluation.joint`); ``val/psnr`` (the SR branch's mean over scales) selects
+validation scale (:mod:`medsr.evaluation.undersampled`); ``val/psnr`` (the SR branch's mean over scales) selects
 ``best.ckpt``. The weights record the degradation they were trained for (``meta["degradation"]``).
 """
 
@@ -19,12 +19,12 @@ import lightning.pytorch as pl
 import torch
 
 from medsr.data import masks
-from medsr.data.joint import JointSliceDataset, protocol
+from medsr.data.undersampled import JointSliceDataset, protocol
 from medsr.data.store import SliceStore
 from medsr.data.synth import SynthMixture, SynthSliceDataset
 from medsr.errors import InputError
 from medsr.config import to_dict
-from medsr.evaluation.joint import BRANCHES, PROTOCOL as EVAL_PROTOCOL, evaluate_joint
+from medsr.evaluation.undersampled import BRANCHES, PROTOCOL as EVAL_PROTOCOL, evaluate_joint
 from medsr.kspace import lr_shape
 from medsr.evaluation.report import protocol_header
 from medsr.models.base import Output

@@ -1,5 +1,5 @@
 """``task: reconstruction``: undersampled image -> fully sampled image on the same grid (the clean LR of
-:class:`~medsr.data.joint.JointSliceDataset`; at scale 1 the HR slice itself), e.g. MTrans' reconstruction
+:class:`~medsr.data.undersampled.JointSliceDataset`; at scale 1 the HR slice itself), e.g. MTrans' reconstruction
 setting (random mask, R 4, centre 0.08; Feng et al., "Multi-Modal Transformer for Accelerated MR Imaging",
 IEEE TMI 2022).
 

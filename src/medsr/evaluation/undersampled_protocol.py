@@ -1,5 +1,5 @@
 """``medsr test`` for reconstruction and joint weights: both branches (reconstruction vs the clean LR, SR vs HR)
-per scale and effective acceleration, with the zero-filling baseline, under :mod:`medsr.evaluation.joint`.
+per scale and effective acceleration, with the zero-filling baseline, under :mod:`medsr.evaluation.undersampled`.
 
 The degradation is the one the weights were trained for (``meta["degradation"]``: mask kind, grid, acceleration,
 field of view, intensity scale), rebuilt on the test split."""
@@ -10,8 +10,8 @@ from typing import Any
 
 from medsr.data import masks
 from medsr.data.datasets import SampleSpec
-from medsr.data.joint import JointSliceDataset, protocol
-from medsr.evaluation.joint import BRANCHES, PROTOCOL, evaluate_joint
+from medsr.data.undersampled import JointSliceDataset, protocol
+from medsr.evaluation.undersampled import BRANCHES, PROTOCOL, evaluate_joint
 from medsr.evaluation.report import summarise, summary_cell
 from medsr.evaluation.testing import TestProtocol
 from medsr.models.sequential import Sequential

@@ -1,7 +1,7 @@
 """Evaluation of undersampled-input models, branch by branch, with the fastMRI per-volume metrics.
 
 Protocol (:data:`PROTOCOL`): every slice of every subject of a split is degraded as in training (k-space crop to
-the scale, then the subject's mask on the LR grid; :class:`~medsr.data.joint.JointSliceDataset`) and restored
+the scale, then the subject's mask on the LR grid; :class:`~medsr.data.undersampled.JointSliceDataset`) and restored
 whole. Branches: ``recon`` (the reconstruction on the LR grid against the clean, fully sampled LR) and ``sr``
 (the HR output against the HR slices). Per volume (a subject's slices stacked): PSNR with data range = the
 maximum of the target volume, SSIM as scikit-image's defaults (7 x 7 uniform window, sample covariance, same
@@ -22,7 +22,7 @@ from medsr.data.datasets import eval_specs
 from medsr.evaluation.scores import collate, volume_batches
 from medsr.metrics.image import nmse, psnr, ssim
 from medsr.models.base import as_image
-from medsr.models.joint import JointSRModel
+from medsr.models.undersampled import JointSRModel
 
 PROTOCOL = {
     "unit": "volume (all slices of a subject stacked)",
