@@ -207,6 +207,13 @@ def test_d4_d5_weights_meta_checked_when_loaded(tmp_path, capsys, vol, spec, met
     assert not out.exists() and not (tmp_path / "f.png").exists()
 
 
+def test_sr_refuses_weights_that_normalise_by_hu(tmp_path, capsys, vol):
+    w = weights(tmp_path / "w.pth", norm={"method": "hu"})
+    refused(capsys, ["sr", vol, tmp_path / "out.nii.gz", "--scale", "2", "--weights", w], str(w),
+            "needs weights trained with the percentile rule")
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
 def test_d5_unet_weights_refused_by_test(tmp_path, capsys):
     spec = {"type": "unet", "in_channels": 1, "num_classes": 2, "base": 4, "depth": 1}
     w = weights(tmp_path / "w.pth", spec, task="segmentation")

@@ -21,7 +21,7 @@ LAYERS = [
     ("evaluation", ("medsr.evaluation",)),
     ("inference", ("medsr.inference",)),
     ("components", ("medsr.data", "medsr.models", "medsr.losses", "medsr.metrics", "medsr.checkpoint", "medsr.ct",
-                    "medsr.classical", "medsr.optim")),
+                    "medsr.classical", "medsr.optim", "medsr.intensity")),
     ("io", ("medsr.io",)),
     ("core", ("medsr.kspace", "medsr.slice_profile", "medsr.resample", "medsr.scales", "medsr.device", "medsr.errors",
               "medsr.registry", "medsr.config", "medsr")),

@@ -14,6 +14,7 @@ import medsr
 from medsr.errors import InputError
 from medsr.io.atomic import atomic_path
 from medsr.models.base import SRModel
+from medsr.intensity import rule_from_meta
 from medsr.registry import MODELS
 
 
@@ -108,10 +109,10 @@ def check_meta(path: str | Path, meta: Mapping[str, Any]) -> None:
     if n_adjacent is not None and not (isinstance(n_adjacent, int) and not isinstance(n_adjacent, bool)
                                        and n_adjacent >= 0):
         raise InputError(path, f"meta.n_adjacent must be an integer >= 0, got {n_adjacent!r}")
-    norm = meta.get("norm")
-    if norm is not None and not (isinstance(norm, Mapping) and _number(norm.get("percentile", 100))
-                                 and 0 < norm.get("percentile", 100) <= 100):
-        raise InputError(path, f"meta.norm must be a mapping with a percentile in (0, 100], got {norm!r}")
+    try:
+        rule_from_meta(meta)
+    except ValueError as err:
+        raise InputError(path, str(err)) from None
     scales = meta.get("scales")
     if scales is not None and not (isinstance(scales, (list, tuple)) and len(scales) == 2
                                    and all(_number(s) for s in scales) and 1 <= scales[0] <= scales[1]):

@@ -30,7 +30,6 @@ from medsr.checkpoint import save_weights
 from medsr.config import config_hash, load_config, RunConfig, to_yaml
 from medsr.data.embedded import ensure_mni
 from medsr.data.embedded_ct import ensure_ct
-from medsr.data.store import NORM_PERCENTILE
 from medsr.engine.callbacks import Checkpointer, StepBar
 from medsr.engine.datamodule import TaskDataModule
 from medsr.errors import InputError
@@ -223,7 +222,7 @@ def weights_meta(cfg: RunConfig, module: Any) -> dict[str, Any]:
     """What ``weights.pth`` records: the run's identity and normalisation, then the task's ``export_meta``."""
     return {
         "task": cfg.task,
-        "norm": {"method": "percentile", "percentile": NORM_PERCENTILE},
+        "norm": module.intensity.meta(),
         **module.export_meta(),
         "config_hash": config_hash(cfg),
         "steps": int(module.step),

@@ -18,7 +18,7 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 
 from medsr.checkpoint import SHIPPED_WEIGHTS, build_from_weights, shipped_weights
-from medsr.data.store import NORM_PERCENTILE, robust_scale
+from medsr.data.store import robust_scale
 from medsr.data.masks import MaskSpec
 from medsr.device import resolve_device
 from medsr.errors import InputError
@@ -27,6 +27,7 @@ from medsr.io.dicom import read_dicom_series
 from medsr.infer.guard import Safeguards, guard_model
 from medsr.infer.volume import model_slices, super_resolve
 from medsr.inference.planes import InferenceOptions
+from medsr.intensity import PercentileRule, rule_from_meta
 from medsr.io.nifti import is_nifti, read_volume, resampled_affine, write_volume
 from medsr.kspace import MAX_SCALE
 from medsr.models.base import SRModel, sr_model
@@ -150,11 +151,6 @@ def _model(weights: str | Path | None, method: str | None, ref: object) -> tuple
     return MODELS.build({"type": method}), {"model": {"type": method}}, Path(f"--method {method}")
 
 
-def _norm_percentile(meta: Mapping[str, Any]) -> float:
-    norm = meta.get("norm") or {}
-    return float(norm.get("percentile", NORM_PERCENTILE)) if isinstance(norm, Mapping) else NORM_PERCENTILE
-
-
 def reference_resampler(
     ref_path: str | Path,
     in_shape: Sequence[int],
@@ -235,7 +231,11 @@ def super_resolve_file(
                          "medsr sr reads magnitude images (whose spectrum is not the measurement), so they would do "
                          "nothing: use weights trained without DC (e.g. t2net dc: none)")
     model = sr_model(model, path).to(torch_device)
-    percentile = _norm_percentile(meta)
+    rule = rule_from_meta(meta)
+    if not isinstance(rule, PercentileRule):
+        raise InputError(path, f"normalises intensities by {rule.meta()} (CT denoising weights?); medsr sr needs "
+                         "weights trained with the percentile rule")
+    percentile = rule.percentile
     if sampling is not None and sampling.kind == "file":
         # A mask file must fit the input's planes (with --mask-grid hr, the output's), --force or not.
         sampling.draw(tuple(out_shape[:2]), tuple(volume.shape[:2]), seed=0)
@@ -246,13 +246,12 @@ def super_resolve_file(
             ref_on_grid = reference_resampler(ref, volume.shape, image.affine, out_shape, percentile, notes)
         else:
             notes.append(f"model {meta['model'].get('type')} does not read a reference; --ref ignored")
-    low = min(float(volume.min()), 0.0)  # data with negative values is shifted to start at 0, as in training
-    if low < 0:
-        notes.append(f"input has negative values: shifted by {-low:g} before normalisation and back after")
-    norm = robust_scale(volume - low, percentile)
+    if volume.min() < 0:  # shifted to start at 0, as in training (PercentileRule)
+        notes.append(f"input has negative values: shifted by {-float(volume.min()):g} before normalisation and "
+                     "back after")
     options = InferenceOptions(batch_size=batch_size, tile=tile, tta=tta, device=torch_device,
                                progress=progress)
-    normalised = (volume - low) / norm
+    normalised, restore = rule.normalise(volume)
     guarded = guard_model(normalised, out_shape, model, meta, n_slices=model_slices(model, meta),
                           ref_on_grid=ref_on_grid, options=options, guards=guards or Safeguards(),
                           voxel_z=in_voxel[2], source=input_path)
@@ -264,7 +263,7 @@ def super_resolve_file(
     except ValueError as err:
         flag = "--scale" if scale is not None else "--voxel-size"
         raise InputError(flag, f"the model cannot do this: {err}") from None
-    result = result * norm + low
+    result = restore(result)
     bad = int(np.count_nonzero(~np.isfinite(result)))
     if bad:
         raise InputError(weights or input_path, f"the model produced {bad} non-finite voxels (NaN or Inf weights, "

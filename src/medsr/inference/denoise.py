@@ -1,8 +1,8 @@
 """Denoising HU slices with a trained 2-D denoiser: the one path of validation, the CT demo, the CT benchmark and
 ``medsr denoise``.
 
-The network sees the fixed normalisation of :mod:`medsr.ct.units` (``1 + HU / 1000``, padding below -1024 HU
-clamped to air) and its output is mapped back to HU with the padding restored; the slices go through
+The network sees the fixed normalisation of :class:`medsr.intensity.HURule` (``1 + HU / 1000``, padding below
+-1024 HU clamped to air) and its output is mapped back to HU with the padding restored; the slices go through
 :func:`medsr.inference.planes.predict_planes` at scale 1 (batches, optional blended tiles), so every caller gets the
 same voxels for the same options.
 """
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from medsr.ct.units import network_input, network_output
 from medsr.inference.planes import InferenceOptions, predict_planes
+from medsr.intensity import HURule
 from medsr.models.base import as_image
 
 
@@ -36,10 +36,10 @@ def denoise_slices(net: nn.Module, hu: np.ndarray | torch.Tensor, options: Infer
                    bar: tqdm | None = None) -> np.ndarray:
     """Denoise HU slices ``[N, H, W]`` with ``net`` (evaluation mode, on ``options.device``; default: the
     network's device, whole slices, batches of 8); float32 HU out, padding below -1024 HU kept."""
-    hu = torch.as_tensor(np.ascontiguousarray(hu, dtype=np.float32))
+    hu = np.ascontiguousarray(hu, dtype=np.float32)
     if options is None:
         options = InferenceOptions(device=next(net.parameters()).device, progress=False)
     net.eval()
     model = PlaneDenoiser(net).to(options.device)
-    planes = predict_planes(model, network_input(hu).numpy(), tuple(hu.shape[1:]), options=options, bar=bar)
-    return network_output(torch.from_numpy(planes), hu).numpy()
+    x, restore = HURule().normalise(hu)
+    return restore(predict_planes(model, x, tuple(hu.shape[1:]), options=options, bar=bar))

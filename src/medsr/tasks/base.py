@@ -12,6 +12,8 @@ Contract of a task (docs/architecture.md, "Tasks"):
   ``best.ckpt``;
 * ``export_meta() -> dict``: what the weights file records beyond the model spec;
 * ``adversarial_target``: the batch key of real images when the task supports ``train.gan`` (else None);
+* ``intensity``: the rule (:mod:`medsr.intensity`) that maps a volume to the network's range and back,
+  recorded in the weights' ``meta.norm`` (default: the store's percentile rule);
 * ``data_keys``: the ``data`` keys the task reads besides :data:`COMMON_DATA_KEYS`; a config that sets any other
   ``data`` key away from its default is refused when the task is built (a mask in a denoise config, a noise
   scale in an SR config), so no key is accepted and silently ignored. ``None`` (a task that does not declare
@@ -42,6 +44,7 @@ from medsr.config import DataConfig, RunConfig, to_dict
 from medsr.data.datasets import StepBatchSampler
 from medsr.errors import InputError
 from medsr.losses import WeightedSum
+from medsr.intensity import HURule, PercentileRule
 from medsr.models.base import Output
 from medsr.optim import EMA, make_optimizer, make_scheduler, update
 from medsr.tasks.adversarial import Adversary
@@ -117,6 +120,7 @@ class TrainingTask(pl.LightningModule, abc.ABC):
     monitor: str = ""
     adversarial_target: str | None = None
     data_keys: frozenset[str] | None = None
+    intensity: PercentileRule | HURule = PercentileRule()
 
     def __init__(self, cfg: RunConfig):
         super().__init__()

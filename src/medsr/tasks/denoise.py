@@ -22,20 +22,19 @@ import torch
 
 from medsr.data.ct_pairs import CTPairDataset
 from medsr.inference.denoise import denoise_slices
+from medsr.intensity import HURule
 from medsr.inference.planes import InferenceOptions
 from medsr.metrics.ct import DENOISE_WINDOWS, scores_in_windows
 from medsr.models.base import Output
 from medsr.registry import TASKS
 from medsr.tasks.base import TrainingTask
 
-NORM = {"method": "hu", "formula": "1 + HU / 1000", "clamp_below_hu": -1024.0}
-
-
 @TASKS.register("denoise")
 class DenoiseTask(TrainingTask):
     """The network applied to ``ld``, the losses compared with ``fd``."""
 
     data_keys = frozenset({"patch_size", "augment", "noise_scale"})
+    intensity = HURule()
     monitor = "val/psnr"
     adversarial_target = "fd"
 
@@ -68,4 +67,4 @@ class DenoiseTask(TrainingTask):
         return metrics
 
     def export_meta(self) -> dict[str, Any]:
-        return {"norm": dict(NORM), "data": {"root": self.cfg.data.root, "embedded": self.cfg.data.embedded}}
+        return {"data": {"root": self.cfg.data.root, "embedded": self.cfg.data.embedded}}
