@@ -480,42 +480,29 @@ def probes(model: Any, sets: dict[str, Any], cfg: dict[str, Any], device: str) -
     with an LR reference, on both evaluation sets."""
     import torch
 
-    state: dict[str, Any] = {}
+    labels: dict[str, torch.Tensor] = {}
 
-    def replace_logits(module: Any, inputs: Any, logits: torch.Tensor) -> torch.Tensor | None:
-        if state.get("prior") == "uniform":
-            return torch.zeros_like(logits)
-        if state.get("prior") == "truth":
-            prob = soft_labels(state["label"].to(logits.device), tuple(logits.shape[-2:]), logits.shape[1])
-            repeat = logits.shape[0] // prob.shape[0]  # every slice of the stack gets the centre's labels
-            return torch.log(prob.clamp_min(1e-4)).repeat_interleave(repeat, dim=0).to(logits.dtype)
-        return None
+    def truth(logits: torch.Tensor) -> torch.Tensor:
+        """The ground-truth tissue map as logits: every slice of the stack gets the centre's labels."""
+        prob = soft_labels(labels["label"].to(logits.device), tuple(logits.shape[-2:]), logits.shape[1])
+        repeat = logits.shape[0] // prob.shape[0]
+        return torch.log(prob.clamp_min(1e-4)).repeat_interleave(repeat, dim=0).to(logits.dtype)
 
-    def wrong_cell(module: Any, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor] | None:
+    def wrong(code: torch.Tensor) -> torch.Tensor:
         """The scale claimed half the true one: the cell twice as large (linear), log-scale minus 1/3 (log)."""
-        if not state.get("wrong_scale"):
-            return None
-        return (inputs[0] - 1 / 3,) if model.scale_embedding == "log" else (inputs[0] * 2.0,)
+        return code - 1 / 3 if model.scale_embedding == "log" else code * 2.0
 
-    prior = model.semantic.head if model.semantic is not None else model.prior
-    hooks = [prior.register_forward_hook(replace_logits)] if prior is not None else []
-    if model.cell is not None:
-        hooks.append(model.cell.register_forward_pre_hook(wrong_cell))
+    settings = (("prior=truth", {"prior_logits": truth}), ("prior=uniform", {"prior_logits": torch.zeros_like}),
+                ("wrong-scale", {"scale_code": wrong}))
     out = {}
-    try:
-        for name, data in sets.items():
-            for ref in PRIMARY_REFS:
-                for s in cfg["scales"]:
-                    specs = specs_for(data, name, s, ref, cfg)
-                    for probe, setting in (("prior=truth", {"prior": "truth"}), ("prior=uniform", {"prior": "uniform"}),
-                                           ("wrong-scale", {"wrong_scale": True})):
-                        state.clear()
-                        state.update(setting)
+    for name, data in sets.items():
+        for ref in PRIMARY_REFS:
+            for s in cfg["scales"]:
+                specs = specs_for(data, name, s, ref, cfg)
+                for probe, options in settings:
+                    with model.probe(**options):
                         out[f"{name}|{ref}|x{s:g}|{probe}"] = score(
-                            model, data, specs, device, on_batch=lambda b: state.__setitem__("label", b["label"]))
-    finally:
-        for h in hooks:
-            h.remove()
+                            model, data, specs, device, on_batch=lambda b: labels.__setitem__("label", b["label"]))
     return out
 
 

@@ -155,3 +155,22 @@ def test_log_scale_conditioning_starts_as_no_op_and_then_reads_the_scales() -> N
     torch.testing.assert_close(log_scale(torch.tensor([1.0, 2.0, 8.0])), torch.tensor([0.0, 1 / 3, 1.0]))
     with pytest.raises(InputError, match="model.scale_embedding"):
         build(scale_embedding="sqrt")
+
+
+def test_declared_probes_change_the_output_only_inside_the_block() -> None:
+    model = activate(build(0)).eval()  # learned prior, scale conditioning
+    torch.nn.init.normal_(model.cell.weight, std=0.5)
+    lr, ref = inputs(), torch.rand(2, 1, *OUT_SIZE)
+    with torch.no_grad():
+        base = model(lr, OUT_SIZE, ref)
+        with model.probe(prior_logits=torch.zeros_like):
+            uniform = model(lr, OUT_SIZE, ref)
+        with model.probe(scale_code=lambda code: code * 2.0):
+            wrong = model(lr, OUT_SIZE, ref)
+        after = model(lr, OUT_SIZE, ref)
+    assert (base - uniform).abs().max() > 1e-5 and (base - wrong).abs().max() > 1e-5
+    assert torch.equal(after, base)  # the hooks are gone
+    no_prior = activate(build(0, semantic=False, scale_conditioning=False)).eval()
+    with torch.no_grad(), no_prior.probe(prior_logits=torch.zeros_like, scale_code=lambda c: c * 2):
+        assert torch.equal(no_prior(lr, OUT_SIZE, ref), activate(build(0, semantic=False, scale_conditioning=False)
+                                                                 ).eval()(lr, OUT_SIZE, ref))

@@ -50,7 +50,8 @@ seeds and paired ablations, by ``benchmarks/fair.py`` (results in ``benchmarks/r
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -276,6 +277,27 @@ class SAKG(SRModel):
         self.init_head(head, C, band_split=band_split, in_band_correction=in_band_correction, nonnegative=nonnegative,
                        reference_base=reference_base)
         self.chunk = chunk
+
+    @contextlib.contextmanager
+    def probe(self, prior_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              scale_code: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[None]:
+        """Evaluation probes, declared here so that callers (``benchmarks/fair.py``) name no internal module:
+        inside the block, the tissue logits ``[N, n_classes, h, w]`` of the semantic prior (the learned head's or
+        the external segmenter's) become ``prior_logits(logits)`` (zeros: a uniform prior), and the scale code
+        the decoder's scale conditioning reads (the cell sizes, or their log scales with ``scale_embedding:
+        log``) becomes ``scale_code(code)``. A probe the model has no part for (no prior, no scale
+        conditioning) does nothing."""
+        prior = self.semantic.head if self.semantic is not None else self.prior
+        hooks = []
+        if prior_logits is not None and prior is not None:
+            hooks.append(prior.register_forward_hook(lambda module, inputs, logits: prior_logits(logits)))
+        if scale_code is not None and self.cell is not None:
+            hooks.append(self.cell.register_forward_pre_hook(lambda module, inputs: (scale_code(inputs[0]),)))
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
 
     def _decode_query(self, q: Query) -> torch.Tensor:
         h = q.feat + self.rel(q.rel)
