@@ -261,3 +261,23 @@ def test_nl_means_matches_the_pixel_by_pixel_definition():
         assert np.allclose(got, _nl_means_loop(image, h, patch, search, sigma), atol=1e-10)
     smooth = nl_means(torch.from_numpy(image)[None], 5.0, 3, 5)[0].numpy()
     assert smooth.std() < image.std()
+
+
+@pytest.mark.parametrize("spec", [{"type": "dncnn", "depth": 5, "width": 8}, {"type": "redcnn", "width": 8},
+                                  {"type": "cncl_lite", "width": 8}])
+def test_the_folded_inference_copy_is_the_same_function(spec):
+    from medsr.models.base import as_image, folded_for_inference
+
+    torch.manual_seed(0)
+    model = MODELS.build(spec)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # statistics a trained network would have
+            m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    folded = folded_for_inference(model)
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(as_image(folded(x)), as_image(model(x)), rtol=1e-5, atol=1e-5)
+    if spec["type"] == "dncnn":  # its batch norms are folded away in the copy, kept in the original
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 0
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 3

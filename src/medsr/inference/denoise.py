@@ -2,7 +2,9 @@
 ``medsr denoise``.
 
 The network sees the fixed normalisation of :class:`medsr.intensity.HURule` (``1 + HU / 1000``, padding below
--1024 HU clamped to air) and its output is mapped back to HU with the padding restored; the slices go through
+-1024 HU clamped to air) and its output is mapped back to HU with the padding restored; the network runs as
+:func:`medsr.models.base.folded_for_inference` folds it (batch norm folded into the convolutions, channels-last:
+the same function, about twice as fast on CPU); the slices go through
 :func:`medsr.inference.planes.predict_planes` at scale 1 (batches, optional blended tiles), so every caller gets the
 same voxels for the same options.
 """
@@ -16,7 +18,7 @@ from tqdm import tqdm
 
 from medsr.inference.planes import InferenceOptions, predict_planes
 from medsr.intensity import HURule
-from medsr.models.base import as_image
+from medsr.models.base import as_image, folded_for_inference
 
 
 class PlaneDenoiser(nn.Module):
@@ -40,6 +42,6 @@ def denoise_slices(net: nn.Module, hu: np.ndarray | torch.Tensor, options: Infer
     if options is None:
         options = InferenceOptions(device=next(net.parameters()).device, progress=False)
     net.eval()
-    model = PlaneDenoiser(net).to(options.device)
+    model = PlaneDenoiser(folded_for_inference(net)).to(options.device)
     x, restore = HURule().normalise(hu)
     return restore(predict_planes(model, x, tuple(hu.shape[1:]), options=options, bar=bar))

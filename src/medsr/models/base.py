@@ -45,6 +45,7 @@ Paired initialisation: :func:`seeded_init` redraws every layer's parameters from
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
@@ -107,6 +108,21 @@ def zero_init(layer: nn.Module) -> nn.Module:
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
+
+
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """An evaluation copy of ``model`` computing the same function faster on CPU: each ``Conv2d`` followed by a
+    ``BatchNorm2d`` in an ``nn.Sequential`` folded into one convolution (:func:`torch.nn.utils.fusion.
+    fuse_conv_bn_eval`, the running statistics) and the parameters in channels-last memory (PyTorch's oneDNN
+    convolutions). ``model`` itself is left as it is (training and EMA keep their batch norms)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+    return folded.to(memory_format=torch.channels_last)
 
 
 def seeded_init(model: nn.Module, seed: int) -> nn.Module:
