@@ -100,12 +100,11 @@ def cost(weights: str, threads: int) -> dict[str, float]:
 
 
 def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t interval (0 for one value)."""
-    from scipy.stats import t
+    """Mean and the half-width of its 95% Student-t interval (0 for one value), from the evaluation package."""
+    from medsr.evaluation.report import mean_half_width
 
-    n = len(values)
-    mean = float(np.mean(values))
-    return mean, (float(t.ppf(0.975, n - 1) * np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
+    mean, half = mean_half_width(values)
+    return mean, half if math.isfinite(half) else 0.0
 
 
 def markdown(report: dict[str, Any]) -> str:

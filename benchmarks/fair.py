@@ -588,13 +588,10 @@ class LeakModel:
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% Student-t interval (NaN for one value)."""
-    from scipy import stats
+    """Mean and the half-width of its 95% Student-t interval (NaN for one value), from the evaluation package."""
+    from medsr.evaluation.report import mean_half_width
 
-    a = np.asarray(values, dtype=np.float64)
-    if a.size < 2:
-        return float(a.mean()), math.nan
-    return float(a.mean()), float(stats.t.ppf(0.975, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
+    return mean_half_width(values)
 
 
 def per_seed(evals: list[dict[str, Any]], variant: str, cell: str, metric: str) -> dict[int, float]:

@@ -55,6 +55,13 @@ def t_interval(mean: float, std: float, n: int) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+def mean_half_width(values: Iterable[float | None]) -> tuple[float, float]:
+    """Mean of the finite ``values`` and the half-width of its 95% Student-t interval (:func:`summarise`; NaN
+    for fewer than two values): the ``mean ± h`` of the benchmarks' tables."""
+    s = summarise(values)
+    return s.mean, (s.ci95_high - s.ci95_low) / 2
+
+
 def format_value(value: Any, spec: str = ".4f") -> str:
     """Numbers with format ``spec`` ("inf", "n/a" for NaN/None), sequences joined, other values as text."""
     if value is None:
