@@ -252,15 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(sys.argv[1:] if argv is None else argv)
     report: dict[str, Any] = {"protocol": PROTOCOL.format(command=command), "cases": {}}
     figure_data = None
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, (path, fd, ld, pixel_mm) in cases(args.data, args.slices).items():
         print(name, flush=True)
         report["cases"][name], outputs = run_case(path, fd, ld, pixel_mm, args.weights)
         if figure_data is None:
             figure_data = (fd, {k: v for k, v in outputs.items() if "oracle" not in k})
-            args.out.mkdir(parents=True, exist_ok=True)
-            nps_figure(args.out / "nps.png", report["cases"][name]["rows"], f"{name}: noise power spectrum of the "
-                       "output (simulated quarter dose)")
-    args.out.mkdir(parents=True, exist_ok=True)
+            nps_figure(args.out / "nps.png", report["cases"][name]["rows"], f"{name}:\nnoise power spectrum of "
+                       "the output (simulated quarter dose)")
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     (args.out / "results.md").write_text(markdown(report))
     fd, outputs = figure_data

@@ -117,5 +117,5 @@ METRICS = Registry("metric", "medsr.metrics")
 # Dataset preparers of ``medsr prepare NAME``: ``prepare(out_dir, options, **sources) -> split``.
 DATASETS = Registry("dataset", "medsr.data.prepare")
 # What ``medsr test`` does with the weights of each task (by the weights' ``meta.task``): a
-# :class:`medsr.evaluation.protocol.TestProtocol`.
+# :class:`medsr.evaluation.testing.TestProtocol`.
 PROTOCOLS = Registry("test protocol", "medsr.evaluation")

@@ -50,4 +50,5 @@ def segmentation_table(report: dict[str, Any]) -> tuple[list[str], list[list[Any
                                                           for r in report["results"]]
 
 
-PROTOCOLS.register("segmentation")(TestProtocol(run_segmentation_test, segmentation_table, "segmentation", options=("target",)))
+PROTOCOLS.register("segmentation")(TestProtocol(run_segmentation_test, segmentation_table, "segmentation",
+                                                options=("target",)))

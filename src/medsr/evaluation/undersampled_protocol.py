@@ -18,7 +18,6 @@ from medsr.models.sequential import Sequential
 from medsr.registry import PROTOCOLS
 
 
-
 def mask_from_meta(degradation: dict[str, Any]) -> masks.MaskSpec:
     """The training mask of a weights file's ``degradation`` record."""
     return masks.parse_mask(degradation["mask"], degradation["acceleration"], degradation["center_fraction"],

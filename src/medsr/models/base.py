@@ -159,8 +159,9 @@ class SRModel(nn.Module):
     :attr:`ModelOutput.aux`; ``init_args`` maps constructor arguments that only initialise parameters from
     another weights file to the submodule they fill (e.g. SAKG's ``prior_init`` -> ``prior.net``): the
     constructor accepts and ignores them, :func:`medsr.checkpoint.build_model` loads the file after construction,
-    and a weights file rebuilds the model without them because its own parameters replace them; ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and
-    ``kspace`` of an undersampled input (:mod:`medsr.models.undersampled`).
+    and a weights file rebuilds the model without them because its own parameters replace them;
+    ``uses_kspace`` says whether ``forward`` also takes the keywords ``mask`` and ``kspace`` of an undersampled
+    input (:mod:`medsr.models.undersampled`).
     """
 
     fixed_scales: tuple[int, ...] | None = None
