@@ -2,9 +2,10 @@
 # Trains the shipped CT denoising weights src/medsr/weights/dncnn_ct.pth (the default of `medsr denoise`) on the
 # development data (real abdomen CT, ../shared/data/ct; not shipped with medsr) on 2 CPU cores: builds the pair
 # store data/ct_shared (`medsr prepare ctvol`: CRLM-CT-1006 plus the embedded slices, quarter dose simulated;
-# the held-out patient CRLM-CT-1004 is skipped by the preparer), then trains CONFIG (default ct_dncnn_shared) for at most MINUTES (default 70), continues it with the second stage CONFIG_FT
-# (default ct_dncnn_shared_ft: a warm restart from the first stage's weights, at most 75 minutes; FT=0 skips it)
-# and copies the last stage's weights to OUT (the first stage's to RUNS/CONFIG.pth, the comparison row of
+# the held-out patient CRLM-CT-1004 is skipped by the preparer), then trains CONFIG (default ct_dncnn_shared) for
+# at most MINUTES (default 70), continues it with the second stage CONFIG_FT (default ct_dncnn_shared_ft: a warm
+# restart from the first stage's weights, at most 75 minutes; FT=0 skips it) and copies the last stage's weights
+# to OUT (the first stage's to RUNS/CONFIG.pth, the comparison row of
 # `python benchmarks/ct_dev.py DATA_DIR --weights runs/ct_dncnn_shared.pth`). Both stages together: at most
 # 145 minutes of training.
 # The CT volumes come from TCIA's Colorectal-Liver-Metastases collection (CC BY 4.0, doi:10.7937/QXK2-QG03), as
