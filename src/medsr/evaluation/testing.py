@@ -92,10 +92,11 @@ class Method:
     baseline: bool = False
 
 
-def _methods(setup: TestSetup) -> tuple[list[Method], dict[str, Any]]:
+def _methods(setup: TestSetup, main: tuple[nn.Module, dict[str, Any]] | None = None
+             ) -> tuple[list[Method], dict[str, Any]]:
     methods, main_meta = [], {}
     for i, path in enumerate((weights_path(setup.weights), *setup.extra)):
-        model, meta = build_from_weights(path, task="sr")
+        model, meta = main if i == 0 and main is not None else build_from_weights(path, task="sr")
         model = sr_model(model, path)
         main_meta = main_meta or {**meta, "path": path}
         name = meta["model"]["type"] + ("" if i == 0 else f" ({Path(path).stem})")
@@ -121,13 +122,15 @@ def unsupported(net: Any, dataset: Any, scale: float) -> str | None:
     return None
 
 
-def run_test(setup: TestSetup) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
-    """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale.
+def run_test(setup: TestSetup, main: tuple[nn.Module, dict[str, Any]] | None = None
+             ) -> tuple[dict[str, Any], dict[tuple[str, float], dict[str, torch.Tensor]]]:
+    """Evaluate the model of ``setup.weights`` (the ``extra`` ones, bicubic and zero-filling) at every scale;
+    ``main``: that model and meta when the caller has already read them (not read again).
 
     Returns the report ``{"protocol": {...}, "results": [{"method", "scale", "ref", "psnr", "psnr_std", "psnr_ci",
     "ssim", "ssim_std", "ssim_ci", "n_volumes", "ood", "note"}]}`` (``*_ci``: 95% t-interval over volumes) (``note``: why a row is n/a, else None) and, per ``(method, scale)``, a 2-D sample ``{"lr", "sr", "hr"}``.
     """
-    methods, meta = _methods(setup)
+    methods, meta = _methods(setup, main)
     contrasts = meta.get("contrasts", {})
     target = setup.target or contrasts.get("target")
     if target is None:
@@ -183,8 +186,8 @@ def results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]
 
 
 def run_sr_test(setup: TestSetup, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
-    """The report of :func:`run_test` (``model`` and ``meta`` are re-read there, with the ``extra`` weights)."""
-    return run_test(setup)[0]
+    """The report of :func:`run_test` for ``model`` (read from ``setup.weights`` by ``medsr test``)."""
+    return run_test(setup, (model, meta))[0]
 
 
 PROTOCOLS.register("sr")(TestProtocol(run_sr_test, results_table, "super-resolution"))
