@@ -270,8 +270,28 @@ def test_protocol_configs_print_their_sampling_on_the_embedded_data(mni_store, n
     compat = TASKS.get(cfg.task)(load_config(name, [f"data.root={mni_store}", "data.intensity=t2net-compat",
                                                     *overrides]))
     assert "t2net-compat" in compat.protocol()["intensity"]
-    item = task.dataset("val", training=False)[SampleSpec(index=0, scale=(cfg.val.scales[0],) * 2)]
+    item = task.dataset("val", training=False)[SampleSpec(index=0, scale=(task.val_scales[0],) * 2)]
     assert item["hr"].shape[-2:] == tuple(cfg.data.fov)
+
+
+def test_reconstruction_is_the_recon_branch_at_scale_one_without_a_curriculum(mni_store):
+    """One undersampled task, two branches: reconstruction trains and validates at scale 1 by construction (its
+    config sets no curriculum and no validation scales), against the clean LR; another scale is refused."""
+    from medsr.config import load_config
+    from medsr.registry import TASKS
+
+    overrides = [f"data.root={mni_store}", "data.target=T2", "data.ref=PD"]
+    recon = TASKS.get("reconstruction")(load_config("mtrans_fastmri", overrides))
+    joint = TASKS.get("joint")(load_config("t2net_ixi_x2", [f"data.root={mni_store}"]))
+    assert type(recon).__mro__[1] is type(joint).__mro__[1]  # both branches of one class
+    assert (recon.branch, recon.adversarial_target, recon.val_scales) == ("recon", "lr_clean", (1.0,))
+    assert recon.curriculum.scale_range() == (1, 1)
+    assert (joint.branch, joint.adversarial_target) == ("sr", "hr") and joint.curriculum.scale_range() == (2, 2)
+    with pytest.raises(InputError, match="val.scales"):
+        TASKS.get("reconstruction")(load_config("mtrans_fastmri", [*overrides, "val.scales=[2]"]))
+    staged = "data.curriculum=[{until_step: null, scale: {type: choice, values: [2]}, ref: none}]"
+    with pytest.raises(InputError, match="data.curriculum"):
+        TASKS.get("reconstruction")(load_config("mtrans_fastmri", [*overrides, staged]))
 
 
 def test_generated_items_must_match_the_field_of_view(mni_store):

@@ -60,11 +60,16 @@ class SRTask(TrainingTask):
     def __init__(self, cfg: Any):
         super().__init__(cfg)
         # A bad curriculum, or one the model cannot follow, fails here, before any run directory exists.
-        check_fixed_scales(sr_model(self.model, "model").fixed_scales, self.curriculum, cfg.val.scales)
+        check_fixed_scales(sr_model(self.model, "model").fixed_scales, self.curriculum, self.val_scales)
 
     @functools.cached_property
     def curriculum(self) -> Curriculum:
         return config.curriculum(self.cfg)
+
+    @property
+    def val_scales(self) -> tuple[float, ...]:
+        """The scales validation scores (``val.scales``)."""
+        return tuple(self.cfg.val.scales)
 
     def dataset(self, split: str, *, training: bool) -> Any:
         """The store's dataset of ``split``; for training with ``data.dataset: synth``, mixed with generated items."""
@@ -105,7 +110,7 @@ class SRTask(TrainingTask):
         cfg = self.cfg
         metrics: dict[str, float] = {}
         self.val_sample = None
-        for scale in cfg.val.scales:
+        for scale in self.val_scales:
             volume_scores, sample = scores.evaluate_scale(
                 self.eval_model, dataset, scale, cfg.val.ref, ref_scale=cfg.val.ref_scale, device=self.device,
                 batch_size=cfg.val.batch_size, subjects=subjects,

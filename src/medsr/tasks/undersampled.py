@@ -1,18 +1,27 @@
-"""``task: joint``: undersampled low-resolution input -> HR image, with an auxiliary reconstruction target (the
-clean, fully sampled LR), after the joint reconstruction + super-resolution literature (T2Net, Feng et al.,
-MICCAI 2021; MTrans, Feng et al., IEEE TMI 2022).
+"""The undersampled-MRI task, in two branches: ``task: joint`` (undersampled LR input -> HR image, with the clean,
+fully sampled LR as an auxiliary reconstruction target; T2Net, Feng et al., MICCAI 2021) and ``task:
+reconstruction`` (undersampled image -> fully sampled image on the same grid; MTrans' reconstruction setting,
+random mask R 4, centre 0.08, Feng et al., IEEE TMI 2022). One class, :class:`UndersampledTask`; the branch is
+the only difference:
 
-Data: :class:`~medsr.data.undersampled.JointSliceDataset` (``data.mask`` required; ``data.fov``, ``data.intensity``), for
-training with ``data.dataset: synth`` mixed with generated items undersampled the same way; scales from the
-curriculum (:class:`~medsr.tasks.sr.SRTask`'s). Loss: the config's weighted list against ``hr``; the term
-``recon_l1`` scores ``aux["recon"]`` against ``lr_clean`` (T2Net's protocol: 0.8 ``l1`` + 0.2 ``recon_l1``).
-Models that ``uses_kspace`` receive the batch's ``mask`` and measured ``kspace``. Validation: both branches per
-validation scale (:mod:`medsr.evaluation.undersampled`); ``val/psnr`` (the SR branch's mean over scales) selects
-``best.ckpt``. The weights record the degradation they were trained for (``meta["degradation"]``).
+* ``sr`` (joint): scales from the curriculum (:class:`~medsr.tasks.sr.SRTask`'s), loss against ``hr``, ``val/psnr``
+  = the SR branch's mean over the validation scales;
+* ``recon`` (reconstruction): scale 1 by construction (the LR grid is the HR grid; a config sets no curriculum and
+  no validation scales, and one that asks for another scale is refused), loss against ``lr_clean``, the model's
+  output on the input's grid, ``val/psnr`` = the reconstruction's PSNR.
+
+Data: :class:`~medsr.data.undersampled.JointSliceDataset` (``data.mask`` required; ``data.fov``,
+``data.intensity``), for training with ``data.dataset: synth`` mixed with generated items undersampled the same
+way. Loss: the config's weighted list against the branch's target; the term ``recon_l1`` scores ``aux["recon"]``
+against ``lr_clean`` (T2Net's protocol: 0.8 ``l1`` + 0.2 ``recon_l1``). Models that ``uses_kspace`` receive the
+batch's ``mask`` and measured ``kspace``. Validation: both branches per validation scale
+(:mod:`medsr.evaluation.undersampled`). The weights record the degradation they were trained for
+(``meta["degradation"]``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
@@ -23,21 +32,26 @@ from medsr.data.undersampled import JointSliceDataset, protocol
 from medsr.data.store import SliceStore
 from medsr.data.synth import SynthMixture, SynthSliceDataset
 from medsr.errors import InputError
-from medsr.config import to_dict
+from medsr import config
+from medsr.config import DataConfig, ValConfig, to_dict
 from medsr.evaluation.undersampled import BRANCHES, PROTOCOL as EVAL_PROTOCOL, evaluate_joint
 from medsr.kspace import lr_shape
 from medsr.evaluation.report import protocol_header
 from medsr.models.base import Output
 from medsr.registry import TASKS
+from medsr.scales import ChoiceScale, Curriculum, Stage
 from medsr.tasks.sr import SRTask
 
+TARGETS = {"sr": "hr", "recon": "lr_clean"}  # what each branch's loss compares the output with
 
-def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int]) -> dict[str, Any]:
+
+def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int], val_scales: Sequence[float]
+                     ) -> dict[str, Any]:
     """What weights record of their training degradation: the mask settings, intensity scale, field of view and,
     per validation scale, the effective R of the mask on an ``hr_shape`` slice's LR grid (subject seed 0), nominal
     and counting the conjugate mirrors of a magnitude image's spectrum (:func:`medsr.data.masks.mirror_acceleration`)."""
     effective, mirror = {}, {}
-    for scale in cfg.val.scales:
+    for scale in val_scales:
         lr = lr_shape(hr_shape, scale)
         try:
             mask = masks.on_lr_grid(spec.draw(hr_shape, lr, 0), spec.grid, lr)
@@ -52,13 +66,38 @@ def degradation_meta(cfg: Any, spec: masks.MaskSpec, hr_shape: tuple[int, int]) 
             "fov": None if cfg.data.fov is None else list(cfg.data.fov)}
 
 
-@TASKS.register("joint")
-class JointTask(SRTask):
-    """Trains ``cfg.model`` on ``{lr, lr_clean, kspace, mask, hr, ref?}`` batches (module docstring)."""
+class UndersampledTask(SRTask):
+    """Trains ``cfg.model`` on ``{lr, lr_clean, kspace, mask, hr, ref?}`` batches; ``branch`` (``sr`` or ``recon``)
+    picks the target, the scales and the metric that selects ``best.ckpt`` (module docstring)."""
 
     data_keys = SRTask.data_keys | {"fov", "intensity"}
     monitor = "val/psnr"
     branch = "sr"
+
+    @property
+    def adversarial_target(self) -> str:  # type: ignore[override]
+        return TARGETS[self.branch]
+
+    @functools.cached_property
+    def curriculum(self) -> Curriculum:
+        given = config.curriculum(self.cfg)
+        if self.branch == "sr":
+            return given
+        if to_dict(self.cfg)["data"]["curriculum"] != DataConfig().curriculum and any(
+                stage.scale.range() != (1, 1) for stage in given.stages):
+            raise InputError("data.curriculum", f"task {self.cfg.task} works at scale 1 (the input's grid); "
+                             "remove data.curriculum from the config")
+        return Curriculum([Stage(until_step=None, scale=ChoiceScale((1,)))])
+
+    @property
+    def val_scales(self) -> tuple[float, ...]:
+        scales = tuple(self.cfg.val.scales)
+        if self.branch == "sr":
+            return scales
+        if scales not in (tuple(ValConfig().scales), (1,)):
+            raise InputError("val.scales", f"task {self.cfg.task} is validated at scale 1 (the input's grid); "
+                             "remove val.scales from the config")
+        return (1.0,)
 
     @property
     def mask_spec(self) -> masks.MaskSpec:
@@ -96,7 +135,7 @@ class JointTask(SRTask):
         lines = {"task": f"{self.cfg.task} (branch selecting best.ckpt: {self.branch})",
                  "data": f"{d.root} ({d.dataset}), target {d.target}, reference {d.ref or 'none'}",
                  **protocol(d.intensity, d.fov)}
-        for scale in self.cfg.val.scales:
+        for scale in self.val_scales:
             lr = lr_shape(shape, scale)
             try:
                 mask = masks.on_lr_grid(spec.draw(shape, lr, 0), spec.grid, lr)
@@ -117,9 +156,10 @@ class JointTask(SRTask):
         return {"mask": batch["mask"], "kspace": batch["kspace"]} if self.model.uses_kspace else {}
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Output]:
-        hr = batch["hr"]
-        output = self.model(batch["lr"], tuple(hr.shape[-2:]), batch.get("ref"), **self.measurements(batch))
-        loss, terms = self.criterion(output, hr, batch)
+        target = batch[TARGETS[self.branch]]
+        ref = batch.get("ref") if self.branch == "sr" else None
+        output = self.model(batch["lr"], tuple(target.shape[-2:]), ref, **self.measurements(batch))
+        loss, terms = self.criterion(output, target, batch)
         return loss, terms, output
 
     def validation_metrics(self, trainer: pl.Trainer, dataset: Any, subjects: Sequence[str]) -> dict[str, float]:
@@ -128,7 +168,7 @@ class JointTask(SRTask):
         cfg = self.cfg
         ref = cfg.val.ref if self.model.uses_ref and cfg.data.ref is not None else "none"
         metrics: dict[str, float] = {}
-        for scale in cfg.val.scales:
+        for scale in self.val_scales:
             scores = evaluate_joint(self.eval_model, dataset, scale, ref, ref_scale=cfg.val.ref_scale,
                                     device=self.device, batch_size=cfg.val.batch_size, subjects=subjects)
             for branch in BRANCHES:
@@ -149,5 +189,20 @@ class JointTask(SRTask):
         d = self.cfg.data
         store = SliceStore(d.root)
         shape = tuple(d.fov) if d.fov is not None else tuple(store.shape(store.subjects(d.val_split)[0])[-2:])
-        return {**super().export_meta(), "degradation": degradation_meta(self.cfg, self.mask_spec, shape),
+        return {**super().export_meta(), "degradation": degradation_meta(self.cfg, self.mask_spec, shape,
+                                                                         self.val_scales),
                 "protocol": self.protocol()}
+
+
+@TASKS.register("joint")
+class JointTask(UndersampledTask):
+    """The ``sr`` branch: undersampled LR -> HR, the reconstruction an auxiliary output."""
+
+    branch = "sr"
+
+
+@TASKS.register("reconstruction")
+class ReconstructionTask(UndersampledTask):
+    """The ``recon`` branch: undersampled -> fully sampled on the same grid, at scale 1."""
+
+    branch = "recon"
