@@ -76,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(head and neck train, abdomen validates)")
             sub.add_argument("--realisations", type=int, default=2, metavar="R",
                              help="low-dose realisations per training slice (default: 2)")
+            sub.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N procedural CT slices "
+                             "(bodies and heads, medsr.data.ct_anatomy) to the training split (default: 0)")
         sub.add_argument("out_dir", help="output folder (must not exist)")
         sub.add_argument("--no-progress", action="store_true", help="no progress lines")
         sub.set_defaults(func=run_ct)
@@ -120,7 +122,8 @@ def run_ct(args: argparse.Namespace) -> int:
     if args.format == "ctvol":
         from medsr.data.prepare.ct_volumes import prepare_ct_volumes
 
-        split = prepare_ct_volumes(args.src, args.out_dir, args.val, args.embedded, args.realisations, progress)
+        split = prepare_ct_volumes(args.src, args.out_dir, args.val, args.embedded, args.realisations, progress,
+                                   args.synthetic)
     else:
         from medsr.data.prepare.ldct import prepare_ldct
 

@@ -9,6 +9,13 @@ the physical I0, electronic noise, parallel beam, Hann FBP, only the missing noi
 batches; training patients get ``realisations`` noise realisations. Split by patient: ``val`` lists the validation
 patients, all others train; ``embedded=True`` adds the embedded slices with their own split (head and neck train,
 abdomen validates), so a store of one real patient still has a validation image of another patient.
+
+``synthetic=N`` adds ``N`` procedural slices (:mod:`medsr.data.ct_anatomy`, bodies and heads alternating, each
+one training subject ``synth-<kind>-<i>``): the noise-free image is scanned at full dose by the simulator
+(``noise_free_input``: Poisson counts at the slice's I0), then the low dose is inserted as for the real scans, so
+full dose and low dose relate exactly as a real pair's do. Each slice draws its I0 (the embedded I0 times
+``SYNTHETIC_I0``, log-uniform) and dose (``SYNTHETIC_DOSE``, uniform), so the network sees a range of noise
+levels, textures (pixel sizes) and anatomies; the real scans keep the embedded dataset's fixed dose.
 """
 
 from __future__ import annotations
@@ -25,11 +32,15 @@ from medsr import kspace
 from medsr.ct.dose import simulate_low_dose
 from medsr.ct.geometry import scanner_geometry
 from medsr.data import embedded_ct
+from medsr.data.ct_anatomy import KINDS, anatomy_slice
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import is_heldout, source_name
 from medsr.errors import InputError
 
 BATCH = 8
+SYNTHETIC_I0 = (0.6, 1.7)  # factors of the embedded I0, log-uniform
+SYNTHETIC_DOSE = (0.2, 0.35)
+SYNTHETIC_SIZE = 512  # pixels per side of a procedural slice
 SUFFIX = re.compile(r"\.nii(\.gz)?$")
 
 
@@ -77,8 +88,33 @@ def simulate_volume(hu: np.ndarray, pixel_mm: float, realisations: int, seed: st
     return out
 
 
+def synthetic_subject(index: int, realisations: int, size: int = SYNTHETIC_SIZE) -> tuple[str, dict[str, Any]]:
+    """Procedural slice ``index`` (:mod:`medsr.data.ct_anatomy`) as ``(subject id, subject of write_pair_store)``:
+    full dose scanned from the noise-free image, ``realisations`` low doses inserted (module docstring), all seeded
+    by ``ctvol/synthetic/<index>``."""
+    kind = KINDS[index % len(KINDS)]
+    seed = f"ctvol/synthetic/{index}"
+    rng = np.random.default_rng(kspace.seed_from_name(seed))
+    image = anatomy_slice(rng, kind, size)
+    i0 = embedded_ct.I0 * float(np.exp(rng.uniform(*np.log(SYNTHETIC_I0))))
+    dose = float(rng.uniform(*SYNTHETIC_DOSE))
+    geometry = scanner_geometry(embedded_ct.GEOMETRY, image.hu.shape, image.pixel_mm)
+
+    def scan(hu: torch.Tensor, d: float, name: str, noise_free: bool) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/{name}"))
+        return simulate_low_dose(hu, geometry, d, i0, embedded_ct.ELECTRONIC_NOISE, embedded_ct.FILTER, generator,
+                                 noise_free_input=noise_free)
+
+    fd = scan(torch.from_numpy(image.hu), 1.0, "fd", True)
+    ld = np.stack([scan(fd, dose, f"ld/{r}", False).numpy() for r in range(realisations)])[:, None]
+    return f"synth-{kind}-{index:04d}", {
+        "fd": fd.numpy()[None], "ld": ld, "affine": embedded_ct.axial_affine(image.pixel_mm),
+        "pixel_mm": image.pixel_mm, "record": {"source": f"medsr.data.ct_anatomy {kind} {index}",
+                                               "i0": round(i0, 1), "dose": round(dose, 4)}}
+
+
 def prepare_ct_volumes(src: str | Path, out_dir: str | Path, val: Sequence[str] = (), embedded: bool = False,
-                       realisations: int = 2, progress: bool = True) -> dict[str, list[str]]:
+                       realisations: int = 2, progress: bool = True, synthetic: int = 0) -> dict[str, list[str]]:
     """Build the store (written atomically) and return its split."""
     files, held = volume_files(src)
     for path in held:
@@ -105,10 +141,17 @@ def prepare_ct_volumes(src: str | Path, out_dir: str | Path, val: Sequence[str] 
         for sid, subject, which in embedded_ct.embedded_subjects(progress):
             subjects[f"embedded-{sid}"] = subject
             split[which].append(f"embedded-{sid}")
+    for index in range(synthetic):
+        if progress and index % 16 == 0:
+            print(f"procedural CT anatomy: slices {index + 1}-{min(index + 16, synthetic)} of {synthetic}", flush=True)
+        sid, subjects[sid] = synthetic_subject(index, realisations, SYNTHETIC_SIZE)
+        split["train"].append(sid)
     if not split["train"]:
         raise InputError(src, "leaves no training subject")
     split["test"] = list(split["val"])
     parameters = {**embedded_ct.parameters(), "dataset": "ct-volumes", "realisations": realisations,
-                  "embedded": embedded}
+                  "embedded": embedded, "synthetic": synthetic}
+    if synthetic:
+        parameters["synthetic_noise"] = {"i0_factor": list(SYNTHETIC_I0), "dose": list(SYNTHETIC_DOSE)}
     write_pair_store(out_dir, subjects, split, parameters)
     return split
