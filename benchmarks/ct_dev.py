@@ -12,8 +12,9 @@ shipped ``dncnn_ct.pth`` and each ``--weights`` file), :func:`medsr.infer.denois
 nlm`` / ``bm3d`` (noise PSD estimated from the case, one for all slices), plus a BM3D-style row with the
 simulator's own noise PSD (an oracle no user has). Scores per slice in the RED-CNN window [-160, 240] HU and in
 LDCT-bench's abdomen window (``medsr.metrics.ct`` presets); slices are the unit: mean and 95 % t-interval over
-slices, and for each row the paired per-slice difference to BM3D-style and to NLM with its interval and the worst
-slice's gain over the low-dose input. Noise texture: each method is also run on a second low-dose realisation of
+slices, and for each row the paired per-slice difference to BM3D-style, to NLM and (when ``--weights`` is given)
+to the first ``--weights`` file, the control of a paired ablation, with its interval, and the worst slice's gain
+over the low-dose input. Noise texture: each method is also run on a second low-dose realisation of
 up to :data:`NPS_SLICES` slices; ``(out_1 - out_2) / sqrt(2)``, the output's noise alone (anatomy and the
 full-dose scan's own noise cancel), in square ROIs of uniform soft tissue gives its NPS
 (:func:`medsr.metrics.ct.noise_power_spectrum`, the repeated-scan method of ICRU Report 87 / AAPM TG-233): the noise
@@ -165,13 +166,16 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {p[0]:.2f} [{format_value(p[1], '.2f')}, {format_value(p[2], '.2f')}] | "
                          f"{summary['ssim_redcnn'][0]:.4f} | {summary['psnr_ldctbench-abdomen'][0]:.2f} | "
                          f"{summary['ssim_ldctbench-abdomen'][0]:.4f} | {r['seconds']:.2f} |")
+        control = block.get("control")
+        keys = ("bm3d", "nlm", "control") if control else ("bm3d", "nlm")
         lines += ["", "Paired per-slice PSNR differences (RED-CNN window, dB; mean [95% CI]) and the worst slice's gain "
-                  "over the low-dose input:", "", "| method | vs BM3D-style (estimated PSD) | vs NLM | worst slice vs "
-                  "low dose |", "|---|---|---|---|"]
+                  "over the low-dose input:", "", "| method | vs BM3D-style (estimated PSD) | vs NLM | "
+                  + (f"vs {control} (the first --weights) | " if control else "") + "worst slice vs low dose |",
+                  "|---|---|---|" + ("---|" if control else "") + "---|"]
         for name, d in block["paired"].items():
             cells = [f"{d[k][0]:+.2f} [{format_value(d[k][1], '+.2f')}, {format_value(d[k][2], '+.2f')}]"
-                     for k in ("bm3d", "nlm")]
-            lines.append(f"| {name} | {cells[0]} | {cells[1]} | {d['worst']:+.2f} |")
+                     for k in keys]
+            lines.append(f"| {name} | {' | '.join(cells)} | {d['worst']:+.2f} |")
         first = next(iter(block["rows"].values()))["texture"]
         lines += ["", f"Noise texture of the output (two realisations, {block['nps_slices']} slices, {first['rois']} "
                   f"ROIs of {NPS_ROI}x{NPS_ROI} uniform soft tissue): noise sd and mean NPS frequency, and f_avg "
@@ -234,10 +238,12 @@ def run_case(path: Path, fd: np.ndarray, ld: np.ndarray, pixel_mm: float, weight
         print(f"  {name}: PSNR {rows[name]['summary']['psnr_redcnn'][0]:.2f} dB, {seconds:.2f} s/slice, noise sd "
               f"{rows[name]['texture']['sd']:.1f} HU, f_avg {rows[name]['texture']['f_avg']:.3f}/mm", flush=True)
     psnr = {k: np.array(rows[k]["per_slice"]["psnr_redcnn"]) for k in methods}
+    control = Path(weights[0]).name if weights else None
     paired = {name: {"bm3d": interval(list(psnr[name] - psnr[BM3D])), "nlm": interval(list(psnr[name] - psnr[NLM])),
+                     **({"control": interval(list(psnr[name] - psnr[control]))} if control else {}),
                      "worst": float((psnr[name] - psnr["low dose"]).min())}
               for name in methods if name != "low dose"}
-    return {"slices": n, "nps_slices": len(subset), "rows": rows, "paired": paired}, outputs
+    return {"slices": n, "nps_slices": len(subset), "rows": rows, "paired": paired, "control": control}, outputs
 
 
 def main(argv: list[str] | None = None) -> int:
