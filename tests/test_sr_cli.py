@@ -131,13 +131,18 @@ def test_reference_with_a_known_shift_is_resampled_through_both_affines(tmp_path
     assert right < 0.02 < wrong
 
 
-def test_reference_outside_the_field_of_view_is_an_error(tmp_path, weights, capsys):
+@pytest.mark.parametrize("shape,shift,words", [
+    ((8, 8, 8), (5000.0, 0.0, 0.0), "does not overlap"),  # another field of view
+    ((8, 6, 6), None, "covers only 15% of the input's field of view (at least 50% needed)"),  # another subject size
+])
+def test_reference_that_misses_most_of_the_field_of_view_is_an_error(tmp_path, weights, capsys, shape, shift, words):
     write_input(tmp_path / "in.nii.gz")
-    far = oblique_affine(shift=(5000.0, 0.0, 0.0))
-    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), far), tmp_path / "ref.nii.gz")
+    affine = oblique_affine() if shift is None else oblique_affine(shift=shift)
+    nib.save(nib.Nifti1Image(np.ones(shape, np.float32), affine), tmp_path / "ref.nii.gz")
     code = main(["sr", str(tmp_path / "in.nii.gz"), str(tmp_path / "out.nii.gz"), "--scale", "2",
                  "--ref", str(tmp_path / "ref.nii.gz"), "--weights", weights["_test_ref_echo"]])
-    assert code == 2 and "does not overlap" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0] and "ref.nii.gz" in err[0]
     assert not (tmp_path / "out.nii.gz").exists()
 
 

@@ -84,6 +84,9 @@ def resample_to_grid(
     return out
 
 
+MIN_OVERLAP = 0.5  # the least fraction of its target grid a reference must cover (preparers and medsr sr alike)
+
+
 def overlap_fraction(
     shape: Sequence[int],
     affine: np.ndarray,

@@ -33,6 +33,9 @@ from scipy import ndimage
 from medsr.data.synth_augment import smooth_field
 
 AIR_HU = -1000.0
+# HU ranges of the visceral regions; a region is one of these, bowel (contents with gas pockets) or lung base.
+ORGANS = {"liver": (40, 75), "enhancing parenchyma": (40, 130), "enhanced kidney": (100, 250),
+          "unenhanced soft tissue": (0, 40), "muscle": (30, 60), "fluid": (0, 20), "spleen": (40, 60)}
 PIXEL_MM = (0.35, 1.0)  # the pixel sizes of 512-pixel slices; other sizes keep the same fields of view
 KINDS = ("body", "head")
 
@@ -142,13 +145,13 @@ def body_slice(rng: np.random.Generator, size: int = 512) -> AnatomySlice:
     canvas.paint(viscera, -115, -70, texture=rng.uniform(2, 8))
     fields = np.stack([canvas.field(int(rng.integers(3, 9))) for _ in range(int(rng.integers(3, 9)))])
     organs = np.argmax(np.concatenate([np.full((1, size, size), rng.uniform(0.0, 0.8)), fields]), axis=0)
-    organ_ranges = [(40, 75), (40, 130), (100, 250), (0, 40), (30, 60), (0, 20), (40, 60)]
+    ranges = list(ORGANS.values())
     for label in range(1, fields.shape[0] + 1):
         region = viscera & (organs == label)
-        kind = int(rng.integers(len(organ_ranges) + 2))
-        if kind < len(organ_ranges):
-            canvas.paint(region, *organ_ranges[kind], texture=rng.uniform(2, 10))
-        elif kind == len(organ_ranges):  # bowel: contents with gas pockets
+        kind = int(rng.integers(len(ranges) + 2))
+        if kind < len(ranges):
+            canvas.paint(region, *ranges[kind], texture=rng.uniform(2, 10))
+        elif kind == len(ranges):  # bowel: contents with gas pockets
             canvas.paint(region, 0, 45, texture=5)
             canvas.paint(region & (canvas.field(int(rng.integers(10, 30))) > rng.uniform(0.8, 1.8)), -1000, -950)
         else:  # lung base with vessels

@@ -33,7 +33,7 @@ from medsr.kspace import MAX_SCALE
 from medsr.models.base import SRModel, sr_model
 from medsr.models.dc import has_data_consistency
 from medsr.registry import MODELS
-from medsr.resample import overlap_fraction, resample_to_grid
+from medsr.resample import MIN_OVERLAP, overlap_fraction, resample_to_grid
 
 MAX_VOXELS = 2**31
 
@@ -162,7 +162,9 @@ def reference_resampler(
     """Read a reference volume and return ``grid_shape -> reference`` resampled (trilinear, through the affines)
     onto the grid of ``grid_shape`` spanning the input's field of view, divided by its robust scale.
 
-    Raises :class:`InputError` when the affines cannot be inverted or the reference misses the output grid.
+    Raises :class:`InputError` when the affines cannot be inverted or the reference covers less than
+    :data:`~medsr.resample.MIN_OVERLAP` of the output grid (another field of view or another subject's size: the
+    preparers' rule).
     """
     ref, ref_img = read_input(ref_path)
     for name, affine in ((ref_path, ref_img.affine), ("input", in_affine)):
@@ -172,6 +174,9 @@ def reference_resampler(
     covered = overlap_fraction(ref.shape, ref_img.affine, out_shape, out_affine)
     if covered == 0:
         raise InputError(ref_path, "does not overlap the input's field of view (check both affines)")
+    if covered < MIN_OVERLAP:
+        raise InputError(ref_path, f"covers only {covered:.0%} of the input's field of view (at least "
+                                   f"{MIN_OVERLAP:.0%} needed): not a reference of this scan (check both affines)")
     ref = ref / robust_scale(ref, percentile)
     notes.append(
         f"reference {Path(ref_path).name} {ref.shape} at {_fmt(voxel_sizes(ref_img.affine))} mm resampled "

@@ -47,9 +47,8 @@ from medsr.data.store import MANIFEST_FILE, SPLIT_FILE, SPLITS, StoreWriter, sha
 from medsr.errors import InputError, as_integer, as_number, require
 from medsr.io.nifti import read_volume
 from medsr.registry import DATASETS
-from medsr.resample import overlap_fraction, resample_to_grid
+from medsr.resample import MIN_OVERLAP, overlap_fraction, resample_to_grid
 
-MIN_OVERLAP = 0.5
 GRID_TOLERANCE_MM = 1e-3
 ANISOTROPY = 1.01
 DEFAULT_MIN_SIGNAL = 0.1
