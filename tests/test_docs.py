@@ -83,6 +83,13 @@ def check_medsr(tokens: list[str], parser: argparse.ArgumentParser) -> list[str]
             return [f"unknown subcommand {' '.join(names + args[:1])!r} (choices: {', '.join(sorted(choices))})"]
         names.append(args[0])
         parser, args = choices[args[0]], args[1:]
+    if names == ["prepare"]:  # each preparer declares its own arguments (medsr.commands.prepare)
+        from medsr.commands.prepare import preparer_parser
+        from medsr.registry import DATASETS
+
+        if not args or args[0] not in DATASETS:
+            return [f"unknown subcommand {' '.join(names + args[:1])!r} (choices: {', '.join(DATASETS.names())})"]
+        parser, names, args = preparer_parser(args[0]), [*names, args[0]], args[1:]
     if _subparsers(parser):
         return [f"{' '.join(['medsr', *names])} needs a subcommand"]
     problems = [f"{' '.join(['medsr', *names])}: unknown flag {a.split('=')[0]}" for a in args

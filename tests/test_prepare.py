@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from medsr.cli import main
-from medsr.commands.prepare import FORMATS
 from medsr.data.prepare import brats, ixi
 from medsr.data.prepare.common import assign_split, centre_fit, group_by_subject, parse_options, slice_axis
 from medsr.data.store import SliceStore
@@ -330,8 +329,19 @@ def test_prepare_mni_goes_through_the_one_dispatch(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"{out}: 10 subjects (train 6, val 2, test 2)"
 
 
-def test_every_registered_dataset_is_a_prepare_format():
-    assert sorted(FORMATS) == DATASETS.names() == ["brats", "fastmri", "ixi", "mni", "pairs"]
+def test_every_preparer_is_one_registry_entry_that_declares_its_own_arguments(capsys):
+    """``medsr prepare`` has no list of its own: the names, help and arguments come from the DATASETS entries."""
+    assert DATASETS.names() == ["brats", "ct", "ctvol", "fastmri", "ixi", "ldct", "mni", "pairs"]
+    with pytest.raises(SystemExit) as stop:
+        main(["prepare", "--help"])
+    listed = capsys.readouterr().out
+    assert stop.value.code == 0 and all(f"  {name} " in listed for name in DATASETS.names())
+    with pytest.raises(SystemExit):
+        main(["prepare", "ctvol", "--help"])
+    assert "--synthetic N" in capsys.readouterr().out
+    assert main(["prepare", "knee", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no preparer 'knee' (known: brats, ct, ctvol" in err[0]
 
 
 def test_assign_split_is_deterministic_and_keeps_existing():

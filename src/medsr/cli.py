@@ -7,19 +7,12 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import NoReturn, Sequence
+from typing import Sequence
 
 import medsr
 from medsr import commands
+from medsr.commands import Parser
 from medsr.errors import InputError
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error contract: one line ``medsr: error: ...``, exit status 2, no usage block
-    (``--help`` still shows it)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"medsr: error: {self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

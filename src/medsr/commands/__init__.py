@@ -4,6 +4,15 @@ The option groups several commands share are defined once here."""
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line ``medsr: error: ...``, exit status 2, no usage block
+    (``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"medsr: error: {self.prog}: {message}\n")
 
 
 def add_mask_options(parser: argparse.ArgumentParser, kinds: str) -> None:

@@ -9,11 +9,12 @@ co-registered on one 1 mm grid (240 x 240 x 155), so slices are axial by default
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, group_by_subject, \
-    load_nifti_subject, preparer
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, contrast_options, found_pairs, \
+    group_by_subject, load_nifti_subject, preparer
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 PATTERN = re.compile(r"^(BraTS\w+?)_(t1|t1ce|t2|flair|seg)\.nii(\.gz)?$")
@@ -22,7 +23,12 @@ LABEL_NAMES = {0: "background", 1: "necrotic and non-enhancing tumour core (NCR/
                2: "peritumoral edema (ED, BraTS 2)", 3: "enhancing tumour (ET, BraTS 4)"}
 
 
-@preparer("brats")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="source folder")
+    contrast_options(parser, "t2", "t1", ": t1, t1ce, t2, flair")
+
+
+@preparer("brats", "BraTS 2020/2021 subject folders below SRC (seg as labels)", arguments)
 def dataset(src: str | Path, target: str = "t2", reference: str = "t1") -> Dataset:
     """The BraTS subjects below ``src`` with both modalities, their ``seg`` as labels when present."""
     root = check_source_dir(src)

@@ -26,7 +26,9 @@ existing ``split.json`` keep their split (new subjects fill the remaining quotas
 
 from __future__ import annotations
 
+import argparse
 import csv
+import inspect
 import json
 import math
 import multiprocessing
@@ -500,15 +502,66 @@ def prepare_store(dataset: Dataset, out_dir: str | Path, options: Options) -> di
     return split
 
 
-def preparer(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
-    """Register a ``dataset(**sources) -> Dataset`` function in ``medsr.registry.DATASETS`` as the preparer
-    ``name``: ``prepare(out_dir, options, **sources) -> split``, through :func:`prepare_store`."""
+@dataclass(frozen=True)
+class Preparer:
+    """One ``medsr prepare NAME`` entry of ``medsr.registry.DATASETS``: what it prepares (``help``), the
+    command-line arguments it declares (``add_arguments(parser)``), which of them are input paths (``inputs``: the
+    output must be none of them) and ``run(args) -> summary line``, which builds the store."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], str]
+    inputs: tuple[str, ...] = ("src",)
+
+
+def split_summary(out_dir: str | Path, split: Mapping[str, list[str]], unit: str = "subjects") -> str:
+    """``OUT: N subjects (train a, val b, test c)`` (a subject in two splits counted once)."""
+    counts = ", ".join(f"{name} {len(split.get(name, []))}" for name in SPLITS)
+    return f"{out_dir}: {len(set(sum((list(v) for v in split.values()), [])))} {unit} ({counts})"
+
+
+def store_options(parser: argparse.ArgumentParser, axis: bool = True) -> None:
+    """The options of every slice-store preparer (:func:`parse_options` checks them)."""
+    parser.add_argument("--workers", metavar="N", help="worker processes (default: min(4, CPUs))")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--min-signal", metavar="F", help="drop edge slices whose mean target signal is below F x "
+                        "the volume's mean slice signal (default: 0.1; 0 keeps all)")
+    parser.add_argument("--multiple", metavar="N", help="zero-pad in-plane, centred, to a multiple of N (default: 1)")
+    parser.add_argument("--split", metavar="TR,VA,TE",
+                        help="train,val,test fractions by subject (default: 0.8,0.1,0.1)")
+    parser.add_argument("--seed", metavar="N", help="seed of the split (default: 0); subjects of an existing "
+                        "split.json keep their split")
+    if axis:
+        parser.add_argument("--axis", metavar="AXIS", help="slice axis (default: the coarsest axis, else axial)")
+
+
+def contrast_options(parser: argparse.ArgumentParser, target: str, reference: str, choices: str = "") -> None:
+    """``--target`` and ``--ref`` (the ``reference`` argument of a dataset function) with their defaults."""
+    parser.add_argument("--target", default=target, help=f"target contrast{choices} (default: {target})")
+    parser.add_argument("--ref", dest="reference", metavar="REF", default=reference,
+                        help=f"reference contrast{choices} (default: {reference})")
+
+
+def preparer(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None],
+             inputs: tuple[str, ...] = ("src",), axis: bool = True
+             ) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a ``dataset(**sources) -> Dataset`` function in ``medsr.registry.DATASETS`` as the
+    :class:`Preparer` ``name``: its ``arguments`` (named after the function's parameters) first, then ``out_dir``
+    and :func:`store_options` (``--axis`` when ``axis``); it runs :func:`prepare_store`."""
 
     def add(dataset: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        def prepare(out_dir: str | Path, options: Options, **sources: Any) -> dict[str, list[str]]:
-            return prepare_store(dataset(**sources), out_dir, options)
+        def add_arguments(parser: argparse.ArgumentParser) -> None:
+            arguments(parser)
+            parser.add_argument("out_dir", help="output folder")
+            store_options(parser, axis)
 
-        DATASETS.register(name)(prepare)
+        def run(args: argparse.Namespace) -> str:
+            options = parse_options(args.workers, args.min_signal, args.multiple, args.split, args.seed,
+                                    getattr(args, "axis", None), not args.no_progress)
+            sources = {key: getattr(args, key) for key in inspect.signature(dataset).parameters}
+            return split_summary(args.out_dir, prepare_store(dataset(**sources), args.out_dir, options))
+
+        DATASETS.register(name)(Preparer(help, add_arguments, run, inputs))
         return dataset
 
     return add

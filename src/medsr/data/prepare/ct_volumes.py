@@ -20,6 +20,7 @@ levels, textures (pixel sizes) and anatomies; the real scans keep the embedded d
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,7 +36,9 @@ from medsr.data import embedded_ct
 from medsr.data.ct_anatomy import KINDS, anatomy_slice
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import is_heldout, source_name
+from medsr.data.prepare.common import Preparer, split_summary
 from medsr.errors import InputError
+from medsr.registry import DATASETS
 
 BATCH = 8
 SYNTHETIC_I0 = (0.6, 1.7)  # factors of the embedded I0, log-uniform
@@ -155,3 +158,27 @@ def prepare_ct_volumes(src: str | Path, out_dir: str | Path, val: Sequence[str] 
         parameters["synthetic_noise"] = {"i0_factor": list(SYNTHETIC_I0), "dose": list(SYNTHETIC_DOSE)}
     write_pair_store(out_dir, subjects, split, parameters)
     return split
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="source folder of NIfTI volumes (development held-out scans are skipped)")
+    parser.add_argument("out_dir", help="output folder (must not exist)")
+    parser.add_argument("--val", action="append", default=[], metavar="ID",
+                        help="a validation patient (file name without .nii.gz; repeatable); the others train")
+    parser.add_argument("--embedded", action="store_true", help="add the embedded CT slices with their split "
+                        "(head and neck train, abdomen validates)")
+    parser.add_argument("--realisations", type=int, default=2, metavar="R",
+                        help="low-dose realisations per training slice (default: 2)")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N procedural CT slices "
+                        "(bodies and heads, medsr.data.ct_anatomy) to the training split (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+def run(args: argparse.Namespace) -> str:
+    split = prepare_ct_volumes(args.src, args.out_dir, args.val, args.embedded, args.realisations,
+                               not args.no_progress, args.synthetic)
+    return split_summary(args.out_dir, split, "patients")
+
+
+DATASETS.register("ctvol")(Preparer("full-dose CT volumes (NIfTI, HU, one patient per file) below SRC, low dose "
+                                    "simulated", arguments, run))

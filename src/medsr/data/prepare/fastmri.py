@@ -13,6 +13,7 @@ file has no such header.
 
 from __future__ import annotations
 
+import argparse
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -83,7 +84,14 @@ def load_subject(subject: Subject, context: Context) -> Prepared:
                           record)
 
 
-@preparer("fastmri")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="source folder")
+    parser.add_argument("--pairs", dest="pairs_csv", required=True, metavar="CSV",
+                        help="CSV file with columns pd,pdfs[,subject]")
+
+
+@preparer("fastmri", "fastMRI HDF5 files below SRC, paired by a CSV with columns pd,pdfs[,subject]", arguments,
+          inputs=("src", "pairs_csv"), axis=False)
 def dataset(src: str | Path, pairs_csv: str | Path) -> Dataset:
     """The PD-FS/PD pairs listed in ``pairs_csv``, files below ``src``."""
     root = check_source_dir(src)

@@ -8,17 +8,23 @@ Subjects lacking the target or the reference are left out and listed in the mani
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, check_source_dir, choose, found_pairs, group_by_subject, \
-    load_nifti_subject, preparer
+from medsr.data.prepare.common import Dataset, check_source_dir, choose, contrast_options, found_pairs, \
+    group_by_subject, load_nifti_subject, preparer
 
 CONTRASTS = ("T1", "T2", "PD")
 PATTERN = re.compile(r"^(IXI\d+-[A-Za-z]+-\d+)-(T1|T2|PD)\.nii(\.gz)?$")
 
 
-@preparer("ixi")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="source folder")
+    contrast_options(parser, "T2", "PD", ": T1, T2 or PD")
+
+
+@preparer("ixi", "IXI NIfTI files (IXI<id>-<site>-<n>-<T1|T2|PD>.nii.gz) below SRC", arguments)
 def dataset(src: str | Path, target: str = "T2", reference: str = "PD") -> Dataset:
     """The IXI subjects below ``src`` that have both the ``target`` and the ``reference`` contrast."""
     root = check_source_dir(src)

@@ -30,6 +30,7 @@ Splits (patients, never slices):
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -41,8 +42,10 @@ import numpy as np
 from medsr.ct.units import check_ct
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import refuse_heldout
+from medsr.data.prepare.common import Preparer, split_summary
 from medsr.errors import InputError
 from medsr.io.dicom import RESCALE_TAGS, read_dicom_series
+from medsr.registry import DATASETS
 
 MIN_PAIRED = 0.9
 TOLERANCE_MM = 0.01
@@ -198,3 +201,22 @@ def prepare_ldct(root: str | Path, out_dir: str | Path, split: str = "redcnn", s
     write_pair_store(out_dir, subjects, lists, {"dataset": "ldct", "root": str(root.resolve()), "split": split,
                                                 "slice_mm": slice_mm, "low_dose": "measured"})
     return lists
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="source folder (one folder per patient)")
+    parser.add_argument("out_dir", help="output folder (must not exist)")
+    parser.add_argument("--split", default="redcnn", help="redcnn (test patient L506; default), ldctbench "
+                        "(LDCT-bench's published patient lists), or a JSON file {train, val, test} of patient ids")
+    parser.add_argument("--slice-mm", type=int, choices=(1, 3), help="keep the 1 mm or 3 mm series when a "
+                        "patient has both")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+def run(args: argparse.Namespace) -> str:
+    split = prepare_ldct(args.src, args.out_dir, args.split, args.slice_mm, not args.no_progress)
+    return split_summary(args.out_dir, split, "patients")
+
+
+DATASETS.register("ldct")(Preparer("Mayo/TCIA low-dose CT below SRC: per patient folder, a full-dose and a "
+                                   "quarter-dose DICOM series", arguments, run, inputs=("src", "split")))

@@ -5,15 +5,23 @@ stored as they are) may be empty for some subjects. The contrasts are stored und
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from medsr.data.prepare.common import Dataset, Subject, check_sid, load_nifti_subject, read_csv, resolve, \
-    preparer, unique_subjects
+from medsr.data.prepare.common import Dataset, Subject, check_sid, contrast_options, load_nifti_subject, \
+    read_csv, resolve, preparer, unique_subjects
 from medsr.data.store import sha256_file
 from medsr.errors import require
 
 
-@preparer("pairs")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("csv_path", metavar="csv", help="CSV file: subject,target,ref[,label] (paths relative to "
+                        "its folder)")
+    contrast_options(parser, "target", "ref", " name")
+
+
+@preparer("pairs", "NIfTI volumes listed in a CSV with columns subject,target,ref[,label]", arguments,
+          inputs=("csv_path",))
 def dataset(csv_path: str | Path, target: str = "target", reference: str = "ref") -> Dataset:
     """The subjects listed in ``csv_path``."""
     path = Path(csv_path)
