@@ -10,8 +10,6 @@
 # 145 minutes of training.
 # The CT volumes come from TCIA's Colorectal-Liver-Metastases collection (CC BY 4.0, doi:10.7937/QXK2-QG03), as
 # converted to NIfTI in ../shared/data (see its README); any folder of full-dose CT NIfTI volumes in HU works.
-# SYNTHETIC=N trains the second stage on a store that adds N procedural CT slices (medsr.data.ct_anatomy) to the
-# same real data (STORE_FT, default data/ct_shared_synth; config ct_dncnn_synth_ft).
 # Usage: scripts/train_ct_shared.sh DATA_DIR   (e.g. ../shared/data/ct)
 # GPU recipe: the same command on a CUDA machine (train.accelerator auto picks the GPU) with MINUTES=30 STEPS=40000
 # EXTRA="data.batch_size=32".
@@ -25,20 +23,14 @@ STEPS="${STEPS:-6500}"
 RUNS="${RUNS:-runs}"
 OUT="${OUT:-src/medsr/weights/dncnn_ct.pth}"
 MEDSR="${MEDSR:-.venv/bin/medsr}"
-SYNTHETIC="${SYNTHETIC:-0}"
 test -d "$STORE" || $MEDSR prepare ctvol "$SRC" "$STORE" --embedded
-STORE_FT="$STORE"
-if [ "$SYNTHETIC" != 0 ]; then
-  STORE_FT="${STORE_FT_DIR:-data/ct_shared_synth}"
-  test -d "$STORE_FT" || $MEDSR prepare ctvol "$SRC" "$STORE_FT" --embedded --synthetic "$SYNTHETIC"
-fi
 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train "$CONFIG" --overwrite --name "$CONFIG" "data.root=$STORE" \
   "train.steps=$STEPS" "train.max_minutes=$MINUTES" "logging.runs_dir=$RUNS" ${EXTRA:-}
 cp "$RUNS/$CONFIG/weights.pth" "$RUNS/$CONFIG.pth"  # the first stage alone: benchmarks/ct_dev.py --weights
 LAST="$CONFIG"
 if [ "${FT:-1}" != 0 ]; then
-  if [ "$SYNTHETIC" != 0 ]; then LAST="${CONFIG_FT:-ct_dncnn_synth_ft}"; else LAST="${CONFIG_FT:-${CONFIG}_ft}"; fi
-  OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train "$LAST" --overwrite --name "$LAST" "data.root=$STORE_FT" \
+  LAST="${CONFIG_FT:-${CONFIG}_ft}"
+  OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $MEDSR train "$LAST" --overwrite --name "$LAST" "data.root=$STORE" \
     "train.init=$RUNS/$CONFIG/weights.pth" "logging.runs_dir=$RUNS" ${EXTRA:-}
 fi
 cp "$RUNS/$LAST/weights.pth" "$OUT"

@@ -11,11 +11,15 @@ patients, all others train; ``embedded=True`` adds the embedded slices with thei
 abdomen validates), so a store of one real patient still has a validation image of another patient.
 
 ``synthetic=N`` adds ``N`` procedural slices (:mod:`medsr.data.ct_anatomy`, bodies and heads alternating, each
-one training subject ``synth-<kind>-<i>``): the noise-free image is scanned at full dose by the simulator
-(``noise_free_input``: Poisson counts at the slice's I0), then the low dose is inserted as for the real scans, so
-full dose and low dose relate exactly as a real pair's do. Each slice draws its I0 (the embedded I0 times
-``SYNTHETIC_I0``, log-uniform) and dose (``SYNTHETIC_DOSE``, uniform), so the network sees a range of noise
-levels, textures (pixel sizes) and anatomies; the real scans keep the embedded dataset's fixed dose.
+one training subject ``synth-<kind>-<i>``): the target is the noise-free image and the low dose the simulator's
+whole scan of it (``noise_free_input``: Poisson counts at ``dose`` times the slice's I0, electronic noise, FBP).
+Each slice draws its I0 (the embedded I0 times ``SYNTHETIC_I0``, log-uniform) and dose (``SYNTHETIC_DOSE``,
+uniform), so the network sees a range of noise levels, textures (pixel sizes) and anatomies; the real scans keep
+the embedded dataset's fixed dose. Measured, not assumed: a first version scanned the image at full dose as the
+target and inserted the low dose on top, as for real scans. Then the target keeps the simulator's full-dose noise,
+a fixed share ``d`` of the input's noise variance, which a network cannot tell from the rest, so it learned to
+keep about that share of the noise on real scans, whose own full-dose noise is far lower than the model's
+(validation 29.45 dB against 31.29 after 500 steps, its error 0.92 correlated with the input noise).
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def simulate_volume(hu: np.ndarray, pixel_mm: float, realisations: int, seed: st
 
 def synthetic_subject(index: int, realisations: int, size: int = SYNTHETIC_SIZE) -> tuple[str, dict[str, Any]]:
     """Procedural slice ``index`` (:mod:`medsr.data.ct_anatomy`) as ``(subject id, subject of write_pair_store)``:
-    full dose scanned from the noise-free image, ``realisations`` low doses inserted (module docstring), all seeded
+    the noise-free image as the target, ``realisations`` whole low-dose scans of it (module docstring), all seeded
     by ``ctvol/synthetic/<index>``."""
     kind = KINDS[index % len(KINDS)]
     seed = f"ctvol/synthetic/{index}"
@@ -103,17 +107,15 @@ def synthetic_subject(index: int, realisations: int, size: int = SYNTHETIC_SIZE)
     dose = float(rng.uniform(*SYNTHETIC_DOSE))
     geometry = scanner_geometry(embedded_ct.GEOMETRY, image.hu.shape, image.pixel_mm)
 
-    def scan(hu: torch.Tensor, d: float, name: str, noise_free: bool) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/{name}"))
-        return simulate_low_dose(hu, geometry, d, i0, embedded_ct.ELECTRONIC_NOISE, embedded_ct.FILTER, generator,
-                                 noise_free_input=noise_free)
-
-    fd = scan(torch.from_numpy(image.hu), 1.0, "fd", True)
-    ld = np.stack([scan(fd, dose, f"ld/{r}", False).numpy() for r in range(realisations)])[:, None]
+    clean = torch.from_numpy(image.hu)
+    ld = np.stack([simulate_low_dose(
+        clean, geometry, dose, i0, embedded_ct.ELECTRONIC_NOISE, embedded_ct.FILTER,
+        torch.Generator().manual_seed(kspace.seed_from_name(f"{seed}/ld/{r}")), noise_free_input=True).numpy()
+        for r in range(realisations)])[:, None]
     return f"synth-{kind}-{index:04d}", {
-        "fd": fd.numpy()[None], "ld": ld, "affine": embedded_ct.axial_affine(image.pixel_mm),
+        "fd": image.hu[None], "ld": ld, "affine": embedded_ct.axial_affine(image.pixel_mm),
         "pixel_mm": image.pixel_mm, "record": {"source": f"medsr.data.ct_anatomy {kind} {index}",
-                                               "i0": round(i0, 1), "dose": round(dose, 4)}}
+                                               "target": "noise-free", "i0": round(i0, 1), "dose": round(dose, 4)}}
 
 
 def prepare_ct_volumes(src: str | Path, out_dir: str | Path, val: Sequence[str] = (), embedded: bool = False,
@@ -155,7 +157,8 @@ def prepare_ct_volumes(src: str | Path, out_dir: str | Path, val: Sequence[str] 
     parameters = {**embedded_ct.parameters(), "dataset": "ct-volumes", "realisations": realisations,
                   "embedded": embedded, "synthetic": synthetic}
     if synthetic:
-        parameters["synthetic_noise"] = {"i0_factor": list(SYNTHETIC_I0), "dose": list(SYNTHETIC_DOSE)}
+        parameters["synthetic_noise"] = {"i0_factor": list(SYNTHETIC_I0), "dose": list(SYNTHETIC_DOSE),
+                                         "target": "noise-free", "low_dose": "whole scan (noise_free_input)"}
     write_pair_store(out_dir, subjects, split, parameters)
     return split
 
