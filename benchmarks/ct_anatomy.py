@@ -5,8 +5,8 @@ Tissue classes by HU inside the object (pixels above -950 HU): lung/gas [-950, -
 soft tissue [-30, 100), enhanced tissue [100, 300), bone [300, inf). The real volumes are the development CT
 (``../shared/data/ct``: TCIA Colorectal-Liver-Metastases, CC BY 4.0, doi:10.7937/QXK2-QG03; see its README), read
 as the training store reads them; the held-out patient of ``heldout.json`` is skipped, as every preparer skips
-it. Writes ``OUT/anatomy.md`` and ``OUT/anatomy.png`` (the first slices of each kind, the simulator's
-full-dose scan and quarter dose of one body and one head).
+it. Writes ``OUT/anatomy.md`` and ``OUT/anatomy.png`` (the first noise-free slices of each kind, and the
+simulator's low-dose scan of one body and one head with its noise).
 
     python benchmarks/ct_anatomy.py ../shared/data/ct [--slices 64]
 """
@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr import kspace
-from medsr.data.ct_anatomy import KINDS, anatomy_slice
-from medsr.data.prepare.ct_volumes import read_ct_volume, synthetic_subject, volume_files
+from medsr.data.ct_anatomy import KINDS
+from medsr.data.prepare.ct_volumes import read_ct_volume, synthetic_slice, synthetic_subject, volume_files
 
 OUT = Path("benchmarks/results/ct_dev")
 CLASSES = {"lung/gas": (-950, -500), "fat": (-500, -30), "water/soft tissue": (-30, 100),
@@ -49,15 +48,15 @@ def figure(path: Path, count: int) -> None:
         window = (-160, 240) if kind == "body" else (-20, 100)
         for col in range(3):
             index = row + 2 * col  # synthetic slices alternate body, head
-            image = anatomy_slice(np.random.default_rng(kspace.seed_from_name(f"ctvol/synthetic/{index}")), kind)
+            image = synthetic_slice(index)[0]
             axes[row, col].imshow(image.hu, cmap="gray", vmin=window[0], vmax=window[1])
             axes[row, col].set_title(f"{kind} {index}, {image.pixel_mm:.2f} mm (noise-free)", fontsize=8)
         _, subject = synthetic_subject(row, 1)
-        for col, (name, image) in enumerate((("full dose", subject["fd"][0]), ("low dose", subject["ld"][0, 0]))):
-            axes[row, 3 + col].imshow(image, cmap="gray", vmin=window[0], vmax=window[1])
-            record = subject["record"]
-            axes[row, 3 + col].set_title(f"{kind} {row}: {name} (I0 {record['i0']:.3g}, dose {record['dose']:.2f})",
-                                         fontsize=8)
+        record, ld = subject["record"], subject["ld"][0, 0]
+        axes[row, 3].imshow(ld, cmap="gray", vmin=window[0], vmax=window[1])
+        axes[row, 3].set_title(f"{kind} {row}: low dose (I0 {record['i0']:.3g}, dose {record['dose']:.2f})", fontsize=8)
+        axes[row, 4].imshow(ld - subject["fd"][0], cmap="gray", vmin=-100, vmax=100)
+        axes[row, 4].set_title(f"{kind} {row}: low dose - noise-free target [-100, 100] HU", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"medsr.data.ct_anatomy: the first slices of `medsr prepare ctvol --synthetic {count}` "
@@ -76,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     synthetic = {kind: [] for kind in KINDS}
     for index in range(args.slices):
-        kind = KINDS[index % len(KINDS)]
-        rng = np.random.default_rng(kspace.seed_from_name(f"ctvol/synthetic/{index}"))
-        synthetic[kind].append(anatomy_slice(rng, kind))
+        image = synthetic_slice(index)[0]
+        synthetic[image.kind].append(image)
     files, _ = volume_files(args.data)
     real = {}
     for path in files:

@@ -16,14 +16,13 @@ its published range (air -1000, lung -900..-700, fat -120..-70, water/CSF 0..15,
   infarct), sometimes air cells and skull base, and a head rest.
 
 Every region gets a smooth texture of a few HU (8 to 40 control points across the field of view); the image is
-blurred by a Gaussian of 0.5 to 1 pixel (partial volume and the reconstruction's resolution). Measured, not
-assumed: a first version also added a fine random texture (2 to 8 HU, correlation length 0.8 to 2 pixels) as
-anatomy, and a network trained with it kept the noise of real scans (validation 2 dB lower after 1,500 steps,
-its error 0.92 correlated with the input noise): at that scale texture and CT noise cannot be told apart, so
-the generator draws none. The field of view is the object's extent times a
-random margin, so the pixel size follows the anatomy (heads about 0.35 to 0.6 mm, bodies 0.55 to 1 mm on 512
-pixels). The image is noise-free: :mod:`medsr.data.prepare.ct_volumes` scans it at full dose with the projection
-simulator, then inserts the low dose as for a real scan. Each slice is a pure function of its generator.
+blurred by a Gaussian of 0.5 to 1 pixel (partial volume and the reconstruction's resolution). No fine random
+texture (a field of 1-2 pixels): at that scale texture and CT noise cannot be told apart. A first version drew
+one (2 to 8 HU); a network trained with it kept the noise of real scans, but so did one trained without it, so
+the texture was not the measured cause (the target was: :mod:`medsr.data.prepare.ct_volumes`). The field of view
+is the object's extent times a random margin, so the pixel size follows the anatomy (heads 0.35 to 0.55 mm,
+bodies 0.59 to 1 mm on 512 pixels). The image is noise-free: :mod:`medsr.data.prepare.ct_volumes` makes it the
+target of the simulator's whole low-dose scan. Each slice is a pure function of its generator.
 """
 
 from __future__ import annotations
@@ -107,9 +106,7 @@ class Canvas:
             self.paint(self.ellipse(self.x[rows[i], cols[i]], self.y[rows[i], cols[i]], r, r) < 1, low, high)
 
     def finish(self) -> np.ndarray:
-        """The partial-volume blur, nothing below air. No fine texture: a random field of 1-2 pixels is what CT
-        noise looks like, and a first version that added one (2-8 HU) taught the network to keep noise (module
-        docstring)."""
+        """The partial-volume blur, nothing below air (no fine texture: module docstring)."""
         return np.maximum(ndimage.gaussian_filter(self.hu, self.rng.uniform(0.5, 1.0)), AIR_HU).astype(np.float32)
 
 

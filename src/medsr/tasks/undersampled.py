@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
+from omegaconf import OmegaConf
 
 from medsr.data import masks
 from medsr.data.undersampled import JointSliceDataset, protocol
@@ -83,7 +84,7 @@ class UndersampledTask(SRTask):
         given = config.curriculum(self.cfg)
         if self.branch == "sr":
             return given
-        if to_dict(self.cfg)["data"]["curriculum"] != DataConfig().curriculum and any(
+        if OmegaConf.to_container(self.cfg.data.curriculum) != DataConfig().curriculum and any(
                 stage.scale.range() != (1, 1) for stage in given.stages):
             raise InputError("data.curriculum", f"task {self.cfg.task} works at scale 1 (the input's grid); "
                              "remove data.curriculum from the config")

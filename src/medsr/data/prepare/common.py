@@ -517,7 +517,7 @@ class Preparer:
 def split_summary(out_dir: str | Path, split: Mapping[str, list[str]], unit: str = "subjects") -> str:
     """``OUT: N subjects (train a, val b, test c)`` (a subject in two splits counted once)."""
     counts = ", ".join(f"{name} {len(split.get(name, []))}" for name in SPLITS)
-    return f"{out_dir}: {len(set(sum((list(v) for v in split.values()), [])))} {unit} ({counts})"
+    return f"{out_dir}: {len(set().union(*split.values()))} {unit} ({counts})"
 
 
 def store_options(parser: argparse.ArgumentParser, axis: bool = True) -> None:

@@ -37,7 +37,7 @@ from medsr import kspace
 from medsr.ct.dose import simulate_low_dose
 from medsr.ct.geometry import scanner_geometry
 from medsr.data import embedded_ct
-from medsr.data.ct_anatomy import KINDS, anatomy_slice
+from medsr.data.ct_anatomy import KINDS, AnatomySlice, anatomy_slice
 from medsr.data.ct_pairs import write_pair_store
 from medsr.data.heldout import is_heldout, source_name
 from medsr.data.prepare.common import Preparer, split_summary
@@ -95,14 +95,20 @@ def simulate_volume(hu: np.ndarray, pixel_mm: float, realisations: int, seed: st
     return out
 
 
+def synthetic_slice(index: int, size: int = SYNTHETIC_SIZE) -> tuple[AnatomySlice, np.random.Generator]:
+    """Procedural slice ``index`` of ``--synthetic`` (bodies and heads alternating, seeded by
+    ``ctvol/synthetic/<index>``) and its generator, which goes on to draw the slice's dose and I0."""
+    rng = np.random.default_rng(kspace.seed_from_name(f"ctvol/synthetic/{index}"))
+    return anatomy_slice(rng, KINDS[index % len(KINDS)], size), rng
+
+
 def synthetic_subject(index: int, realisations: int, size: int = SYNTHETIC_SIZE) -> tuple[str, dict[str, Any]]:
     """Procedural slice ``index`` (:mod:`medsr.data.ct_anatomy`) as ``(subject id, subject of write_pair_store)``:
     the noise-free image as the target, ``realisations`` whole low-dose scans of it (module docstring), all seeded
     by ``ctvol/synthetic/<index>``."""
-    kind = KINDS[index % len(KINDS)]
     seed = f"ctvol/synthetic/{index}"
-    rng = np.random.default_rng(kspace.seed_from_name(seed))
-    image = anatomy_slice(rng, kind, size)
+    image, rng = synthetic_slice(index, size)
+    kind = image.kind
     i0 = embedded_ct.I0 * float(np.exp(rng.uniform(*np.log(SYNTHETIC_I0))))
     dose = float(rng.uniform(*SYNTHETIC_DOSE))
     geometry = scanner_geometry(embedded_ct.GEOMETRY, image.hu.shape, image.pixel_mm)
